@@ -32,11 +32,14 @@ VERILATOR_WAIVERS = {
     # Amaranth leaves operands of comparisons and additions at their own widths and relies on
     # Verilog's context-determined extension (e.g. `c[3:0] <= 2'h2`); the values are exact.
     "WIDTHEXPAND": "operands narrower than the operator, extended by Verilog's sizing rules",
+    # Amaranth writes `x == 0` on a multi-bit x as `!x`, and its assignments truncate by
+    # definition (a value wider than its target keeps the low bits, as in Amaranth's semantics).
+    "WIDTHTRUNC": "`!x` for a zero test of a vector, and Amaranth's truncating assignments",
     # Amaranth declares a named wire for every field of a struct or array view (for waveforms),
     # also where the design reads only some fields or bits of it.
     "UNUSEDSIGNAL": "named wires for view fields that the logic does not read",
-    # Files are named `<unit>_<tag>.v`; the module name replaces '-' of a tag by '_'.
-    "DECLFILENAME": "module name differs from the file name for tags that contain '-'",
+    # One file per unit holds its submodules too (and a tag's '-' becomes '_' in module names).
+    "DECLFILENAME": "submodules live in the top's file; module names differ from file names",
 }
 
 

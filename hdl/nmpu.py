@@ -366,9 +366,11 @@ class NMPU(wiring.Component):
     def _framing(self, m, accept):
         """Beat counter and sticky framing-error flag (golden: `golden.nmpu.frame`)."""
         cfg = self.cfg
+        last = self.i.payload.last
+        if cfg.beats == 1:  # every beat is a whole vector
+            return C(0, 1), accept & ~last
         beat = Signal(range(cfg.beats), name="beat")
         final = beat == cfg.beats - 1
-        last = self.i.payload.last
         with m.If(accept):
             m.d.sync += beat.eq(Mux(last | final, 0, beat + 1))
         return beat, accept & (last != final)
@@ -387,12 +389,18 @@ class NMPU(wiring.Component):
         in_range = addr < cfg.columns
         words = []
         for l in range(cfg.lanes):
+            en = self.wr.en & in_range & (lane == l)
+            if cfg.beats == 1:  # one word per lane: a register (a memory would need 0 address bits)
+                word = Signal(param_layout(cfg), name=f"params{l}", reset_less=True)
+                with m.If(en):
+                    m.d.sync += word.eq(self.wr.data)
+                words.append(word)
+                continue
             mem = Memory(shape=param_layout(cfg), depth=cfg.beats, init=[])
             m.submodules[f"params{l}"] = mem
             wp = mem.write_port()
             rp = mem.read_port(domain="comb")
-            m.d.comb += [wp.addr.eq(row), wp.data.eq(self.wr.data), rp.addr.eq(beat),
-                         wp.en.eq(self.wr.en & in_range & (lane == l))]
+            m.d.comb += [wp.addr.eq(row), wp.data.eq(self.wr.data), rp.addr.eq(beat), wp.en.eq(en)]
             words.append(rp.data)
         return words, self.wr.en & ~in_range
 

@@ -12,8 +12,13 @@ import pytest
 from amaranth.sim import Simulator
 
 from golden import nmpu as g
-from hdl.config import NMPUConfig, RoundMode, nmpu_preset
+from hdl.config import NMPU_PRESETS, NMPUConfig, RoundMode, nmpu_preset
+from hdl.export import lint, module_name, write
 from hdl.nmpu import NMPU, Accumulate, Activate, Compress, Products, ShiftAmounts
+from verif.configs import random_nmpu_configs
+from verif.runner import setup_tools
+
+from .conftest import run_seed
 
 SIGNED = NMPUConfig(name="signed", columns=6, lanes=3, adc_bits=5, input_mode="signed",
                     scale_int=2, scale_frac=3, offset_int=4, offset_frac=4, out_bits=5,
@@ -275,3 +280,14 @@ def test_latency_and_throughput_tiny():
 def test_rejects_wrong_config_type():
     with pytest.raises(TypeError, match="NMPUConfig"):
         NMPU({"columns": 4})
+
+
+@pytest.mark.parametrize("cfg", list(NMPU_PRESETS.values()) + random_nmpu_configs(run_seed(), 3)
+                         + [SIGNED, NO_RES, dataclasses.replace(NO_RES, name="onebeat", columns=4)],
+                         ids=lambda c: c.tag)
+def test_verilog_lint_clean(cfg, tmp_path):
+    """`verilator --lint-only -Wall`, with only the waivers listed in hdl/export.py."""
+    setup_tools()
+    v_path, j_path = write("nmpu", cfg, tmp_path)
+    ok, text = lint(v_path, module_name("nmpu", cfg))
+    assert ok, text

@@ -115,7 +115,7 @@ def run_bench(unit, cfg, sim, seed, testcase=None, extra_env=None, name="all"):
     results = runner.test(test_module=f"verif.tb_{unit}", hdl_toplevel=meta["module"],
                           hdl_toplevel_lang="verilog",
                           build_dir=build_dir, test_dir=out, testcase=testcase, seed=seed,
-                          extra_env=env, results_xml="results.xml", log_file=out / "sim.log",
+                          extra_env=env, results_xml=str(out / "results.xml"), log_file=out / "sim.log",
                           timescale=TIMESCALE)
     wall = time.perf_counter() - t0
     tests, failed = _parse(results)

@@ -237,7 +237,7 @@ class NMPUBench:
     def write_params(self, params, cols=None):
         cols = range(self.cfg.columns) if cols is None else cols
         words = g.pack_params(self.cfg, params)
-        self.writer.queue.extend((c, words[c]) for c in cols)
+        self.writer.queue.extend((int(c), words[int(c)]) for c in cols)
 
     def random_params(self, corners=0.15):
         cfg, rng = self.cfg, self.rng
@@ -444,8 +444,6 @@ def _require_basic(bench, with_registers=True):
         bench.cov.require("relu_out", (0, 1))
         if cfg.residual:
             bench.cov.require("residual_en", (0, 1))
-        bench.cov.require("tie_by_mode", ("FLOOR", "HALF_UP", "HALF_EVEN"))
-        bench.cov.require("rail", ("low", "high"))
         if cfg.exp_bits:
             bench.cov.require("e", range(cfg.e_max + 1))
 
@@ -501,16 +499,28 @@ async def corner_classes(dut, stalls):
                 if cfg.residual:
                     layer["residual_en"] = 1
                 bench.send_vectors(ins, [layer] * 2)
-    # planted ties: acc = (2m + 1) · 2^(s − 1) on a grid of s
-    await bench.drain()
-    bench.write_params(bench.random_params())
-    await bench.drain()
-    for s in range(1, min(cfg.max_shift, cfg.acc_bits) + 1):
-        ins = bench.random_inputs(1, corners=0.3)
-        layer = {"shift": s, "pre_cut": 0, "round_mode": s % 3, "relu_mid": 0, "relu_out": 0}
-        if cfg.residual:
-            layer["residual_en"] = 0
-        bench.send_vectors(ins, [layer])
+    # planted ties: sp = 1, sn = 0, o = 0 and an odd count give acc = odd · 2^scale_align, a
+    # tie at s = scale_align + 1 (pre-cut 0), positive and (signed mode) negative
+    s_tie = cfg.scale_align + 1
+    if s_tie <= cfg.max_shift:
+        bench.cov.require("tie_by_mode", ("FLOOR", "HALF_UP", "HALF_EVEN"))
+        await bench.drain()
+        z = np.zeros(cfg.columns, np.int64)
+        bench.write_params(g.NMPUParams(sp=z + 1, sn=z if cfg.dual else None, o=z,
+                                        e=z if cfg.exp_bits else None))
+        ins = bench.random_inputs(3)
+        for name in ("p", "x"):
+            if name in ins:
+                ins[name] |= 1
+                lo, hi = cfg.x_range if name == "x" else (0, cfg.adc_max)
+                ins[name] = np.clip(ins[name], lo | 1, hi)
+        if cfg.dual:
+            ins["n"][:] = 0
+        for mode in range(3):
+            layer = {"shift": s_tie, "pre_cut": 0, "round_mode": mode, "relu_mid": 0, "relu_out": 0}
+            if cfg.residual:
+                layer["residual_en"] = 0
+            bench.send_vectors(ins, [layer] * 3)
     await bench.drain()
     await bench.check_status()
     bench.finish(f"corner_classes_{'_'.join(stalls)}", require=True)
