@@ -308,6 +308,8 @@ class NMPUBench:
         for k in LAYER_FIELDS:
             cov.hit_many(k, zip(*np.unique(regs[k], return_counts=True)))
         cov.hit_many("column_beat", zip(*np.unique(b["pos"], return_counts=True)))
+        cols = b["pos"][:, None] * cfg.lanes + np.arange(cfg.lanes)
+        cov.hit_many("column", zip(*np.unique(cols, return_counts=True)))
         acc = g.affine(cfg, g.NMPUParams(sp=params.sp, sn=params.sn, o=params.o),
                        **{k: v for k, v in b["ins"].items() if k != "r"})
         s = g.total_shift(cfg, regs["shift"], params.e)
@@ -436,6 +438,7 @@ class LayerDriver:
 def _require_basic(bench, with_registers=True):
     cfg = bench.cfg
     bench.cov.require("column_beat", range(cfg.beats))
+    bench.cov.require("column", range(cfg.columns))
     if with_registers:
         bench.cov.require("shift", range(cfg.max_shift + 1))
         bench.cov.require("pre_cut", range(cfg.max_shift + 1))
@@ -461,7 +464,7 @@ async def random_vectors(dut, stalls):
     # closes by construction, and the check below proves the DUT saw them); then random layers
     # pulled towards shifts where outputs are neither all zero nor all clamped
     sweep = cfg.max_shift + 1
-    per_layer = 3
+    per_layer = max(1, min(3, 64 // cfg.beats))  # long vectors (serial): fewer per layer
     for k in range(sweep + n_vectors(16)):
         if k % 4 == 0:
             bench.write_params(bench.random_params())
