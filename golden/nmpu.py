@@ -14,7 +14,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from golden.checks import check_range as _check_range
+from golden.checks import ints as _ints
+from golden.checks import ranged as _ranged
 from hdl.config import NMPUConfig, RoundMode
+
 
 __all__ = [
     "NMPULayer", "NMPUParams", "Compiled",
@@ -55,37 +59,6 @@ class NMPUParams:
 
 
 # -- checks ----------------------------------------------------------------------------------------
-
-def _ints(name, value):
-    """`value` as an int64 array; NaN, infinities and fractions are errors, never rounded."""
-    a = np.asarray(value)
-    if a.dtype == bool:
-        return a.astype(np.int64)
-    if a.dtype.kind == "i":
-        return a.astype(np.int64)
-    if a.dtype.kind == "u":
-        if a.size and a.max() > np.iinfo(np.int64).max:
-            raise ValueError(f"`{name}` holds {a.max()}, beyond int64")
-        return a.astype(np.int64)
-    if a.dtype.kind == "f":
-        if not np.all(np.isfinite(a)):
-            raise ValueError(f"`{name}` holds NaN or infinity")
-        if not np.all(a == np.round(a)):
-            raise ValueError(f"`{name}` holds non-integer values")
-        return a.astype(np.int64)
-    raise TypeError(f"`{name}` must be integers, not {a.dtype}")
-
-
-def _check_range(name, a, lo, hi):
-    if a.size and (a.min() < lo or a.max() > hi):
-        bad = a[(a < lo) | (a > hi)].flat[0]
-        raise ValueError(f"`{name}` must be in [{lo}, {hi}], found {bad}")
-    return a
-
-
-def _ranged(name, value, lo, hi):
-    return _check_range(name, _ints(name, value), lo, hi)
-
 
 def check_layer(cfg: NMPUConfig, layer: NMPULayer):
     """The layer registers as int64 arrays, validated against `cfg`."""

@@ -97,7 +97,7 @@ def verilator_bin():
 
 def lint(v_path, module):
     """`verilator --lint-only -Wall` with the waivers above; returns (ok, output)."""
-    cmd = [verilator_bin(), "--lint-only", "-Wall", f"--top-module", module, str(v_path)]
+    cmd = [verilator_bin(), "--lint-only", "-Wall", "--top-module", module, str(v_path)]
     cmd += [f"-Wno-{w}" for w in VERILATOR_WAIVERS]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=os.environ)
     return proc.returncode == 0, (proc.stdout + proc.stderr).strip()

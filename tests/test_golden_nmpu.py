@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 
 from golden import nmpu as g
-from hdl.config import NMPU_PRESETS, NMPUConfig, RoundMode, nmpu_preset
+from hdl.config import NMPUConfig, RoundMode, nmpu_preset
 
 FLOOR, HALF_UP, HALF_EVEN = 0, 1, 2  # the spec's numbering of `round_mode`
 MODES = (FLOOR, HALF_UP, HALF_EVEN)

@@ -15,7 +15,7 @@ import xml.etree.ElementTree as ET
 from contextlib import contextmanager
 from pathlib import Path
 
-from hdl.export import UNITS, VERILATOR_WAIVERS, module_name, write
+from hdl.export import UNITS, VERILATOR_WAIVERS, write
 
 __all__ = ["ROOT", "SIMULATORS", "setup_tools", "prepare", "run_bench", "main"]
 

@@ -7,7 +7,6 @@ the throughput test, and the merged functional coverage.
 
 import json
 from collections import defaultdict
-from pathlib import Path
 
 from verif.coverage import merge
 from verif.runner import BUILD

@@ -485,12 +485,19 @@ async def corner_classes(dut, stalls):
     bench = NMPUBench(dut, stalls, seed_offset=2)
     cfg = bench.cfg
     await bench.start()
-    bench.cov.require("rail", ("low", "high"))
+    # a rail is required where the format can reach it (at shift 0, e 0, with the residual)
+    acc_lo, acc_hi = cfg.acc_range
+    out_lo, out_hi = cfg.out_range
+    reach = (acc_lo + (out_lo if cfg.residual else 0) <= out_lo,
+             acc_hi + (out_hi if cfg.residual else 0) >= out_hi)
+    bench.cov.require("rail", [name for name, ok in zip(("low", "high"), reach) if ok])
     extremes = []
-    for sp, sn, o in itertools.product((0, cfg.scale_max), (0, cfg.scale_max), cfg.offset_range):
+    for k, (sp, sn, o) in enumerate(itertools.product((0, cfg.scale_max), (0, cfg.scale_max),
+                                                      cfg.offset_range)):
         extremes.append(g.NMPUParams(
             sp=np.full(cfg.columns, sp), sn=np.full(cfg.columns, sn) if cfg.dual else None,
-            o=np.full(cfg.columns, o), e=np.full(cfg.columns, cfg.e_max) if cfg.exp_bits else None))
+            o=np.full(cfg.columns, o),
+            e=np.full(cfg.columns, cfg.e_max * (k % 2)) if cfg.exp_bits else None))
     for k, params in enumerate(extremes):
         await bench.drain()
         bench.write_params(params)
@@ -700,10 +707,18 @@ async def expect_fail_corrupted_model(dut):
     """The checker must be able to fail: the model adds one to `shift`; this test passes only
     if the scoreboard catches it."""
     bench = NMPUBench(dut, seed_offset=9, corrupt=True)
+    cfg = bench.cfg
     await bench.start()
-    bench.write_params(bench.random_params())
-    for k in range(8):
-        bench.send_vectors(bench.random_inputs(1), [bench.useful_layer(bench.random_layer(k))])
+    # full-scale codes at a shift where outputs span their range, so that one more bit of
+    # shift changes most outputs (a corruption the stimulus cannot hide)
+    z = np.zeros(cfg.columns, np.int64)
+    bench.write_params(g.NMPUParams(sp=z + cfg.scale_max, sn=z if cfg.dual else None, o=z,
+                                    e=z if cfg.exp_bits else None))
+    layer = {"shift": max(0, cfg.acc_bits - cfg.out_bits - 1), "pre_cut": 0, "round_mode": 0,
+             "relu_mid": 0, "relu_out": 0}
+    if cfg.residual:
+        layer["residual_en"] = 0
+    bench.send_vectors(bench.random_inputs(32), [layer] * 32)
     await bench.drain()
     bench.finish("expect_fail")
 
