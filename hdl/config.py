@@ -12,7 +12,8 @@ import json
 import re
 from dataclasses import dataclass
 
-__all__ = ["RoundMode", "NMPUConfig", "NMPU_PRESETS", "nmpu_preset", "signed_bits", "unsigned_bits"]
+__all__ = ["RoundMode", "NMPUConfig", "NMPU_PRESETS", "nmpu_preset", "signed_bits", "unsigned_bits",
+           "ESSOPConfig", "ESSOP_PRESETS", "essop_preset"]
 
 # The golden model computes on np.int64; every intermediate must stay strictly inside it.
 INT64_GUARD_BITS = 62
@@ -283,3 +284,250 @@ def nmpu_preset(name):
         return NMPU_PRESETS[name]
     except KeyError:
         raise ValueError(f"unknown NMPU preset {name!r}; presets: {', '.join(NMPU_PRESETS)}") from None
+
+
+# -- ESSOP: stochastic outer-product engine -------------------------------------------------------
+
+# Two primitive polynomials per supported LFSR width, as integers (bit k = coefficient of x^k; bit
+# `width` and bit 0 always set): (x LFSR, δ LFSR). Primitivity is proven in
+# tests/test_golden_essop.py (full period by brute force up to width 20, and for every width the
+# order test x^(2^n-1) = 1, x^((2^n-1)/p) != 1 for each prime p | 2^n-1). The pair of a width is
+# never a polynomial and its reciprocal, except at width 4, which has only those two.
+# Widths 16 and 8 (the `paper` and `tiny` presets) were chosen among all primitive trinomials and
+# pentanomials for the smallest deviation of the exact seed-averaged variance of a count from
+# BL·p·(1−p): two m-bit windows of a 2m-bit LFSR are often linearly dependent, and the worst
+# pairs deviate by 45 % (mag_bits 8, BL 128: the pair below stays within 7 % over a grid of
+# magnitudes, median pair 13 %; mag_bits 3, BL 16: 27 %, the small state's limit). Every other
+# width takes the two lowest-weight ones.
+ESSOP_LFSR_POLYS = {
+    4: (0x13, 0x19),                # x^4 + x + 1;  x^4 + x^3 + 1 (reciprocals: the only two)
+    5: (0x25, 0x2f),                # x^5 + x^2 + 1;  x^5 + x^3 + x^2 + x + 1
+    6: (0x43, 0x5b),                # x^6 + x + 1;  x^6 + x^4 + x^3 + x + 1
+    7: (0x83, 0x89),                # x^7 + x + 1;  x^7 + x^3 + 1
+    8: (0x187, 0x14d),              # x^8 + x^7 + x^2 + x + 1;  x^8 + x^6 + x^3 + x^2 + 1
+    9: (0x211, 0x21b),              # x^9 + x^4 + 1;  x^9 + x^4 + x^3 + x + 1
+    10: (0x409, 0x41b),             # x^10 + x^3 + 1;  x^10 + x^4 + x^3 + x + 1
+    11: (0x805, 0x817),             # x^11 + x^2 + 1;  x^11 + x^4 + x^2 + x + 1
+    12: (0x1053, 0x1069),           # x^12 + x^6 + x^4 + x + 1;  x^12 + x^6 + x^5 + x^3 + 1
+    13: (0x201b, 0x2027),           # x^13 + x^4 + x^3 + x + 1;  x^13 + x^5 + x^2 + x + 1
+    14: (0x402b, 0x4039),           # x^14 + x^5 + x^3 + x + 1;  x^14 + x^5 + x^4 + x^3 + 1
+    15: (0x8003, 0x8011),           # x^15 + x + 1;  x^15 + x^4 + 1
+    16: (0x14281, 0x15081),         # x^16 + x^14 + x^9 + x^7 + 1;  x^16 + x^14 + x^12 + x^7 + 1
+    17: (0x20009, 0x20021),         # x^17 + x^3 + 1;  x^17 + x^5 + 1
+    18: (0x40081, 0x40027),         # x^18 + x^7 + 1;  x^18 + x^5 + x^2 + x + 1
+    19: (0x80027, 0x80047),         # x^19 + x^5 + x^2 + x + 1;  x^19 + x^6 + x^2 + x + 1
+    20: (0x100009, 0x100053),       # x^20 + x^3 + 1;  x^20 + x^6 + x^4 + x + 1
+    21: (0x200005, 0x200027),       # x^21 + x^2 + 1;  x^21 + x^5 + x^2 + x + 1
+    22: (0x400003, 0x400039),       # x^22 + x + 1;  x^22 + x^5 + x^4 + x^3 + 1
+    23: (0x800021, 0x800201),       # x^23 + x^5 + 1;  x^23 + x^9 + 1
+    24: (0x100001b, 0x1000087),     # x^24 + x^4 + x^3 + x + 1;  x^24 + x^7 + x^2 + x + 1
+    25: (0x2000009, 0x2000081),     # x^25 + x^3 + 1;  x^25 + x^7 + 1
+    26: (0x4000047, 0x400004d),     # x^26 + x^6 + x^2 + x + 1;  x^26 + x^6 + x^3 + x^2 + 1
+    27: (0x8000027, 0x80000d1),     # x^27 + x^5 + x^2 + x + 1;  x^27 + x^7 + x^6 + x^4 + 1
+    28: (0x10000009, 0x10000201),   # x^28 + x^3 + 1;  x^28 + x^9 + 1
+    29: (0x20000005, 0x20000017),   # x^29 + x^2 + 1;  x^29 + x^4 + x^2 + x + 1
+    30: (0x40000053, 0x40000113),   # x^30 + x^6 + x^4 + x + 1;  x^30 + x^8 + x^4 + x + 1
+    31: (0x80000009, 0x80000041),   # x^31 + x^3 + 1;  x^31 + x^6 + 1
+    32: (0x1000000c5, 0x100000125),  # x^32 + x^7 + x^6 + x^2 + 1;  x^32 + x^8 + x^5 + x^2 + 1
+}
+
+# Block exponents of binary16 inputs: E_max is an exponent field 1..30 (subnormals and zeros count
+# as 1; 31 is Inf/NaN, rejected), and e_v = E_max − 14.
+ESSOP_EV_RANGE = (1 - 14, 30 - 14)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ESSOPConfig:
+    """Configuration of ESSOP, the stochastic outer-product engine (spec: design/essop.md).
+
+    `rows` × `cols` counting units fed by `rows` x converters and `cols` δ converters; inputs are
+    reduced to `mag_bits`-bit magnitudes; random numbers come from `lfsr_width`-bit leap-forward
+    LFSRs (polynomials from `ESSOP_LFSR_POLYS`), one per operand (`rng` "shared") or one per
+    converter ("per_converter"); bitstreams are up to `2^log2_bl_max` clocks long; the learning
+    rate is 2^−lr_shift with an `lr_shift_bits`-bit register; `double_buffer` builds a second
+    bank of counters so the read-out of one product overlaps the counting of the next (timing
+    only: the arithmetic is the same). `name` only labels build folders and test ids.
+    """
+
+    name: str = "custom"
+    rows: int = 32
+    cols: int = 32
+    mag_bits: int = 8
+    lfsr_width: int = 16
+    log2_bl_max: int = 7
+    rng: str = "shared"            # "shared": one LFSR per operand; "per_converter": one each
+    double_buffer: bool = False
+    lr_shift_bits: int = 5
+
+    def __post_init__(self):
+        if not isinstance(self.name, str) or not re.fullmatch(r"[a-z0-9][a-z0-9_\-]*", self.name):
+            raise ValueError(f"`name` must be lower-case letters, digits, '_' or '-', not {self.name!r}")
+        _check_int("rows", self.rows, 1, 1024)
+        _check_int("cols", self.cols, 1, 1024)
+        _check_int("mag_bits", self.mag_bits, 1, 16)
+        if isinstance(self.lfsr_width, bool) or not isinstance(self.lfsr_width, int):
+            raise TypeError(f"`lfsr_width` must be an int, not {type(self.lfsr_width).__name__} "
+                            f"{self.lfsr_width!r}")
+        if self.lfsr_width not in ESSOP_LFSR_POLYS:
+            raise ValueError(f"`lfsr_width` must be a width with primitive polynomials in the table "
+                             f"({min(ESSOP_LFSR_POLYS)}..{max(ESSOP_LFSR_POLYS)}), not {self.lfsr_width}")
+        if self.lfsr_width < self.mag_bits:
+            raise ValueError(f"`lfsr_width` must be at least `mag_bits` ({self.mag_bits}): each "
+                             f"clock's random number takes `mag_bits` fresh bits, not {self.lfsr_width}")
+        _check_int("log2_bl_max", self.log2_bl_max, 0, 10)
+        if self.rng not in ("shared", "per_converter"):
+            raise ValueError(f"`rng` must be 'shared' or 'per_converter', not {self.rng!r}")
+        if not isinstance(self.double_buffer, bool):
+            raise TypeError(f"`double_buffer` must be a bool, not {type(self.double_buffer).__name__} "
+                            f"{self.double_buffer!r}")
+        _check_int("lr_shift_bits", self.lr_shift_bits, 1, 6)
+        if self.rng == "per_converter":
+            # converter k starts k·stride steps along its operand's sequence: distinct seeds
+            # need stride >= 1
+            for field in ("rows", "cols"):
+                count = getattr(self, field)
+                if count > self.lfsr_max:
+                    raise ValueError(
+                        f"`{field}` ({count}) must be at most 2^`lfsr_width` − 1 ({self.lfsr_max}) "
+                        f"with rng 'per_converter': every converter needs its own seed")
+
+    # -- magnitudes, bitstreams, counts --------------------------------------------------------
+
+    @property
+    def q_max(self):
+        """Largest magnitude code."""
+        return (1 << self.mag_bits) - 1
+
+    @property
+    def bl_max(self):
+        return 1 << self.log2_bl_max
+
+    @property
+    def log2_bl_bits(self):
+        """Width of the `log2_bl` register."""
+        return unsigned_bits(self.log2_bl_max)
+
+    @property
+    def count_range(self):
+        """|C| <= BL <= bl_max."""
+        return -self.bl_max, self.bl_max
+
+    @property
+    def count_bits(self):
+        """Signed width of a counter."""
+        return signed_bits(*self.count_range)
+
+    @property
+    def counter_banks(self):
+        return 2 if self.double_buffer else 1
+
+    # -- exponents -----------------------------------------------------------------------------
+
+    @property
+    def ev_range(self):
+        return ESSOP_EV_RANGE
+
+    @property
+    def ev_bits(self):
+        """Signed width of a block exponent e_v."""
+        return signed_bits(*self.ev_range)
+
+    @property
+    def lr_shift_max(self):
+        return (1 << self.lr_shift_bits) - 1
+
+    @property
+    def exp_range(self):
+        """Range of E = e_x + e_δ − log2_bl − lr_shift (an error product reports E = 0, inside)."""
+        lo, hi = self.ev_range
+        return 2 * lo - self.log2_bl_max - self.lr_shift_max, 2 * hi
+
+    @property
+    def exp_bits(self):
+        """Signed width of the output exponent field."""
+        return signed_bits(*self.exp_range)
+
+    # -- random numbers ------------------------------------------------------------------------
+
+    @property
+    def poly_x(self):
+        return ESSOP_LFSR_POLYS[self.lfsr_width][0]
+
+    @property
+    def poly_d(self):
+        return ESSOP_LFSR_POLYS[self.lfsr_width][1]
+
+    @property
+    def lfsr_max(self):
+        """Largest LFSR state; seeds are 1..lfsr_max (an all-zero LFSR never leaves zero)."""
+        return (1 << self.lfsr_width) - 1
+
+    @property
+    def per_converter(self):
+        return self.rng == "per_converter"
+
+    @property
+    def lfsrs(self):
+        """LFSRs built: 2 shared, or one per converter."""
+        return self.rows + self.cols if self.per_converter else 2
+
+    @property
+    def seed_stride_x(self):
+        """per_converter: x converter i starts i·stride LFSR steps after `seed_x` (evenly spread
+        over the period)."""
+        return self.lfsr_max // self.rows
+
+    @property
+    def seed_stride_d(self):
+        return self.lfsr_max // self.cols
+
+    # -- identity and export -------------------------------------------------------------------
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d):
+        if not isinstance(d, dict):
+            raise TypeError(f"an ESSOP config must be a dict, not {type(d).__name__}")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown ESSOP config field(s): {', '.join(unknown)}")
+        return cls(**d)
+
+    def derived(self):
+        """The derived widths and constants, for the exported JSON."""
+        names = ("q_max", "bl_max", "log2_bl_bits", "count_bits", "counter_banks", "ev_bits",
+                 "lr_shift_max", "exp_bits", "poly_x", "poly_d", "lfsr_max", "lfsrs",
+                 "seed_stride_x", "seed_stride_d")
+        out = {n: getattr(self, n) for n in names}
+        out.update(count_range=list(self.count_range), ev_range=list(self.ev_range),
+                   exp_range=list(self.exp_range))
+        return out
+
+    @property
+    def tag(self):
+        """Build-folder and test-id name: the preset name, or name plus a hash of the fields."""
+        if self.name in ESSOP_PRESETS and ESSOP_PRESETS[self.name] == self:
+            return self.name
+        digest = hashlib.sha1(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()
+        return f"{self.name}-{digest[:8]}"
+
+
+_ESSOP_PAPER = ESSOPConfig(name="paper")
+ESSOP_PRESETS = {
+    "paper": _ESSOP_PAPER,
+    "per_converter": dataclasses.replace(_ESSOP_PAPER, name="per_converter", rng="per_converter"),
+    "double": dataclasses.replace(_ESSOP_PAPER, name="double", double_buffer=True),
+    # Small enough for exhaustive simulation: 4 × 4 units, 3-bit magnitudes, BL up to 16.
+    "tiny": ESSOPConfig(name="tiny", rows=4, cols=4, mag_bits=3, lfsr_width=8, log2_bl_max=4,
+                        lr_shift_bits=2),
+}
+
+
+def essop_preset(name):
+    try:
+        return ESSOP_PRESETS[name]
+    except KeyError:
+        raise ValueError(f"unknown ESSOP preset {name!r}; presets: {', '.join(ESSOP_PRESETS)}") from None
