@@ -239,7 +239,9 @@ class NMPUBench:
         words = g.pack_params(self.cfg, params)
         self.writer.queue.extend((int(c), words[int(c)]) for c in cols)
 
-    def random_params(self, corners=0.15):
+    def random_params(self, corners=0.15, e_cycle=None):
+        """Random codes, a share on the rails; with `e_cycle` = k, column j gets e = (j + k) mod
+        (e_max + 1), so e_max + 1 consecutive calls give every column every exponent."""
         cfg, rng = self.cfg, self.rng
 
         def codes(lo, hi):
@@ -249,7 +251,8 @@ class NMPUBench:
         return g.NMPUParams(sp=codes(0, cfg.scale_max),
                             sn=codes(0, cfg.scale_max) if cfg.dual else None,
                             o=codes(*cfg.offset_range),
-                            e=codes(0, cfg.e_max) if cfg.exp_bits else None)
+                            e=None if not cfg.exp_bits else codes(0, cfg.e_max) if e_cycle is None
+                            else (np.arange(cfg.columns) + e_cycle) % (cfg.e_max + 1))
 
     def random_inputs(self, v, corners=0.1):
         cfg, rng = self.cfg, self.rng
@@ -466,8 +469,8 @@ async def random_vectors(dut, stalls):
     sweep = cfg.max_shift + 1
     per_layer = max(1, min(3, 64 // cfg.beats))  # long vectors (serial): fewer per layer
     for k in range(sweep + n_vectors(16)):
-        if k % 4 == 0:
-            bench.write_params(bench.random_params())
+        if k % 4 == 0 or k <= cfg.e_max:
+            bench.write_params(bench.random_params(e_cycle=k))
         else:  # partial rewrites keep parameter traffic from dominating wide configs
             cols = bench.rng.choice(cfg.columns, min(cfg.columns, 2 * cfg.lanes), replace=False)
             bench.write_params(bench.random_params(), cols)
@@ -501,14 +504,18 @@ async def corner_classes(dut, stalls):
     for k, params in enumerate(extremes):
         await bench.drain()
         bench.write_params(params)
-        ins = bench.random_inputs(2, corners=0.9)
+        n_vec = max(2, 32 // cfg.columns)  # enough rail values for narrow configs too
+        ins = bench.random_inputs(n_vec, corners=0.9)
         for mode in range(3):
             for shift in sorted({0, 1, cfg.max_shift // 2, cfg.max_shift}):
                 layer = {"shift": shift, "pre_cut": int(bench.rng.integers(0, cfg.max_shift + 1)),
-                         "round_mode": mode, "relu_mid": k % 2, "relu_out": (k // 2) % 2}
+                         "round_mode": mode,
+                         # ReLUs only in the last mode, so every extreme can reach both rails
+                         "relu_mid": int(mode == 2 and k % 2 == 0),
+                         "relu_out": int(mode == 2 and k % 2 == 1)}
                 if cfg.residual:
                     layer["residual_en"] = 1
-                bench.send_vectors(ins, [layer] * 2)
+                bench.send_vectors(ins, [layer] * n_vec)
     # planted ties: sp = 1, sn = 0, o = 0 and an odd count give acc = odd · 2^scale_align, a
     # tie at s = scale_align + 1 (pre-cut 0), positive and (signed mode) negative
     s_tie = cfg.scale_align + 1
