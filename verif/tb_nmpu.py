@@ -495,12 +495,11 @@ async def corner_classes(dut, stalls):
              acc_hi + (out_hi if cfg.residual else 0) >= out_hi)
     bench.cov.require("rail", [name for name, ok in zip(("low", "high"), reach) if ok])
     extremes = []
-    for k, (sp, sn, o) in enumerate(itertools.product((0, cfg.scale_max), (0, cfg.scale_max),
-                                                      cfg.offset_range)):
+    for e, sp, sn, o in itertools.product(sorted({0, cfg.e_max}), (0, cfg.scale_max),
+                                          (0, cfg.scale_max), cfg.offset_range):
         extremes.append(g.NMPUParams(
             sp=np.full(cfg.columns, sp), sn=np.full(cfg.columns, sn) if cfg.dual else None,
-            o=np.full(cfg.columns, o),
-            e=np.full(cfg.columns, cfg.e_max * (k % 2)) if cfg.exp_bits else None))
+            o=np.full(cfg.columns, o), e=np.full(cfg.columns, e) if cfg.exp_bits else None))
     for k, params in enumerate(extremes):
         await bench.drain()
         bench.write_params(params)
