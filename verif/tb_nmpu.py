@@ -720,7 +720,9 @@ async def expect_fail_corrupted_model(dut):
     z = np.zeros(cfg.columns, np.int64)
     bench.write_params(g.NMPUParams(sp=z + cfg.scale_max, sn=z if cfg.dual else None, o=z,
                                     e=z if cfg.exp_bits else None))
-    layer = {"shift": max(0, cfg.acc_bits - cfg.out_bits - 1), "pre_cut": 0, "round_mode": 0,
+    term_max = max(abs(t) for t in cfg.term_range) << cfg.scale_align
+    shift = min(cfg.max_shift, max(0, term_max.bit_length() - (cfg.out_bits - 1)))
+    layer = {"shift": shift, "pre_cut": 0, "round_mode": 0,
              "relu_mid": 0, "relu_out": 0}
     if cfg.residual:
         layer["residual_en"] = 0
