@@ -49,8 +49,42 @@ def _check_int(name, value, lo, hi):
         raise ValueError(f"`{name}` must be in [{lo}, {hi}], not {value}")
 
 
+class _ConfigIdentity:
+    """Export and identity shared by every unit config: `to_dict`, `from_dict` (rejects unknown
+    fields by name), and `tag`, the preset name or the name plus a hash of the fields.
+    Subclasses set `_UNIT` (for messages) and `_presets()` (their preset table)."""
+
+    _UNIT = "unit"
+
+    @classmethod
+    def _presets(cls):
+        return {}
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d):
+        if not isinstance(d, dict):
+            raise TypeError(f"an {cls._UNIT} config must be a dict, not {type(d).__name__}")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown {cls._UNIT} config field(s): {', '.join(unknown)}")
+        return cls(**d)
+
+    @property
+    def tag(self):
+        """Build-folder and test-id name: the preset name, or name plus a hash of the fields."""
+        presets = self._presets()
+        if self.name in presets and presets[self.name] == self:
+            return self.name
+        digest = hashlib.sha1(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()
+        return f"{self.name}-{digest[:8]}"
+
+
 @dataclass(frozen=True, kw_only=True)
-class NMPUConfig:
+class NMPUConfig(_ConfigIdentity):
     """Configuration of the Near-Memory Processing Unit (see docs/nmpu.md).
 
     Formats are (integer bits, fraction bits); signed formats count the sign bit in the integer
@@ -240,18 +274,11 @@ class NMPUConfig:
 
     # -- identity and export -------------------------------------------------------------------
 
-    def to_dict(self):
-        return dataclasses.asdict(self)
+    _UNIT = "NMPU"
 
     @classmethod
-    def from_dict(cls, d):
-        if not isinstance(d, dict):
-            raise TypeError(f"an NMPU config must be a dict, not {type(d).__name__}")
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown NMPU config field(s): {', '.join(unknown)}")
-        return cls(**d)
+    def _presets(cls):
+        return NMPU_PRESETS
 
     def derived(self):
         """The derived widths, for the exported JSON."""
@@ -259,13 +286,6 @@ class NMPUConfig:
                  "max_shift", "max_total_shift")
         return {n: getattr(self, n) for n in names}
 
-    @property
-    def tag(self):
-        """Build-folder and test-id name: the preset name, or name plus a hash of the fields."""
-        if self.name in NMPU_PRESETS and NMPU_PRESETS[self.name] == self:
-            return self.name
-        digest = hashlib.sha1(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()
-        return f"{self.name}-{digest[:8]}"
 
 
 NMPU_PRESETS = {
@@ -337,7 +357,7 @@ ESSOP_EV_RANGE = (1 - 14, 30 - 14)
 
 
 @dataclass(frozen=True, kw_only=True)
-class ESSOPConfig:
+class ESSOPConfig(_ConfigIdentity):
     """Configuration of ESSOP, the stochastic outer-product engine (spec: design/essop.md).
 
     `rows` × `cols` counting units fed by `rows` x converters and `cols` δ converters; inputs are
@@ -483,18 +503,11 @@ class ESSOPConfig:
 
     # -- identity and export -------------------------------------------------------------------
 
-    def to_dict(self):
-        return dataclasses.asdict(self)
+    _UNIT = "ESSOP"
 
     @classmethod
-    def from_dict(cls, d):
-        if not isinstance(d, dict):
-            raise TypeError(f"an ESSOP config must be a dict, not {type(d).__name__}")
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown ESSOP config field(s): {', '.join(unknown)}")
-        return cls(**d)
+    def _presets(cls):
+        return ESSOP_PRESETS
 
     def derived(self):
         """The derived widths and constants, for the exported JSON."""
@@ -506,13 +519,6 @@ class ESSOPConfig:
                    exp_range=list(self.exp_range))
         return out
 
-    @property
-    def tag(self):
-        """Build-folder and test-id name: the preset name, or name plus a hash of the fields."""
-        if self.name in ESSOP_PRESETS and ESSOP_PRESETS[self.name] == self:
-            return self.name
-        digest = hashlib.sha1(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()
-        return f"{self.name}-{digest[:8]}"
 
 
 _ESSOP_PAPER = ESSOPConfig(name="paper")
