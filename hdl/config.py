@@ -287,7 +287,6 @@ class NMPUConfig(_ConfigIdentity):
         return {n: getattr(self, n) for n in names}
 
 
-
 NMPU_PRESETS = {
     "paper": NMPUConfig(name="paper"),
     "exp": NMPUConfig(name="exp", exp_bits=3),
@@ -518,7 +517,6 @@ class ESSOPConfig(_ConfigIdentity):
         out.update(count_range=list(self.count_range), ev_range=list(self.ev_range),
                    exp_range=list(self.exp_range))
         return out
-
 
 
 _ESSOP_PAPER = ESSOPConfig(name="paper")
