@@ -53,10 +53,6 @@ def layer_layout(cfg: NMPUConfig):
     return data.StructLayout(fields)
 
 
-def _lanes(shape, cfg):
-    return data.ArrayLayout(shape, cfg.lanes)
-
-
 # -- stages of one lane (combinational) ------------------------------------------------------------
 #
 # Each lane is its own set of small modules with its own signals: a datapath written over wide

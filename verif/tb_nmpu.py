@@ -174,6 +174,7 @@ class NMPUBench:
         self.sb = Scoreboard(name, {"y": CFG.out_bits, "last": 1})
         self.cov = Coverage(f"{META['module']}")
         self.clamps_base = 0
+        self.received_base = self.accepted_base = 0  # moved by rebase() after a reset
         self.classify = True
         self.out_cycles = []
         self.accept_cycles = []
@@ -368,18 +369,10 @@ class NMPUBench:
         self.flush_outputs()
         self.sb.check_done()
 
-    @property
-    def received_base(self):
-        return getattr(self, "_received_base", 0)
-
-    @property
-    def accepted_base(self):
-        return getattr(self, "_accepted_base", 0)
-
     def rebase(self):
         """After a reset: beats in flight are gone; count from here."""
-        self._received_base = self.sink.received
-        self._accepted_base = self.source.accepted
+        self.received_base = self.sink.received
+        self.accepted_base = self.source.accepted
 
     async def pulse(self, what):
         self.controls.pulse = what
