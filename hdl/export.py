@@ -1,7 +1,7 @@
 """The only place Verilog is written: one `.v` and one `.json` (config, widths, port map,
 latency) per unit and config, and the Verilator lint of what was written.
 
-    python -m hdl.export [--unit nmpu] [--preset NAME ...] [--config FILE.json] [--out DIR] [--lint]
+    python -m hdl.export [--unit nmpu|essop] [--preset NAME ...] [--config FILE.json] [--out DIR] [--lint]
 """
 
 import argparse
@@ -16,12 +16,14 @@ from amaranth import Shape
 from amaranth.back import verilog
 from amaranth.lib import data, wiring
 
-from .config import NMPU_PRESETS, NMPUConfig
+from .config import ESSOP_PRESETS, NMPU_PRESETS, ESSOPConfig, NMPUConfig
+from .essop import ESSOP
 from .nmpu import NMPU
 
 __all__ = ["UNITS", "VERILATOR_WAIVERS", "module_name", "port_map", "write", "lint", "main"]
 
-UNITS = {"nmpu": (NMPUConfig, NMPU_PRESETS, NMPU)}
+UNITS = {"nmpu": (NMPUConfig, NMPU_PRESETS, NMPU),
+         "essop": (ESSOPConfig, ESSOP_PRESETS, ESSOP)}
 
 # Verilator warning classes waived for Amaranth's output, in one place for lint and simulation
 # builds. Each is an idiom of the generator, not of the design:
