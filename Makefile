@@ -25,7 +25,7 @@ PYTEST   = $(RUN) $(BIN)/python -m pytest
 all: verilog
 	$(PYTEST) -n $(JOBS) -p no:cacheprovider
 	$(RUN) $(BIN)/python -m verif.summary
-	@echo "Verilog: build/verilog/   simulation runs: build/sim/<sim>/<tag>/   summary: build/report/sim.md"
+	@echo "Verilog: build/verilog/   simulation runs: build/sim/<sim>/<unit>_<tag>/   summary: build/report/sim.md"
 
 setup: $(STAMP)
 

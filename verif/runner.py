@@ -1,6 +1,6 @@
 """Builds generated Verilog under Icarus or Verilator and runs a cocotb bench on it.
 
-One build per unit × config × simulator, in `build/sim/<sim>/<tag>`, guarded by a file lock so
+One build per unit × config × simulator, in `build/sim/<sim>/<unit>_<tag>`, guarded by a file lock so
 parallel pytest workers share it. Used by tests/test_sim_*.py and by `python -m verif.runner`.
 """
 
@@ -61,8 +61,8 @@ def prepare(unit, cfg, sim):
     from cocotb_tools.runner import get_runner
 
     setup_tools()
-    build_dir = BUILD / "sim" / sim / cfg.tag
-    with _locked(BUILD / "sim" / sim / f".{cfg.tag}.lock"):
+    build_dir = BUILD / "sim" / sim / f"{unit}_{cfg.tag}"
+    with _locked(BUILD / "sim" / sim / f".{unit}_{cfg.tag}.lock"):
         v_path, j_path = write(unit, cfg, BUILD / "verilog")
         meta = json.loads(j_path.read_text())
         stamp = build_dir / "built.json"
