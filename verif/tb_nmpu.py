@@ -14,32 +14,21 @@ import itertools
 import json
 import os
 import time
-from pathlib import Path
 
 import cocotb
 import numpy as np
-from cocotb.clock import Clock
-from cocotb.triggers import ClockCycles, RisingEdge
+from cocotb.triggers import ClockCycles
 
 from golden import nmpu as g
 from hdl.config import NMPUConfig, RoundMode
-from verif.coverage import Coverage
+from verif.bench import META, OUT, SEED, STALLS, StreamBench
+from verif.bench import n_items as n_vectors
 from verif.payload import Codec
-from verif.scoreboard import Scoreboard
-from verif.streams import ClockLoop, StreamSink, StreamSource, _Port, pause_pattern
+from verif.streams import _Port, pause_pattern
 
-META = json.loads(Path(os.environ["TB_META"]).read_text())
 CFG = NMPUConfig.from_dict(META["config"])
-SEED = int(os.environ.get("TB_SEED", "1"))
-OUT = Path(os.environ.get("TB_OUT", "."))
-SCALE = float(os.environ.get("TB_SCALE", "1"))
 EXHAUSTIVE_SHARE = float(os.environ.get("TB_EXHAUSTIVE_SHARE", "1"))
 LAYER_FIELDS = list(META["ports"]["layer"]["fields"])
-STALLS = [("none", "none"), ("random", "none"), ("none", "random"), ("bursty", "bursty")]
-
-
-def n_vectors(base):
-    return max(1, int(round(base * SCALE)))
 
 
 # -- reference model ------------------------------------------------------------------------------
@@ -136,71 +125,29 @@ class ParamWriter:
             self.writes += 1
 
 
-class Controls:
-    """One-clock pulses of `clear` and `rst`, applied at the next drive."""
-
-    def __init__(self, dut, bench):
-        self.clear = _Port(dut.clear)
-        self.rst = _Port(dut.rst)
-        self.bench = bench
-        self.pulse = None
-
-    def drive(self, cycle):
-        self.clear.set(int(self.pulse == "clear"))
-        self.rst.set(int(self.pulse == "rst"))
-        self.bench.sink.hold = self.pulse == "rst"  # no handshakes on the reset edge
-        if self.pulse == "rst":
-            self.bench.source.reset()
-
-    def sample(self, cycle):
-        if self.pulse == "rst":
-            self.bench.on_reset()
-        elif self.pulse == "clear":
-            self.bench.settle()  # counts settle first: clear only when drained
-            self.bench.model.frame_error = self.bench.model.reg_error = False
-            self.bench.clamps_base = self.bench.model.clamps
-        self.pulse = None
-
-
-class NMPUBench:
+class NMPUBench(StreamBench):
     def __init__(self, dut, stalls=("none", "none"), seed_offset=0, corrupt=False, name="nmpu"):
-        self.dut = dut
         self.cfg = CFG
-        self.rng = np.random.default_rng([SEED, seed_offset])
-        self.codec_in = Codec(META["ports"]["i__payload"])
-        self.codec_out = Codec(META["ports"]["o__payload"])
-        self.codec_layer = Codec(META["ports"]["layer"])
         self.model = NMPUModel(CFG, corrupt=corrupt)
-        self.sb = Scoreboard(name, {"y": CFG.out_bits, "last": 1})
-        self.cov = Coverage(f"{META['module']}")
+        self.codec_layer = Codec(META["ports"]["layer"])
         self.clamps_base = 0
-        self.received_base = self.accepted_base = 0  # moved by rebase() after a reset
         self.classify = True
-        self.out_cycles = []
-        self.accept_cycles = []
-        in_pause, out_pause = stalls
-        self.source = StreamSource(dut, "i", pause_pattern(in_pause, self.rng), on_accept=self._accepted)
         self.layer_port = _Port(dut.layer)
-        self.sink = StreamSink(dut, "o", pause_pattern(out_pause, self.rng), on_beat=self._output)
-        self.writer = ParamWriter(dut, self.model, pause_pattern(in_pause, self.rng))
-        self.controls = Controls(dut, self)
         # sample order: beats accepted at an edge use the parameters from before that edge
-        self.loop = ClockLoop(dut.clk, [self.controls, self.source, LayerDriver(self), self.writer,
-                                        self.sink])
-        self._output_batch = []
-        self._pending_out = []
+        self.setup(dut, stalls, seed_offset, name, widths={"y": CFG.out_bits, "last": 1},
+                   fields=("y", "last"), pulses=("clear", "rst"), agents_before=[])
+        self.writer = ParamWriter(dut, self.model, pause_pattern(stalls[0], self.rng))
+        self.loop.agents[2:2] = [LayerDriver(self), self.writer]
+
+    def idle_inputs(self):
+        self.dut.wr__en.value = 0
+        self.dut.layer.value = 0
+
+    def inputs_idle(self):
+        return self.source.idle() and not self.writer.queue
 
     async def start(self):
-        self.dut.i__valid.value = 0
-        self.dut.o__ready.value = 0
-        self.dut.wr__en.value = 0
-        self.dut.clear.value = 0
-        self.dut.layer.value = 0
-        self.dut.rst.value = 1
-        cocotb.start_soon(Clock(self.dut.clk, 10, unit="ns").start())
-        await ClockCycles(self.dut.clk, 3)
-        self.dut.rst.value = 0
-        self.loop.start()
+        await super().start()
         # parameters survive reset (and earlier tests): start from a known table
         self.write_params(g.NMPUParams.zeros(self.cfg))
         await self.drain()
@@ -293,9 +240,8 @@ class NMPUBench:
 
     # -- monitors -----------------------------------------------------------------------------
 
-    def _accepted(self, word, tag, cycle):
+    def accepted(self, word, tag, cycle):
         self.model.accept(tag[2], tag[0])
-        self.accept_cycles.append(cycle)
 
     def settle(self):
         """Turn every accepted beat into an expectation (and coverage)."""
@@ -333,51 +279,20 @@ class NMPUBench:
         cov.hit("clamp", "low", int((clamped & (y == lo)).sum()))
         cov.hit("clamp", "high", int((clamped & (y == hi)).sum()))
 
-    def _output(self, word, cycle):
-        self.out_cycles.append(cycle)
-        self._pending_out.append(word)
-        if len(self._pending_out) >= 64:
-            self.flush_outputs()
-
-    def flush_outputs(self):
-        if not self._pending_out:
-            return
-        self.settle()
-        decoded = self.codec_out.decode(self._pending_out)
-        self._pending_out = []
-        self.sb.got_batch({"y": decoded["y"], "last": decoded["last"]})
+    def on_pulse(self, name):  # clear
+        self.settle()  # counts settle first: clear only when drained
+        self.model.frame_error = self.model.reg_error = False
+        self.clamps_base = self.model.clamps
 
     def on_reset(self):
-        self.flush_outputs()
-        self.model.reset()
-        self.sb.flush()
+        super().on_reset()
         self.clamps_base = 0
-        self.cov.hit("event", "reset_mid_stream")
 
     # -- phases -------------------------------------------------------------------------------
 
     async def drain(self, timeout=None):
         """Wait until everything queued went in and every expected beat came out."""
-        timeout = timeout or 200 + 50 * (len(self.source.queue) + len(self.writer.queue))
-        await self.loop.wait_until(lambda: self.source.idle() and not self.writer.queue,
-                                   timeout * 4, "the input queue to empty")
-        target = self.source.accepted
-        await self.loop.wait_until(
-            lambda: self.sink.received - self.received_base >= target - self.accepted_base,
-            timeout, "the outputs of all accepted beats")
-        await ClockCycles(self.dut.clk, 2)
-        self.flush_outputs()
-        self.sb.check_done()
-
-    def rebase(self):
-        """After a reset: beats in flight are gone; count from here."""
-        self.received_base = self.sink.received
-        self.accepted_base = self.source.accepted
-
-    async def pulse(self, what):
-        self.controls.pulse = what
-        await self.loop.wait_until(lambda: self.controls.pulse is None, 10, f"the {what} pulse")
-        await RisingEdge(self.dut.clk)
+        await super().drain(4 * (timeout or 200 + 50 * (len(self.source.queue) + len(self.writer.queue))))
 
     async def check_status(self):
         """Status outputs against the model (call when drained)."""
@@ -392,27 +307,6 @@ class NMPUBench:
         assert int(self.dut.reg_error.value) == int(self.model.reg_error), \
             f"reg_error: expected {int(self.model.reg_error)}, got {int(self.dut.reg_error.value)}"
         self.cov.hit("clamp_count", "saturated" if want == top else "counting")
-
-    def finish(self, test_name, require=False):
-        self.loop.stop()
-        self.cov.hit("stall", "input_held", self.source.held)
-        self.cov.hit("stall", "output_held", self.sink.held)
-        self.flush_outputs()
-        self.sb.check_done()
-        wall = time.perf_counter() - self.t0
-        stats = {"test": test_name, "values": self.sb.values, "beats": self.sb.matched,
-                 "wall_s": wall, "values_per_s": self.sb.values / wall if wall else 0.0,
-                 "sim": cocotb.SIM_NAME, "seed": SEED}
-        OUT.mkdir(parents=True, exist_ok=True)
-        with open(OUT / "stats.jsonl", "a") as f:
-            f.write(json.dumps(stats) + "\n")
-        self.cov.write(OUT / "coverage" / f"{test_name}.json")
-        self.dut._log.info("%s: %d values in %d beats checked, %.0f values/s\n%s", test_name,
-                           self.sb.values, self.sb.matched, stats["values_per_s"], self.cov.summary())
-        if require:
-            missing = self.cov.missing()
-            assert not missing, f"coverage bins not hit: {missing}"
-
 
 class LayerDriver:
     """Puts the layer registers of the beat on the bus next to it."""
