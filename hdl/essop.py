@@ -313,7 +313,6 @@ class ESSOP(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         cfg = self.cfg
-        n, mag = cfg.lfsr_width, cfg.mag_bits
 
         # -- S1..S3: accept, block maxima, magnitudes; each stage moves when the next is free
         valid = [Signal(name=f"valid{k}") for k in (1, 2, 3)]
@@ -384,7 +383,7 @@ class ESSOP(wiring.Component):
                      e.eq(ex + ed - log2_bl2 - lr_shift2)]
         e3 = stage(e, adv3, "e3")
         err3 = stage(err2, adv3, "err3")
-        t_bits = cfg.log2_bl_max
+        t_bits = max(1, cfg.log2_bl_max)  # a 0-bit counter would be an empty Verilog vector
         mask = Signal(t_bits, name="bl_mask")
         m.d.comb += mask.eq((C(1, t_bits + 1) << log2_bl2) - 1)
         mask3 = stage(mask, adv3, "mask3")

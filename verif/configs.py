@@ -2,9 +2,9 @@
 
 import numpy as np
 
-from hdl.config import NMPUConfig
+from hdl.config import ESSOP_LFSR_POLYS, ESSOPConfig, NMPUConfig
 
-__all__ = ["random_nmpu_configs"]
+__all__ = ["random_nmpu_configs", "random_essop_configs"]
 
 
 def random_nmpu_configs(seed, count):
@@ -29,6 +29,32 @@ def random_nmpu_configs(seed, count):
             clamp_count_bits=int(rng.integers(4, 33)))
         try:
             cfg = NMPUConfig(**fields)
+        except ValueError:
+            continue
+        if cfg not in out:
+            out.append(cfg)
+    return out
+
+
+def random_essop_configs(seed, count):
+    """`count` distinct valid ESSOP configs, small arrays so builds and runs stay quick: every
+    field drawn, invalid draws (e.g. an LFSR narrower than the magnitudes) rejected by
+    ESSOPConfig itself."""
+    rng = np.random.default_rng([seed, 0x4553534F])
+    widths = sorted(ESSOP_LFSR_POLYS)
+    out, tries = [], 0
+    while len(out) < count:
+        tries += 1
+        if tries > 10000:
+            raise RuntimeError("could not draw valid ESSOP configs")
+        fields = dict(
+            name="rand", rows=int(rng.integers(1, 7)), cols=int(rng.integers(1, 7)),
+            mag_bits=int(rng.integers(1, 14)), lfsr_width=int(rng.choice(widths[:13])),
+            log2_bl_max=int(rng.integers(0, 6)),
+            rng=str(rng.choice(["shared", "per_converter"])),
+            double_buffer=bool(rng.integers(0, 2)), lr_shift_bits=int(rng.integers(1, 5)))
+        try:
+            cfg = ESSOPConfig(**fields)
         except ValueError:
             continue
         if cfg not in out:

