@@ -13,7 +13,8 @@ import re
 from dataclasses import dataclass
 
 __all__ = ["RoundMode", "NMPUConfig", "NMPU_PRESETS", "nmpu_preset", "signed_bits", "unsigned_bits",
-           "ESSOPConfig", "ESSOP_PRESETS", "essop_preset"]
+           "ESSOPConfig", "ESSOP_PRESETS", "essop_preset", "LDPUConfig", "LDPU_PRESETS",
+           "ldpu_preset", "FP16OuterConfig", "FP16_OUTER_PRESETS", "fp16_outer_preset"]
 
 # The golden model computes on np.int64; every intermediate must stay strictly inside it.
 INT64_GUARD_BITS = 62
@@ -535,3 +536,139 @@ def essop_preset(name):
         return ESSOP_PRESETS[name]
     except KeyError:
         raise ValueError(f"unknown ESSOP preset {name!r}; presets: {', '.join(ESSOP_PRESETS)}") from None
+
+
+# -- FP16 baselines (spec: design/baselines.md) ----------------------------------------------------
+
+FP16_WORD_BITS = 16
+
+
+@dataclass(frozen=True, kw_only=True)
+class LDPUConfig(_ConfigIdentity):
+    """Configuration of the LDPU, the FP16 post-processing baseline the NMPU replaces.
+
+    Column-serial: one column's (P, N) `adc_bits`-bit counts (and int8 residual) per clock,
+    `columns` clocks per vector; per column five FP16 parameter words (sp, sn, o, a, b); per layer
+    the FP16 residual scale `c` and the ReLU / residual switches. Output int8. Stream conventions
+    and status outputs are the NMPU's (`beats` = `columns` beats of one lane). `scale_blocks`:
+    2 builds the chip's two convert-and-scale blocks, each taking every second column at half
+    rate (the spec); 1 builds one fully pipelined block at full rate (the same arithmetic, a
+    leaner baseline, so the NMPU's area ratio can be quoted against both). `name` only labels
+    build folders and test ids.
+    """
+
+    name: str = "custom"
+    columns: int = 256
+    adc_bits: int = 12
+    residual: bool = True
+    clamp_count_bits: int = 32
+    scale_blocks: int = 2
+
+    def __post_init__(self):
+        if not isinstance(self.name, str) or not re.fullmatch(r"[a-z0-9][a-z0-9_\-]*", self.name):
+            raise ValueError(f"`name` must be lower-case letters, digits, '_' or '-', not {self.name!r}")
+        _check_int("columns", self.columns, 1, 4096)
+        # counts convert to FP16 exactly up to 2^11 and stay finite below 65520: 15 bits at most
+        _check_int("adc_bits", self.adc_bits, 1, 15)
+        if not isinstance(self.residual, bool):
+            raise TypeError(f"`residual` must be a bool, not {type(self.residual).__name__} "
+                            f"{self.residual!r}")
+        _check_int("clamp_count_bits", self.clamp_count_bits, 1, 64)
+        _check_int("scale_blocks", self.scale_blocks, 1, 2)
+
+    lanes = 1
+    out_bits = 8
+    dual = True
+
+    @property
+    def beats(self):
+        return self.columns
+
+    @property
+    def adc_max(self):
+        return (1 << self.adc_bits) - 1
+
+    @property
+    def out_range(self):
+        return -128, 127
+
+    @property
+    def word_fields(self):
+        """(name, bits) of the packed parameter word, least significant field first: the two
+        convert-and-scale FMAs' sp, sn, o and the activation's a, b, FP16 each."""
+        return tuple((name, FP16_WORD_BITS) for name in ("sp", "sn", "o", "a", "b"))
+
+    @property
+    def word_bits(self):
+        return FP16_WORD_BITS * len(self.word_fields)
+
+    @property
+    def addr_bits(self):
+        return unsigned_bits(self.columns - 1)
+
+    _UNIT = "LDPU"
+
+    @classmethod
+    def _presets(cls):
+        return LDPU_PRESETS
+
+    def derived(self):
+        return {"beats": self.beats, "lanes": self.lanes, "out_bits": self.out_bits,
+                "adc_max": self.adc_max, "word_bits": self.word_bits, "addr_bits": self.addr_bits,
+                "word_fields": [list(f) for f in self.word_fields]}
+
+
+LDPU_PRESETS = {
+    "paper": LDPUConfig(name="paper"),
+    "lean": LDPUConfig(name="lean", scale_blocks=1),
+    # Small enough for exhaustive simulation: 4 columns of 3-bit counts.
+    "tiny": LDPUConfig(name="tiny", columns=4, adc_bits=3, clamp_count_bits=8),
+}
+
+
+def ldpu_preset(name):
+    try:
+        return LDPU_PRESETS[name]
+    except KeyError:
+        raise ValueError(f"unknown LDPU preset {name!r}; presets: {', '.join(LDPU_PRESETS)}") from None
+
+
+@dataclass(frozen=True, kw_only=True)
+class FP16OuterConfig(_ConfigIdentity):
+    """Configuration of the FP16 outer-product array, the baseline ESSOP replaces: `cols`
+    pipelined FP16 multipliers produce one row x_i·δ_j (j = 0 … cols − 1) per clock, so a
+    `rows` × `cols` product takes `rows` clocks. `name` only labels build folders and test ids.
+    """
+
+    name: str = "custom"
+    rows: int = 32
+    cols: int = 32
+
+    def __post_init__(self):
+        if not isinstance(self.name, str) or not re.fullmatch(r"[a-z0-9][a-z0-9_\-]*", self.name):
+            raise ValueError(f"`name` must be lower-case letters, digits, '_' or '-', not {self.name!r}")
+        _check_int("rows", self.rows, 1, 1024)
+        _check_int("cols", self.cols, 1, 1024)
+
+    _UNIT = "FP16Outer"
+
+    @classmethod
+    def _presets(cls):
+        return FP16_OUTER_PRESETS
+
+    def derived(self):
+        return {"multipliers": self.cols, "clocks_per_product": self.rows}
+
+
+FP16_OUTER_PRESETS = {
+    "paper": FP16OuterConfig(name="paper"),
+    "tiny": FP16OuterConfig(name="tiny", rows=4, cols=4),
+}
+
+
+def fp16_outer_preset(name):
+    try:
+        return FP16_OUTER_PRESETS[name]
+    except KeyError:
+        raise ValueError(f"unknown FP16Outer preset {name!r}; presets: "
+                         f"{', '.join(FP16_OUTER_PRESETS)}") from None
