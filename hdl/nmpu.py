@@ -6,9 +6,9 @@ them, and `NMPU` instantiates `lanes` of them, frames the stream and holds the p
 
 from amaranth import C, Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
-from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from .common import clamp_counter, framing, param_memory
 from .config import NMPUConfig, RoundMode
 
 __all__ = ["input_layout", "output_layout", "param_layout", "layer_layout", "Products",
@@ -319,8 +319,8 @@ class NMPU(wiring.Component):
                 m.d.sync += reg.eq(value)
             return reg
 
-        beat, frame_event = self._framing(m, accept)
-        words, bad_write = self._param_memory(m, beat)
+        beat, frame_event = framing(m, accept, self.i.payload.last, cfg.beats)
+        words, bad_write = param_memory(m, self.wr, beat, param_layout(cfg), cfg.columns, cfg.lanes)
         # per-beat controls travel beside the lanes
         layer1 = stage(self.layer, "layer1")
         layer2 = stage(layer1, "layer2")
@@ -353,72 +353,9 @@ class NMPU(wiring.Component):
         m.d.comb += [self.o.valid.eq(valid[-1]),
                      self.o.payload.eq(Cat(Cat(*ys), last4))]
 
-        self._clamp_counter(m, fresh=advance & valid[-2], clamped=Cat(*clamped))
+        clamp_counter(m, self.clamp_count, self.clear, fresh=advance & valid[-2],
+                      clamped=Cat(*clamped))
         bad_mode = accept & (self.layer.round_mode > max(RoundMode))
         for flag, event in ((self.frame_error, frame_event), (self.reg_error, bad_mode | bad_write)):
             m.d.sync += flag.eq(Mux(self.clear, 0, flag) | event)
         return m
-
-    def _framing(self, m, accept):
-        """Beat counter and sticky framing-error flag (golden: `golden.nmpu.frame`)."""
-        cfg = self.cfg
-        last = self.i.payload.last
-        if cfg.beats == 1:  # every beat is a whole vector
-            return C(0, 1), accept & ~last
-        beat = Signal(range(cfg.beats), name="beat")
-        final = beat == cfg.beats - 1
-        with m.If(accept):
-            m.d.sync += beat.eq(Mux(last | final, 0, beat + 1))
-        return beat, accept & (last != final)
-
-    def _param_memory(self, m, beat):
-        """One memory of `beats` parameter words per lane, read combinationally by the beat
-        counter, so a write lands for beats accepted after it. Per-lane memories keep the write
-        data a plain fan-out of the port (no lanes-wide replicated word)."""
-        cfg = self.cfg
-        addr = self.wr.addr
-        if cfg.lanes & (cfg.lanes - 1) == 0:
-            lane_bits = cfg.lanes.bit_length() - 1
-            row, lane = addr[lane_bits:], addr[:lane_bits]
-        else:
-            row, lane = addr // cfg.lanes, addr % cfg.lanes
-        in_range = addr < cfg.columns
-        words = []
-        for l in range(cfg.lanes):
-            en = self.wr.en & in_range & (lane == l)
-            if cfg.beats == 1:  # one word per lane: a register (a memory would need 0 address bits)
-                word = Signal(param_layout(cfg), name=f"params{l}", reset_less=True)
-                with m.If(en):
-                    m.d.sync += word.eq(self.wr.data)
-                words.append(word)
-                continue
-            mem = Memory(shape=param_layout(cfg), depth=cfg.beats, init=[])
-            m.submodules[f"params{l}"] = mem
-            wp = mem.write_port()
-            rp = mem.read_port(domain="comb")
-            m.d.comb += [wp.addr.eq(row), wp.data.eq(self.wr.data), rp.addr.eq(beat), wp.en.eq(en)]
-            words.append(rp.data)
-        return words, self.wr.en & ~in_range
-
-    def _clamp_counter(self, m, fresh, clamped):
-        """Adds the clamp flags of each beat that entered the output register on the clock
-        before; saturates at the counter's maximum."""
-        cfg = self.cfg
-        counted = Signal(name="counted")
-        m.d.sync += counted.eq(fresh)
-        events = Signal(range(cfg.lanes + 1), name="clamp_events")
-        m.d.comb += events.eq(Mux(counted, _popcount(clamped), 0))
-        top = (1 << cfg.clamp_count_bits) - 1
-        total = Signal(cfg.clamp_count_bits + 1 + cfg.lanes.bit_length(), name="clamp_total")
-        base = Mux(self.clear, 0, self.clamp_count)
-        m.d.comb += total.eq(base + events)
-        m.d.sync += self.clamp_count.eq(Mux(total > top, top, total))
-
-
-def _popcount(bits):
-    """Balanced adder tree over the bits of `bits`."""
-    terms = [bits[k] for k in range(len(bits))]
-    while len(terms) > 1:
-        paired = [terms[k] + terms[k + 1] for k in range(0, len(terms) - 1, 2)]
-        terms = paired + (terms[-1:] if len(terms) % 2 else [])
-    return terms[0]

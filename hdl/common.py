@@ -1,0 +1,75 @@
+"""Unit plumbing shared by the stream units (NMPU, LDPU): framing, per-lane parameter memory,
+the saturating clamp counter. Each helper adds its logic to the caller's module `m`."""
+
+from amaranth import C, Mux, Signal
+from amaranth.lib.memory import Memory
+
+__all__ = ["framing", "param_memory", "clamp_counter", "popcount"]
+
+
+def framing(m, accept, last, beats):
+    """Beat counter and framing-error event (golden: `golden.nmpu.frame`): a vector is `beats`
+    accepted beats, and `last` must be set on exactly its final one. Returns (beat, event)."""
+    if beats == 1:  # every beat is a whole vector
+        return C(0, 1), accept & ~last
+    beat = Signal(range(beats), name="beat")
+    final = beat == beats - 1
+    with m.If(accept):
+        m.d.sync += beat.eq(Mux(last | final, 0, beat + 1))
+    return beat, accept & (last != final)
+
+
+def param_memory(m, wr, beat, layout, columns, lanes):
+    """One memory of `columns // lanes` parameter words (of `layout`) per lane, read
+    combinationally by the beat counter, so a write lands for beats accepted after it. Per-lane
+    memories keep the write data a plain fan-out of the port (no lanes-wide replicated word).
+    `wr` carries en, addr (column) and data. Returns (words, write to a column >= `columns`)."""
+    beats = columns // lanes
+    addr = wr.addr
+    if lanes & (lanes - 1) == 0:
+        lane_bits = lanes.bit_length() - 1
+        row, lane = addr[lane_bits:], addr[:lane_bits]
+    else:
+        row, lane = addr // lanes, addr % lanes
+    in_range = addr < columns
+    words = []
+    for l in range(lanes):
+        en = wr.en & in_range & (lane == l)
+        if beats == 1:  # one word per lane: a register (a memory would need 0 address bits)
+            word = Signal(layout, name=f"params{l}", reset_less=True)
+            with m.If(en):
+                m.d.sync += word.eq(wr.data)
+            words.append(word)
+            continue
+        mem = Memory(shape=layout, depth=beats, init=[])
+        m.submodules[f"params{l}"] = mem
+        wp = mem.write_port()
+        rp = mem.read_port(domain="comb")
+        m.d.comb += [wp.addr.eq(row), wp.data.eq(wr.data), rp.addr.eq(beat), wp.en.eq(en)]
+        words.append(rp.data)
+    return words, wr.en & ~in_range
+
+
+def clamp_counter(m, count, clear, fresh, clamped):
+    """Adds to `count` the flags `clamped` of each beat that entered the output register on the
+    clock before (`fresh` one clock earlier); saturates at the counter's maximum, and `clear`
+    restarts it from 0."""
+    lanes, bits = len(clamped), len(count)
+    counted = Signal(name="counted")
+    m.d.sync += counted.eq(fresh)
+    events = Signal(range(lanes + 1), name="clamp_events")
+    m.d.comb += events.eq(Mux(counted, popcount(clamped), 0))
+    top = (1 << bits) - 1
+    total = Signal(bits + 1 + lanes.bit_length(), name="clamp_total")
+    base = Mux(clear, 0, count)
+    m.d.comb += total.eq(base + events)
+    m.d.sync += count.eq(Mux(total > top, top, total))
+
+
+def popcount(bits):
+    """Balanced adder tree over the bits of `bits`."""
+    terms = [bits[k] for k in range(len(bits))]
+    while len(terms) > 1:
+        paired = [terms[k] + terms[k + 1] for k in range(0, len(terms) - 1, 2)]
+        terms = paired + (terms[-1:] if len(terms) % 2 else [])
+    return terms[0]
