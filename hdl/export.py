@@ -1,7 +1,7 @@
 """The only place Verilog is written: one `.v` and one `.json` (config, widths, port map,
 latency) per unit and config, and the Verilator lint of what was written.
 
-    python -m hdl.export [--unit nmpu|essop] [--preset NAME ...] [--config FILE.json] [--out DIR] [--lint]
+    python -m hdl.export [--unit nmpu|essop|ldpu|fp16outer] [--preset NAME ...] [--config FILE.json] [--out DIR] [--lint]
 """
 
 import argparse
@@ -16,14 +16,18 @@ from amaranth import Shape
 from amaranth.back import verilog
 from amaranth.lib import data, wiring
 
-from .config import ESSOP_PRESETS, NMPU_PRESETS, ESSOPConfig, NMPUConfig
+from .baselines import LDPU, FP16Outer
+from .config import (ESSOP_PRESETS, FP16_OUTER_PRESETS, LDPU_PRESETS, NMPU_PRESETS, ESSOPConfig,
+                     FP16OuterConfig, LDPUConfig, NMPUConfig)
 from .essop import ESSOP
 from .nmpu import NMPU
 
 __all__ = ["UNITS", "VERILATOR_WAIVERS", "module_name", "port_map", "write", "lint", "main"]
 
 UNITS = {"nmpu": (NMPUConfig, NMPU_PRESETS, NMPU),
-         "essop": (ESSOPConfig, ESSOP_PRESETS, ESSOP)}
+         "essop": (ESSOPConfig, ESSOP_PRESETS, ESSOP),
+         "ldpu": (LDPUConfig, LDPU_PRESETS, LDPU),
+         "fp16outer": (FP16OuterConfig, FP16_OUTER_PRESETS, FP16Outer)}
 
 # Verilator warning classes waived for Amaranth's output, in one place for lint and simulation
 # builds. Each is an idiom of the generator, not of the design:
