@@ -24,11 +24,14 @@ def test_histograms_account_for_every_value(rows):
             assert sum(r["nmpu_minus_ldpu"]["histogram"].values()) == r["values"]
 
 
-def test_fp16_path_within_one_lsb_of_float(rows):
-    """FP16 parameters and two FMAs: the LDPU never lands more than 1 LSB from the exact value."""
+def test_fp16_path_close_to_float(rows):
+    """FP16 parameters, counts and intermediates: the LDPU lands at most 2 LSB from the exactly
+    rounded value (t = sp·P + o is rounded to a quarter LSB above 256), almost always within 1."""
     for per_cfg in rows.values():
         for r in per_cfg:
-            assert r["ldpu_minus_float"]["max_abs"] <= 1
+            assert r["ldpu_minus_float"]["max_abs"] <= 2
+            assert r["ldpu_minus_float"]["share_within_1"] >= 0.999
+            assert r["ldpu_minus_float"]["rms"] < 0.5
 
 
 def test_per_column_exponent_shrinks_the_nmpu_error(rows):
