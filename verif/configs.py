@@ -2,9 +2,10 @@
 
 import numpy as np
 
-from hdl.config import ESSOP_LFSR_POLYS, ESSOPConfig, NMPUConfig
+from hdl.config import ESSOP_LFSR_POLYS, ESSOPConfig, FP16OuterConfig, LDPUConfig, NMPUConfig
 
-__all__ = ["random_nmpu_configs", "random_essop_configs"]
+__all__ = ["random_nmpu_configs", "random_essop_configs", "random_ldpu_configs",
+           "random_fp16outer_configs"]
 
 
 def random_nmpu_configs(seed, count):
@@ -26,7 +27,7 @@ def random_nmpu_configs(seed, count):
             offset_int=int(rng.integers(1, 9)), offset_frac=int(rng.integers(0, 8)),
             out_bits=int(rng.integers(3, 11)), residual=bool(rng.integers(0, 2)),
             exp_bits=int(rng.choice([0, 0, 1, 2, 3])), shift_bits=int(rng.integers(3, 6)),
-            clamp_count_bits=int(rng.integers(4, 33)))
+            clamp_count_bits=int(rng.integers(1, 33)))
         try:
             cfg = NMPUConfig(**fields)
         except ValueError:
@@ -60,3 +61,33 @@ def random_essop_configs(seed, count):
         if cfg not in out:
             out.append(cfg)
     return out
+
+
+def _draw(cls, seed, salt, count, fields_of):
+    rng = np.random.default_rng([seed, salt])
+    out, tries = [], 0
+    while len(out) < count:
+        tries += 1
+        if tries > 10000:
+            raise RuntimeError(f"could not draw valid {cls.__name__} configs")
+        try:
+            cfg = cls(name="rand", **fields_of(rng))
+        except ValueError:
+            continue
+        if cfg not in out:
+            out.append(cfg)
+    return out
+
+
+def random_ldpu_configs(seed, count):
+    """`count` distinct valid LDPU configs with few columns (every field drawn)."""
+    return _draw(LDPUConfig, seed, 0x4C445055, count, lambda rng: dict(
+        columns=int(rng.integers(1, 9)), adc_bits=int(rng.integers(1, 16)),
+        residual=bool(rng.integers(0, 2)), clamp_count_bits=int(rng.integers(1, 33)),
+        scale_blocks=int(rng.integers(1, 3))))
+
+
+def random_fp16outer_configs(seed, count):
+    """`count` distinct valid FP16 outer-product configs, small arrays."""
+    return _draw(FP16OuterConfig, seed, 0x46503136, count, lambda rng: dict(
+        rows=int(rng.integers(1, 9)), cols=int(rng.integers(1, 9))))

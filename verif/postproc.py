@@ -229,7 +229,8 @@ class PostProcBench(StreamBench):
         self.settle()
         top = (1 << self.cfg.clamp_count_bits) - 1
         want = min(self.model.clamps - self.clamps_base, top)
-        got = self.dut.clamp_count.value.to_unsigned()
+        value = self.dut.clamp_count.value  # a 1-bit port reads as a Logic, not a LogicArray
+        got = value.to_unsigned() if hasattr(value, "to_unsigned") else int(value)
         assert got == want, f"clamp_count: expected {want}, got {got}"
         assert int(self.dut.frame_error.value) == int(self.model.frame_error), \
             f"frame_error: expected {int(self.model.frame_error)}, got {int(self.dut.frame_error.value)}"

@@ -166,16 +166,19 @@ async def corner_classes(dut, stalls):
     big = int(fp16.encode(300.0 / cfg.adc_max))
     z = np.zeros(n, np.int64)
     bench.write_params(gb.LDPUParams(sp=z + big, sn=z + big, o=z, a=z + fp16.ONE, b=z))
+    await bench.drain()  # the writer runs beside the stream: land the words first
     layer = dict(bench.random_layer(0), residual_en=0) if cfg.residual else bench.random_layer(0)
     hi = (np.arange(2 * n) % 2 == 0).reshape(2, n)
     ins = bench.random_inputs(2, corners=0)
     ins["p"], ins["n"] = np.where(hi, cfg.adc_max, 0), np.where(hi, 0, cfg.adc_max)
     bench.send_vectors(ins, [layer] * 2)
+    await bench.drain()
     one, half, zero = fp16.ONE, int(fp16.encode(0.5)), 0
     for sign in (0, 0x8000):      # y = ±(P + 0.5): ties to even in the int8 conversion
         bench.write_params(gb.LDPUParams(sp=np.full(n, one), sn=np.full(n, zero),
                                          o=np.full(n, half), a=np.full(n, one ^ sign),
                                          b=np.full(n, zero)))
+        await bench.drain()
         layer = {"c": zero, "relu_mid": 0, "relu_out": 0}
         if cfg.residual:
             layer["residual_en"] = 0
@@ -232,6 +235,7 @@ async def clamp_counter(dut):
     big = int(fp16.encode(300.0))
     z = np.zeros(cfg.columns, np.int64)
     bench.write_params(gb.LDPUParams(sp=z + fp16.ONE, sn=z, o=z + big, a=z + fp16.ONE, b=z))
+    await bench.drain()
     layer = {"c": 0, "relu_mid": 0, "relu_out": 0}
     if cfg.residual:
         layer["residual_en"] = 0
@@ -264,6 +268,7 @@ async def expect_fail_corrupted_model(dut):
     z = np.zeros(cfg.columns, np.int64)
     scale = int(fp16.encode(100.0 / cfg.adc_max))
     bench.write_params(gb.LDPUParams(sp=z + scale, sn=z + scale, o=z, a=z + fp16.ONE, b=z))
+    await bench.drain()
     layer = {"c": 0, "relu_mid": 0, "relu_out": 0}
     if cfg.residual:
         layer["residual_en"] = 0

@@ -212,6 +212,7 @@ async def corner_classes(dut, stalls):
     for k, params in enumerate(extremes):
         await bench.drain()
         bench.write_params(params)
+        await bench.drain()
         n_vec = max(2, 32 // cfg.columns)  # enough rail values for narrow configs too
         ins = bench.random_inputs(n_vec, corners=0.9)
         for mode in range(3):
@@ -233,6 +234,7 @@ async def corner_classes(dut, stalls):
         z = np.zeros(cfg.columns, np.int64)
         bench.write_params(g.NMPUParams(sp=z + 1, sn=z if cfg.dual else None, o=z,
                                         e=z if cfg.exp_bits else None))
+        await bench.drain()  # the writer runs beside the stream (and pauses): land it first
         ins = bench.random_inputs(3)
         for name in ("p", "x"):
             if name in ins:
