@@ -227,7 +227,6 @@ def test_ldpu_status(cfg):
     `columns`, which change no parameter), clamp_count (saturated and NaN outputs, saturating at
     its maximum), and `clear` of all three."""
     cfg = dataclasses.replace(cfg, clamp_count_bits=3)
-    rng = make_rng(6)
     dut = LDPU(cfg)
     bench = LDPUBench(cfg, dut)
     top = (1 << cfg.clamp_count_bits) - 1
