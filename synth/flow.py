@@ -40,6 +40,7 @@ LATCH 0 vs 56): the flow's copy carries the LEF footprints, and source.json reco
 import argparse
 import concurrent.futures
 import dataclasses
+import fcntl
 import hashlib
 import json
 import os
@@ -290,14 +291,18 @@ class Tools:
         sta = sta or os.environ.get("SYNTH_STA")
         liberty = liberty or os.environ.get("SYNTH_LIBERTY")
         y = [_given(yosys, "Yosys", "--yosys/SYNTH_YOSYS")] if yosys else find_yosys()
-        s = _given(sta, "OpenSTA", "--sta/SYNTH_STA") if sta else find_sta(install)
-        if liberty:
-            if not Path(liberty).is_file():
-                raise ToolMissing(f"Liberty file not found at '{liberty}' (given by "
-                                  f"--liberty/SYNTH_LIBERTY)")
-            lib_path = Path(liberty).resolve()
-        else:
-            lib_path = setup_liberty(Path(out_dir) / "tech")
+        # parallel callers (pytest workers, --jobs) must not run apt-get or unpack at once
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+        with open(Path(out_dir) / ".setup.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            s = _given(sta, "OpenSTA", "--sta/SYNTH_STA") if sta else find_sta(install)
+            if liberty:
+                if not Path(liberty).is_file():
+                    raise ToolMissing(f"Liberty file not found at '{liberty}' (given by "
+                                      f"--liberty/SYNTH_LIBERTY)")
+                lib_path = Path(liberty).resolve()
+            else:
+                lib_path = setup_liberty(Path(out_dir) / "tech")
         lib = parse_liberty(lib_path)
         versions = {"yosys": _version(y + ["-V"], "Yosys"),
                     "sta": "OpenSTA " + _version([s, "-version"], "OpenSTA"),
