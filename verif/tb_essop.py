@@ -18,6 +18,8 @@ from golden import essop as g
 from hdl.config import ESSOPConfig
 from verif.bench import META, OUT, STALLS, StreamBench
 from verif.bench import n_items as n_products
+from verif.stimulus import ESSOP_CLASSES as CLASSES
+from verif.stimulus import essop_operands
 from verif.streams import _Port
 
 CFG = ESSOPConfig.from_dict(META["config"])
@@ -125,29 +127,8 @@ class ESSOPBench(StreamBench):
             self.source.send(word, {"x": xs[k], "d": ds[k], "regs": r, "label": label})
 
     def vectors(self, count, n, kind="random"):
-        """`count` vectors of `n` binary16 patterns of a class (see `classes`)."""
-        rng = self.rng
-        if kind == "random":  # a block exponent per vector, elements up to 12 octaves below it
-            top = rng.integers(1, 31, (count, 1))
-            field = np.clip(top - rng.geometric(0.35, (count, n)) + 1, 0, 30)
-            frac = rng.integers(0, 1 << 10, (count, n))
-            v = field << 10 | frac
-            v = np.where(rng.random((count, n)) < 0.08, 0, v)
-        elif kind == "zeros":
-            v = np.zeros((count, n), np.int64)
-        elif kind == "subnormal":
-            v = rng.integers(0, 1 << 10, (count, n))
-        elif kind == "largest":
-            v = np.where(rng.random((count, n)) < 0.5, 0x7BFF, 0x7BFF - rng.integers(0, 4, (count, n)))
-        elif kind == "one_nonzero":
-            v = np.zeros((count, n), np.int64)
-            v[np.arange(count), rng.integers(0, n, count)] = rng.integers(1, 0x7C00, count)
-        elif kind == "wide_range":  # one large element, the rest far below it: q mostly 0 or 1
-            v = rng.integers(0, 0x0800, (count, n))
-            v[np.arange(count), rng.integers(0, n, count)] = rng.integers(0x7000, 0x7C00, count)
-        else:
-            raise ValueError(kind)
-        return v | (rng.integers(0, 2, (count, n)) << 15)
+        """`count` vectors of `n` binary16 patterns of a class (`verif.stimulus`)."""
+        return essop_operands(self.rng, count, n, kind)
 
     def random_regs(self, k=None):
         """Register values; with `k`, log2_bl and lr_shift cycle through every value."""
@@ -294,8 +275,6 @@ async def corner_classes(dut, stalls):
     await bench.check_status()
     bench.finish(f"corner_classes_{'_'.join(stalls)}", require=True)
 
-
-CLASSES = ("random", "zeros", "subnormal", "largest", "one_nonzero", "wide_range")
 
 
 @cocotb.test()

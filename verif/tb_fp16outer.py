@@ -17,9 +17,10 @@ from golden import baselines as gb
 from golden import fp16
 from hdl.config import FP16OuterConfig
 from verif.bench import META, OUT, STALLS, StreamBench, n_items
+from verif.stimulus import FP16_CLASSES as CLASSES
+from verif.stimulus import fp16_operands
 
 CFG = FP16OuterConfig.from_dict(META["config"])
-CLASSES = ("random", "subnormal", "overflow", "ties", "special")
 
 
 class FP16OuterBench(StreamBench):
@@ -62,21 +63,7 @@ class FP16OuterBench(StreamBench):
         self.cov.hit("row", (self.sink.received - 1 - self.received_base) % self.cfg.rows)
 
     def vectors(self, count, n, kind="random"):
-        rng = self.rng
-        sign = rng.integers(0, 2, (count, n)) << 15
-        if kind == "random":
-            v = rng.integers(0, 0x7C00, (count, n))
-        elif kind == "subnormal":     # products below 2^−14: subnormal and underflowing results
-            v = rng.integers(0x0001, 0x2000, (count, n))
-        elif kind == "overflow":      # products near and beyond 65504
-            v = rng.integers(0x5800, 0x7C00, (count, n))
-        elif kind == "ties":          # short significands: exact products, some exact ties
-            v = (rng.integers(1, 31, (count, n)) << 10) | (rng.integers(0, 32, (count, n)) << 5)
-        elif kind == "special":
-            v = rng.choice(np.array([0, 0x7C00, 0x7E00, 0x7C01, 0x0001, 0x7BFF, 0x3C00]), (count, n))
-        else:
-            raise ValueError(kind)
-        return v | sign
+        return fp16_operands(self.rng, count, n, kind)
 
     async def drain(self, timeout=None):
         await super().drain(timeout or 200 + 4 * (self.cfg.rows + 8) * (len(self.source.queue) + 2))

@@ -16,11 +16,9 @@ from verif import postproc
 from verif.bench import META, STALLS
 from verif.bench import n_items as n_vectors
 from verif.postproc import PostProcBench, PostProcModel
+from verif.stimulus import FP16_SPECIALS as SPECIALS
 
 CFG = LDPUConfig.from_dict(META["config"])
-# FP16 parameter patterns outside the useful range, drawn now and then
-SPECIALS = np.array([0x0000, 0x8000, 0x0001, 0x03FF, 0x8001, 0x7BFF, 0xFBFF, 0x7C00, 0xFC00,
-                     0x7E00, 0x7C01, 0xFE00])
 
 
 class LDPUModel(PostProcModel):

@@ -38,6 +38,7 @@ from golden import fp16
 from golden import nmpu as gn
 from hdl.export import UNITS, write
 from verif.payload import Codec
+from verif.stimulus import FP16_CLASSES, FP16_SPECIALS, essop_operands, fp16_operands
 
 __all__ = ["DEFAULT_COUNT", "Vectors", "GENERATORS", "generate", "compile_tb", "run_tb", "main"]
 
@@ -49,9 +50,6 @@ WRITE_PORTS = ("wr__en", "wr__addr", "wr__data")
 IDLE_PORTS = ("clear",)             # inputs the replay holds low
 ESSOP_POWER_ON_SEEDS = (1, 1)       # the LFSR states after reset (as verif/tb_essop.py)
 ESSOP_SHORT_LOG2_BL = 3             # BL up to 8 in the replay: short products
-LDPU_SPECIALS = np.array([0x0000, 0x8000, 0x0001, 0x03FF, 0x8001, 0x7BFF, 0xFBFF, 0x7C00, 0xFC00,
-                          0x7E00, 0x7C01, 0xFE00])
-FP16_CLASSES = ("random", "subnormal", "overflow", "ties", "special")
 
 
 @dataclass
@@ -149,7 +147,7 @@ def ldpu_vectors(cfg, ports, rng, count):
         mag = np.exp2(rng.uniform(lo_exp, hi_exp, size))
         sign = np.where(rng.random(size) < 0.5, -1.0, 1.0) if signed else 1.0
         v = fp16.encode(sign * mag)
-        return np.where(rng.random(size) < corners, rng.choice(LDPU_SPECIALS, size), v)
+        return np.where(rng.random(size) < corners, rng.choice(FP16_SPECIALS, size), v)
 
     top = np.log2(160.0 / max(cfg.adc_max, 1))
     params = gb.LDPUParams(sp=fp(top - 3, top, n, 0.03, signed=False),
@@ -175,21 +173,11 @@ def ldpu_vectors(cfg, ports, rng, count):
     return vec
 
 
-def _essop_operands(rng, count, n):
-    """binary16 vectors as `ESSOPBench.vectors(kind="random")`: a block exponent per vector,
-    elements up to 12 octaves below it, 8 % zeros, random signs."""
-    top = rng.integers(1, 31, (count, 1))
-    fld = np.clip(top - rng.geometric(0.35, (count, n)) + 1, 0, 30)
-    v = fld << 10 | rng.integers(0, 1 << 10, (count, n))
-    v = np.where(rng.random((count, n)) < 0.08, 0, v)
-    return v | (rng.integers(0, 2, (count, n)) << 15)
-
-
 def essop_vectors(cfg, ports, rng, count):
     """`count` products with BL = 1, 2, 4, 8 in turn and lr_shift stepping; `reseed` with new
     seeds on the first product and again halfway, while earlier products are still in flight.
     The LFSR state carries from each product to the next, as in the engine."""
-    xs, ds = _essop_operands(rng, count, cfg.rows), _essop_operands(rng, count, cfg.cols)
+    xs, ds = essop_operands(rng, count, cfg.rows), essop_operands(rng, count, cfg.cols)
     short = min(ESSOP_SHORT_LOG2_BL, cfg.log2_bl_max)
     state = ge.reseed(cfg, *ESSOP_POWER_ON_SEEDS)
     seeds = ESSOP_POWER_ON_SEEDS
@@ -223,30 +211,12 @@ def essop_vectors(cfg, ports, rng, count):
                             + (f"s 0 and {count // 2}" if count > 1 else " 0")))
 
 
-def _fp16_class(rng, kind, count, n):
-    """binary16 vectors of an operand class of `FP16OuterBench.vectors`."""
-    sign = rng.integers(0, 2, (count, n)) << 15
-    if kind == "random":
-        v = rng.integers(0, 0x7C00, (count, n))
-    elif kind == "subnormal":     # products below 2^-14: subnormal and underflowing results
-        v = rng.integers(0x0001, 0x2000, (count, n))
-    elif kind == "overflow":      # products near and beyond 65504
-        v = rng.integers(0x5800, 0x7C00, (count, n))
-    elif kind == "ties":          # short significands: exact products, some exact ties
-        v = (rng.integers(1, 31, (count, n)) << 10) | (rng.integers(0, 32, (count, n)) << 5)
-    elif kind == "special":
-        v = rng.choice(np.array([0, 0x7C00, 0x7E00, 0x7C01, 0x0001, 0x7BFF, 0x3C00]), (count, n))
-    else:
-        raise ValueError(kind)
-    return v | sign
-
-
 def fp16outer_vectors(cfg, ports, rng, count):
     """`count` products, operand classes in turn (random, subnormal, overflow, ties, Inf/NaN
     and zeros), x and δ of different classes."""
     k = len(FP16_CLASSES)
-    xs = np.concatenate([_fp16_class(rng, FP16_CLASSES[i % k], 1, cfg.rows) for i in range(count)])
-    ds = np.concatenate([_fp16_class(rng, FP16_CLASSES[(3 * i + 1) % k], 1, cfg.cols)
+    xs = np.concatenate([fp16_operands(rng, 1, cfg.rows, FP16_CLASSES[i % k]) for i in range(count)])
+    ds = np.concatenate([fp16_operands(rng, 1, cfg.cols, FP16_CLASSES[(3 * i + 1) % k])
                          for i in range(count)])
     p = gb.outer_product(cfg, xs, ds)
     last = np.tile(np.arange(cfg.rows) == cfg.rows - 1, count).astype(np.int64)
