@@ -66,7 +66,9 @@ def reference_bl(build):
     path = Path(build, "report", "training.json")
     if path.is_file():
         doc = json.loads(path.read_text())
-        bl = doc.get("smallest_sufficient_bl")
+        bl = doc.get("smallest_bl_within_0p5")
+        if doc.get("quick"):
+            return None, "training report is a --quick run: run `make train`"
         if bl:
             return int(bl), "training report (smallest BL within 0.5 points of exact outer products)"
         return None, "training report holds no sufficient BL"

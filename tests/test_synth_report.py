@@ -46,7 +46,7 @@ def build(tmp_path):
 
 
 def test_rows_ratios_and_outputs(build):
-    (build / "report" / "training.json").write_text(json.dumps({"smallest_sufficient_bl": 32}))
+    (build / "report" / "training.json").write_text(json.dumps({"smallest_bl_within_0p5": 32, "quick": False}))
     doc = report.write(build, run_breakdown=False)
     rows = {(r["unit"], r["preset"]): r for r in doc["rows"]}
     nmpu = rows["nmpu", "paper"]
