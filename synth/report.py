@@ -162,6 +162,35 @@ def ratios(rows, ref_bl):
     return out
 
 
+def sized_essop(rows, build):
+    """ESSOP arrays with counters sized for each BL (the scaling study's `log2_bl_max` points of
+    the paper preset's geometry) against the FP16 array. Their clocks per product are the
+    paper preset's measurement at that BL: the schedule depends on rows, BL and buffering only,
+    and the counter width changes none of them (the RTL's timing is the same generator code)."""
+    path = Path(build, "report", "scaling.json")
+    paper, fp16 = _get(rows, "essop", "paper"), _get(rows, "fp16outer", "paper")
+    if not path.is_file() or paper is None or fp16 is None or not fp16["items_per_s_per_mm2"]:
+        return []
+    measured = {p["bl"]: p["cycles_per_item"] for p in paper["per_bl"]}
+    geometry = {k: (paper.get("config") or {}).get(k) for k in ("rows", "cols", "mag_bits",
+                                                                "lfsr_width", "rng",
+                                                                "double_buffer")}
+    out = []
+    for r in json.loads(path.read_text())["rows"]:
+        cfg = r.get("config") or {}
+        if (r.get("unit") != "essop" or "error" in r or r.get("bl_max") not in measured
+                or any(cfg.get(k) != v for k, v in geometry.items())):
+            continue
+        bl = r["bl_max"]
+        ips = r["fmax_mhz"] * 1e6 / measured[bl]
+        eff = ips / (r["area_um2"] / 1e6)
+        out.append({"bl": bl, "preset": r["preset"], "area_um2": r["area_um2"],
+                    "fmax_mhz": r["fmax_mhz"], "cycles_per_item": measured[bl],
+                    "items_per_s": ips, "items_per_s_per_mm2": eff,
+                    "area_efficiency_ratio": eff / fp16["items_per_s_per_mm2"]})
+    return sorted(out, key=lambda e: e["bl"])
+
+
 def _sha(path):
     return hashlib.sha256(Path(path).read_bytes()).hexdigest() if Path(path).is_file() else None
 
@@ -191,7 +220,7 @@ def _f(x, spec, dash="—"):
     return dash if x is None else format(x, spec)
 
 
-def _markdown(rows, rat, brk, ref_bl, ref_src):
+def _markdown(rows, rat, brk, ref_bl, ref_src, sized=()):
     lines = ["# PPA: area, timing and measured throughput, every unit in one flow", "",
              "Yosys + ABC onto the OSU 0.18 µm cells, OpenSTA (4 ns target; f_max = 1 / (period − "
              "worst slack)); clocks per item measured by the cocotb `throughput` scenarios (both "
@@ -242,6 +271,17 @@ def _markdown(rows, rat, brk, ref_bl, ref_src):
     if fp:
         lines.append(f"\nFP16 array `paper`: {fp['cycles_per_item']:.0f} clocks per product, "
                      f"{_f(fp['items_per_s'], '.3g')} products / s, {fp['area_mm2']:.3f} mm².")
+    if sized:
+        lines += ["", "ESSOP 32 × 32 with counters sized for the BL it runs (`log2_bl_max` = "
+                      "log2 BL; areas and f_max from the scaling study, `make scaling`; clocks "
+                      "per product from the `paper` preset's measurement at that BL, as the "
+                      "schedule does not depend on the counter width):", "",
+                  "| BL max | area mm² | f_max MHz | clocks / product | area-efficiency ratio |",
+                  "|--:|--:|--:|--:|--:|"]
+        for e in sized:
+            mark = " **← training BL**" if e["bl"] == ref_bl else ""
+            lines.append(f"| {e['bl']}{mark} | {e['area_um2'] / 1e6:.3f} | {e['fmax_mhz']:.0f} | "
+                         f"{e['cycles_per_item']:.0f} | {e['area_efficiency_ratio']:.3f} |")
     if brk:
         lines += ["", "## Where the area goes (hierarchical mapping of the same Verilog)", "",
                   "Blocks by kind (`lane0`..`lane63` → `lane`), with their largest parts; `top` "
@@ -320,10 +360,12 @@ def write(build=ROOT / "build", run_breakdown=True):
     rows = ppa_rows(synth_rows, build, ref_bl)
     rat = ratios(rows, ref_bl)
     brk = breakdowns(synth_rows, run_breakdown, build / "synth")
+    rat["essop_sized_vs_fp16"] = sized_essop(rows, build)
     doc = {"rows": rows, "ratios": rat, "breakdown": brk, "reference_bl": ref_bl,
            "reference_bl_source": ref_src, "paper_claims": PAPER}
     (report / "ppa.json").write_text(json.dumps(doc, indent=1, ensure_ascii=False) + "\n")
-    (report / "ppa.md").write_text(_markdown(rows, rat, brk, ref_bl, ref_src))
+    (report / "ppa.md").write_text(_markdown(rows, rat, brk, ref_bl, ref_src,
+                                             rat["essop_sized_vs_fp16"]))
     _plot(rows, rat, brk, ref_bl, report / "ppa.png")
     return doc
 

@@ -136,3 +136,19 @@ def test_scaling_fit_and_points():
     assert sizes == {8, 16, 32, 64}
     assert {p[4] for p in pts if p[0] == "essop" and p[1].rows == 32} == {8, 16, 32, 64, 128}
     assert all(p[1].rows <= 16 for p in scaling.points(quick=True) if p[0] == "essop")
+
+
+def test_essop_sized_for_bl_uses_measured_clocks(build):
+    cfg = {"rows": 32, "cols": 32}
+    (build / "report" / "scaling.json").write_text(json.dumps({"rows": [
+        {"unit": "essop", "preset": "a32-bl8", "bl_max": 8, "area_um2": 1.5e6, "fmax_mhz": 240.0,
+         "config": dict(cfg, log2_bl_max=3)},
+        {"unit": "essop", "preset": "a16-bl8", "bl_max": 8, "area_um2": 0.5e6, "fmax_mhz": 260.0,
+         "config": {"rows": 16, "cols": 16}},                       # other geometry: left out
+        {"unit": "essop", "preset": "a32-bl64", "bl_max": 64, "area_um2": 2e6, "fmax_mhz": 240.0,
+         "config": cfg}]}))                                         # BL never measured: left out
+    doc = report.write(build, run_breakdown=False)
+    (e,) = doc["ratios"]["essop_sized_vs_fp16"]
+    assert e["bl"] == 8 and e["cycles_per_item"] == 40.0
+    assert e["area_efficiency_ratio"] == pytest.approx((240 / 40 / 1.5) / (250 / 32 / 1))
+    assert "counters sized" in (build / "report" / "ppa.md").read_text()
