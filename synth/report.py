@@ -334,6 +334,10 @@ def _plot(rows, rat, brk, ref_bl, path):
         es = [e for e in rat["essop_vs_fp16"] if e["essop"] == preset]
         ax.semilogx([e["bl"] for e in es], [e["area_efficiency_ratio"] for e in es], "o-",
                     base=2, label=f"ESSOP {preset}")
+    sized = rat.get("essop_sized_vs_fp16") or []
+    if sized:
+        ax.semilogx([e["bl"] for e in sized], [e["area_efficiency_ratio"] for e in sized], "s--",
+                    base=2, label="ESSOP counters sized for BL")
     ax.axhline(1.0, color="k", lw=0.8)
     ax.axhline(1 + PAPER["essop_area_efficiency_gain"], color="0.5", ls=":",
                label="ESSOP paper (+93.7 %)")

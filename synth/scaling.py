@@ -75,6 +75,16 @@ def fit_slope(work, values):
     return float(k), float(np.exp(log_c))
 
 
+def fit_linear(work, values):
+    """a and b of values ≈ a + b · work (least squares): the fixed cost and the cost of one more
+    unit of work."""
+    w = np.asarray(work, dtype=float)
+    if w.size < 2 or np.ptp(w) == 0:
+        raise ValueError("a line needs at least two points of different work")
+    b, a = np.polyfit(w, np.asarray(values, dtype=float), 1)
+    return float(a), float(b)
+
+
 def _cached(unit, cfg, out_dir):
     path = Path(out_dir) / f"{unit}_{cfg.tag}" / "result.json"
     if path.is_file():
@@ -133,8 +143,10 @@ def slopes(rows):
             continue
         k, c = fit_slope([r["work"] for r in rs], [r["area_um2"] for r in rs])
         kf, _ = fit_slope([r["work"] for r in rs], [max(r["fmax_mhz"], 1e-9) for r in rs])
+        fixed, marginal = fit_linear([r["work"] for r in rs], [r["area_um2"] for r in rs])
         fits.append({"study": study, "bl_max": bl, "points": len(rs), "area_exponent": k,
-                     "area_um2_per_unit_work": c, "fmax_exponent": kf})
+                     "area_um2_per_unit_work": c, "fmax_exponent": kf,
+                     "fixed_area_um2": fixed, "marginal_area_um2": marginal})
     # ESSOP: area against BL at each size (the counters grow with log2 BL)
     for size_sq in sorted({r["work"] for r in ok if r["study"] == "essop_size"}):
         rs = [r for r in ok if r["study"] == "essop_size" and r["work"] == size_sq]
@@ -166,16 +178,22 @@ def write(rows, report_dir=flow.REPORT_DIR):
         lines.append(f"| {r['unit']} | {r['preset']} | {r['work']} | {r['bl_max'] or ''} | "
                      f"{r['area_um2']:,.0f} | {r['nand2_eq']:,.0f} | {r['ff_share']:.1%} | "
                      f"{flow._fmt(r['fmax_mhz'], '.0f')} | {r['area_um2'] / r['work']:,.0f} |")
-    lines += ["", "| fit | points | area exponent k | f_max exponent |", "|---|--:|--:|--:|"]
+    lines += ["", "Two fits of the same points: the power law's exponent k (1: cost grows as the "
+                  "work; below 1: a fixed part — parameter memory, converters, control — is being "
+                  "shared), and a line a + b · work: b is the area of one more lane (NMPU) or "
+                  "counting unit (ESSOP), a the part that does not grow.", "",
+              "| fit | points | area exponent k | f_max exponent | fixed area a mm² | "
+              "area per unit of work b µm² |", "|---|--:|--:|--:|--:|--:|"]
     for f in fits:
         if f["study"] == "essop_bl":
             lines.append(f"| ESSOP {f['size']} × {f['size']}: area vs BL max | {f['points']} | "
-                         f"{f['area_exponent_vs_bl']:.3f} | |")
+                         f"{f['area_exponent_vs_bl']:.3f} | | | |")
         else:
             what = ("NMPU: area vs lanes" if f["study"] == "nmpu_lanes"
                     else f"ESSOP at BL {f['bl_max']}: area vs rows·cols")
             lines.append(f"| {what} | {f['points']} | {f['area_exponent']:.3f} | "
-                         f"{f['fmax_exponent']:+.3f} |")
+                         f"{f['fmax_exponent']:+.3f} | {f['fixed_area_um2'] / 1e6:.3f} | "
+                         f"{f['marginal_area_um2']:,.0f} |")
     (report_dir / "scaling.md").write_text("\n".join(lines) + "\n")
     _plot(rows, report_dir / "scaling.png")
     return fits

@@ -152,3 +152,10 @@ def test_essop_sized_for_bl_uses_measured_clocks(build):
     assert e["bl"] == 8 and e["cycles_per_item"] == 40.0
     assert e["area_efficiency_ratio"] == pytest.approx((240 / 40 / 1.5) / (250 / 32 / 1))
     assert "counters sized" in (build / "report" / "ppa.md").read_text()
+
+
+def test_scaling_linear_fit():
+    a, b = scaling.fit_linear([1, 4, 16, 64], [1000.0 + 50.0 * w for w in (1, 4, 16, 64)])
+    assert a == pytest.approx(1000.0) and b == pytest.approx(50.0)
+    with pytest.raises(ValueError, match="two points"):
+        scaling.fit_linear([3], [1.0])
