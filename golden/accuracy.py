@@ -1,0 +1,346 @@
+"""The accuracy protocol of design/tile.md: float, analog + ideal float, analog + FP16 LDPU and
+analog + NMPU post-processing of the digits networks, over programming seeds and drift times.
+
+For each network (`golden.network`), compiled once (`golden.compiler.plan`), every programming
+seed programs the tiles once (`ProgrammedNetwork`: devices, drift exponents, ADC gains and their
+calibration); at every time t the three analog paths read those same tiles (same conductances,
+same read noise), so their per-seed differences are paired. Paths:
+
+- `float`: the trained network in float64 (deterministic);
+- `analog_float`: tiles + ideal post-processing (exact α, β from the same calibration, one
+  rounding to int8 per layer, row tiles summed in float);
+- `analog_ldpu`: tiles + the FP16 LDPU golden (`golden.baselines.forward`);
+- `analog_nmpu`: tiles + the NMPU golden (`golden.nmpu.forward`).
+
+Per layer it also reports the error of each path against the float reference in output LSB,
+two ways: `end_to_end` (the path's int8 activations against the float network's activations
+times the output scale: analog and digital errors, accumulated over the layers) and
+`same_counts` (on the ADC counts of the NMPU run, each post-processing against the exactly
+rounded ideal value: the digital periphery's own error).
+
+    python -m golden.accuracy [--quick] [--seeds N] [--nmpu paper|exp] [--out build/report]
+"""
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from golden import compiler as gc
+from golden import network as gnet
+from golden.data import digits
+from hdl.config import LDPU_PRESETS, NMPU_PRESETS
+
+__all__ = ["TIMES", "QUICK_TIMES", "PATHS", "evaluate", "summarise", "markdown", "plots", "main"]
+
+DAY = 86400.0
+TIMES = (60.0, 3600.0, DAY, 30 * DAY)
+QUICK_TIMES = (60.0, DAY)
+TIME_LABELS = {60.0: "1 min", 3600.0: "1 h", DAY: "1 day", 30 * DAY: "30 days"}
+PATHS = ("float", "analog_float", "analog_ldpu", "analog_nmpu")
+_ANALOG = {"analog_float": "float", "analog_ldpu": "ldpu", "analog_nmpu": "nmpu"}
+
+
+def _label(t):
+    return TIME_LABELS.get(float(t), f"{t:g} s")
+
+
+def _err_stats(d):
+    d = np.asarray(d, dtype=np.float64).ravel()
+    return {"rms": float(np.sqrt(np.mean(d * d))) if d.size else 0.0,
+            "max_abs": float(np.abs(d).max()) if d.size else 0.0}
+
+
+def evaluate(net, data, *, seeds, times, nmpu_cfg=None, ldpu_cfg=None, tile_cfg=None,
+             bias_mode="split", progress=True, budget=True):
+    """Raw results of one network: {"plan": ..., "float": acc, "runs": [per seed × t × path]}.
+
+    Every run: seed, t, path, accuracy, correct (per test image, for pairing), saturated (ADC
+    clamps), layers (end-to-end error per layer), first_counts (digest of the first layer's
+    counts: equal across paths of one seed and t when the draws are shared). With `budget`, the
+    NMPU run of each seed and t also carries `same_counts` (per layer, each post-processing on
+    the NMPU run's counts against the exactly rounded ideal value)."""
+    plan = gc.plan(net, data.x_train, tile_cfg=tile_cfg, nmpu_cfg=nmpu_cfg, ldpu_cfg=ldpu_cfg,
+                   bias_mode=bias_mode)
+    cfg = net.cfg
+    ftrace = {}
+    flog = gnet.run(cfg, data.x_test, gnet.FloatMatrix(net.params), trace=ftrace)
+    correct_f = np.argmax(flog, axis=1) == data.y_test
+    xin = gc.encode_input(plan, data.x_test)
+    first = cfg.matrix_ops[0].name
+    runs = []
+    total = len(seeds) * len(times)
+    t_start = time.time()
+    for i_seed, seed in enumerate(seeds):
+        prog = gc.ProgrammedNetwork(plan, seed)
+        for i_t, t in enumerate(times):
+            if progress:
+                done = i_seed * len(times) + i_t
+                print(f"\r  {cfg.name}: seed {seed}, t = {_label(t):>7}  [{done + 1}/{total}]  "
+                      f"{time.time() - t_start:.0f} s", end="", file=sys.stderr, flush=True)
+            for path, kind in _ANALOG.items():
+                record = {} if (budget and kind == "nmpu") else None
+                m = prog.matrix(kind, t, record)
+                trace = {}
+                logits = gnet.run(cfg, xin, m, trace=trace)
+                correct = np.argmax(logits, axis=1) == data.y_test
+                layers = {}
+                for op in cfg.matrix_ops:
+                    ref = ftrace[op.dst] * plan.layers[op.name].s_out
+                    layers[op.name] = _err_stats(trace[op.dst] - ref)
+                run = {"seed": int(seed), "t": float(t), "path": path,
+                       "accuracy": float(correct.mean()), "correct": correct,
+                       "saturated": int(m.saturated), "layers": layers,
+                       "first_counts": m.digests[first]}
+                if record is not None:
+                    same = {}
+                    for name, entries in record.items():
+                        e = entries[0]
+                        ideal = e["float"]
+                        same[name] = {"ldpu": _err_stats(e["ldpu"] - ideal),
+                                      "nmpu": _err_stats(e["nmpu"] - ideal),
+                                      "nmpu_minus_ldpu": _err_stats(e["nmpu"] - e["ldpu"])}
+                    run["same_counts"] = same
+                runs.append(run)
+    if progress:
+        print(f"\r  {cfg.name}: {total} seed × time points in {time.time() - t_start:.0f} s"
+              + " " * 20, file=sys.stderr)
+    return {"network": cfg.name, "plan": plan, "float": float(correct_f.mean()),
+            "float_correct": correct_f, "runs": runs, "seeds": list(seeds), "times": list(times),
+            "test_images": int(data.y_test.size)}
+
+
+def _mean_std(v):
+    v = np.asarray(v, dtype=np.float64)
+    return float(v.mean()), float(v.std(ddof=1)) if v.size > 1 else 0.0
+
+
+def summarise(result):
+    """Rows (one per time × path) of one network's raw result."""
+    rows = []
+    runs = result["runs"]
+    for t in result["times"]:
+        at = [r for r in runs if r["t"] == t]
+        by = {p: sorted([r for r in at if r["path"] == p], key=lambda r: r["seed"])
+              for p in _ANALOG}
+        seeds = [r["seed"] for r in by["analog_nmpu"]]
+        rows.append({"network": result["network"], "t": float(t), "time": _label(t),
+                     "path": "float", "mean": 100 * result["float"], "std": 0.0,
+                     "seeds": len(seeds), "values": [100 * result["float"]] * len(seeds)})
+        for p in _ANALOG:
+            vals = [100 * r["accuracy"] for r in by[p]]
+            if [r["seed"] for r in by[p]] != seeds:
+                raise AssertionError("paths were not run on the same seeds")
+            m, s = _mean_std(vals)
+            row = {"network": result["network"], "t": float(t), "time": _label(t), "path": p,
+                   "mean": m, "std": s, "seeds": len(vals), "values": vals,
+                   "adc_saturated_mean": float(np.mean([r["saturated"] for r in by[p]]))}
+            if p == "analog_nmpu":
+                pairs = list(zip(by["analog_nmpu"], by["analog_ldpu"]))
+                for a, b in pairs:  # pairing: the same seed read the same counts
+                    if a["seed"] != b["seed"] or a["first_counts"] != b["first_counts"]:
+                        raise AssertionError(f"seed {a['seed']} at t = {t}: NMPU and LDPU runs did "
+                                             f"not read the same tiles")
+                d = [100 * (a["accuracy"] - b["accuracy"]) for a, b in pairs]
+                dm, ds = _mean_std(d)
+                row["paired_nmpu_minus_ldpu"] = {
+                    "mean": dm, "se": ds / np.sqrt(len(d)) if len(d) > 1 else 0.0,
+                    "values": d,
+                    "images_differ": float(np.mean([np.sum(a["correct"] != b["correct"])
+                                                    for a, b in pairs]))}
+            rows.append(row)
+    return rows
+
+
+def layer_table(result):
+    """Per layer × path: end-to-end error (mean over seeds and times of RMS, worst max) and,
+    for LDPU and NMPU, the same-counts error, in output LSB."""
+    out = []
+    runs = result["runs"]
+    names = [op.name for op in result["plan"].net.cfg.matrix_ops]
+    for name in names:
+        for p in _ANALOG:
+            rr = [r for r in runs if r["path"] == p]
+            e2e = [r["layers"][name] for r in rr]
+            row = {"network": result["network"], "layer": name, "path": p,
+                   "end_to_end_rms": float(np.mean([e["rms"] for e in e2e])),
+                   "end_to_end_max": float(np.max([e["max_abs"] for e in e2e]))}
+            kind = _ANALOG[p]
+            same = [r["same_counts"][name] for r in runs
+                    if r["path"] == "analog_nmpu" and "same_counts" in r]
+            if same and kind in ("ldpu", "nmpu"):
+                row["same_counts_rms"] = float(np.mean([s[kind]["rms"] for s in same]))
+                row["same_counts_max"] = float(np.max([s[kind]["max_abs"] for s in same]))
+            out.append(row)
+    return out
+
+
+def _plan_summary(plan):
+    out = {}
+    for name, lp in plan.layers.items():
+        out[name] = {"rows": int(lp.weights.shape[0]), "cols": int(lp.weights.shape[1]),
+                     "bias_rows": int(lp.bias_rows), "row_tiles": lp.split.row_tiles,
+                     "col_tiles": lp.split.col_tiles, "s_in": lp.s_in, "s_out": lp.s_out,
+                     "lsb": lp.lsb, "alpha_min": float(lp.alpha.min()),
+                     "alpha_max": float(lp.alpha.max()),
+                     "flipped_columns": int(np.sum(lp.polarity < 0)),
+                     "beta_digital_max": float(np.abs(lp.beta_digital).max())}
+    return out
+
+
+def _register_report(result):
+    """Per layer: the NMPU shift and the largest relative scale-code errors at each time (first
+    seed), the LDPU's largest relative scale error."""
+    plan = result["plan"]
+    prog = gc.ProgrammedNetwork(plan, result["seeds"][0])
+    out = {}
+    for t in result["times"]:
+        imgs = prog.compile(t)
+        for (name, r, k), img in imgs.items():
+            c = img.alpha.size
+            out.setdefault(name, {})[_label(t) + f" tile {r},{k}"] = {
+                "nmpu_shift": int(img.nmpu.shift),
+                "nmpu_rel_scale_err_max": float(np.abs(img.nmpu.rel_scale_err_p[:c]).max()),
+                "nmpu_offset_err_max": float(np.abs(img.nmpu.offset_err[:c]).max()),
+                "ldpu_rel_scale_err_max": float(np.abs(img.ldpu.rel_scale_err_p[:c]).max()),
+                "drift_factor": img.drift_factor}
+    return out
+
+
+def markdown(doc):
+    L = ["# Accuracy of the analog tile with FP16 (LDPU) and fixed-point (NMPU) post-processing", "",
+         f"NMPU preset `{doc['nmpu']}`, LDPU preset `{doc['ldpu']}`, bias mode `{doc['bias_mode']}`; "
+         f"{doc['test_images']} test images (one image = {100 / doc['test_images']:.3f} points); "
+         f"seeds {doc['seeds']}; wall time {doc['wall_seconds']:.0f} s.", "",
+         "Accuracy in %, mean ± std over programming seeds; paired NMPU − FP16 difference (points) "
+         "with its standard error, on the same device draws.", "",
+         "| network | t | float | analog + float | analog + FP16 LDPU | analog + NMPU | NMPU − FP16 (± SE) |",
+         "|---|---|---:|---:|---:|---:|---:|"]
+    rows = doc["rows"]
+    for net in doc["networks"]:
+        for t in doc["times"]:
+            r = {x["path"]: x for x in rows if x["network"] == net and x["t"] == t}
+            pd = r["analog_nmpu"]["paired_nmpu_minus_ldpu"]
+            L.append(f"| {net} | {_label(t)} | {r['float']['mean']:.2f} | "
+                     + " | ".join(f"{r[p]['mean']:.2f} ± {r[p]['std']:.2f}" for p in _ANALOG)
+                     + f" | {pd['mean']:+.3f} ± {pd['se']:.3f} |")
+    L += ["", "## Per-layer error against the float reference (output LSB)", "",
+          "`end to end`: the path's int8 activations against the float network's (all seeds and "
+          "times; analog and digital errors, accumulated). `same counts`: on the ADC counts of "
+          "the NMPU run, the post-processing against the exactly rounded ideal value (the "
+          "periphery's own error).", "",
+          "| network | layer | path | end-to-end RMS | end-to-end max | same-counts RMS | same-counts max |",
+          "|---|---|---|---:|---:|---:|---:|"]
+    for r in doc["layers"]:
+        sc = (f"{r['same_counts_rms']:.4f} | {r['same_counts_max']:.0f}"
+              if "same_counts_rms" in r else "– | –")
+        L.append(f"| {r['network']} | {r['layer']} | {r['path']} | {r['end_to_end_rms']:.3f} | "
+                 f"{r['end_to_end_max']:.0f} | {sc} |")
+    L += ["", "## Compiled layers", "",
+          "| network | layer | rows (bias rows) × cols | tiles | ADC LSB (µS·steps) | α range (LSB/count) | flipped columns |",
+          "|---|---|---|---:|---:|---|---:|"]
+    for net, layers in doc["plans"].items():
+        for name, p in layers.items():
+            L.append(f"| {net} | {name} | {p['rows']} ({p['bias_rows']}) × {p['cols']} | "
+                     f"{p['row_tiles']} × {p['col_tiles']} | {p['lsb']:.2f} | "
+                     f"{p['alpha_min']:.4f} … {p['alpha_max']:.4f} | {p['flipped_columns']} |")
+    return "\n".join(L) + "\n"
+
+
+def plots(doc, out, stem="accuracy"):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    nets = doc["networks"]
+    fig, axes = plt.subplots(1, len(nets), figsize=(5.5 * len(nets), 4), squeeze=False)
+    for ax, net in zip(axes[0], nets):
+        for p, marker in zip(PATHS, "os^v"):
+            rr = [r for r in doc["rows"] if r["network"] == net and r["path"] == p]
+            rr.sort(key=lambda r: r["t"])
+            ax.errorbar([r["t"] for r in rr], [r["mean"] for r in rr],
+                        yerr=[r["std"] for r in rr], marker=marker, capsize=3, label=p)
+        ax.set_xscale("log")
+        ax.set_xticks(doc["times"], [_label(t) for t in doc["times"]])
+        ax.minorticks_off()
+        ax.set_xlabel("time after programming")
+        ax.set_ylabel("test accuracy (%)")
+        ax.set_title(net)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out / f"{stem}_vs_time.png", dpi=120)
+    plt.close(fig)
+
+    fig, axes = plt.subplots(1, len(nets), figsize=(5.5 * len(nets), 5), squeeze=False)
+    for ax, net in zip(axes[0], nets):
+        layers = [r for r in doc["layers"] if r["network"] == net]
+        names = list(dict.fromkeys(r["layer"] for r in layers))
+        x = np.arange(len(names))
+        bars = [("analog_float", "end_to_end_rms", "analog+float (end to end)"),
+                ("analog_ldpu", "end_to_end_rms", "analog+LDPU (end to end)"),
+                ("analog_nmpu", "end_to_end_rms", "analog+NMPU (end to end)"),
+                ("analog_ldpu", "same_counts_rms", "LDPU (same counts)"),
+                ("analog_nmpu", "same_counts_rms", "NMPU (same counts)")]
+        w = 0.8 / len(bars)
+        for i, (p, key, label) in enumerate(bars):
+            v = [next(r.get(key, 0.0) for r in layers if r["layer"] == n and r["path"] == p)
+                 for n in names]
+            ax.bar(x + (i - len(bars) / 2 + 0.5) * w, v, w, label=label)
+        ax.set_xticks(x, names)
+        ax.set_ylabel("RMS error (output LSB)")
+        ax.set_title(f"{net}: per-layer error against float")
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=2)
+        ax.grid(alpha=0.3, axis="y")
+    fig.tight_layout()
+    fig.savefig(out / f"{stem}_layers.png", dpi=120)
+    plt.close(fig)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="2 seeds, 2 times (for make's report)")
+    ap.add_argument("--seeds", type=int, default=None, help="programming seeds (default 20; quick 2)")
+    ap.add_argument("--nmpu", default="paper", choices=sorted(NMPU_PRESETS))
+    ap.add_argument("--ldpu", default="paper", choices=sorted(LDPU_PRESETS))
+    ap.add_argument("--bias", default="split", choices=("split", "digital"))
+    ap.add_argument("--networks", nargs="+", default=list(gnet.NETWORKS),
+                    choices=list(gnet.NETWORKS))
+    ap.add_argument("--out", type=Path, default=Path("build/report"))
+    args = ap.parse_args(argv)
+    n_seeds = args.seeds if args.seeds is not None else (2 if args.quick else 20)
+    if n_seeds < 1:
+        ap.error(f"--seeds must be at least 1, not {n_seeds}")
+    times = QUICK_TIMES if args.quick else TIMES
+    t0 = time.time()
+    data = digits()
+    results = []
+    for name in args.networks:
+        net = gnet.load_or_train(name)
+        results.append(evaluate(net, data, seeds=list(range(n_seeds)), times=times,
+                                nmpu_cfg=NMPU_PRESETS[args.nmpu], ldpu_cfg=LDPU_PRESETS[args.ldpu],
+                                bias_mode=args.bias))
+    doc = {"nmpu": args.nmpu, "ldpu": args.ldpu, "bias_mode": args.bias, "quick": args.quick,
+           "networks": args.networks, "times": list(times), "seeds": list(range(n_seeds)),
+           "test_images": results[0]["test_images"],
+           "tile": results[0]["plan"].tile_cfg.to_dict(),
+           "rows": [r for res in results for r in summarise(res)],
+           "layers": [r for res in results for r in layer_table(res)],
+           "plans": {res["network"]: _plan_summary(res["plan"]) for res in results},
+           "registers": {res["network"]: _register_report(res) for res in results},
+           "networks_info": {res["network"]: res["plan"].net.info for res in results}}
+    doc["wall_seconds"] = time.time() - t0
+    args.out.mkdir(parents=True, exist_ok=True)
+    stem = "accuracy_quick" if args.quick else "accuracy"
+    (args.out / f"{stem}.json").write_text(json.dumps(doc, indent=1) + "\n")
+    text = markdown(doc)
+    (args.out / f"{stem}.md").write_text(text)
+    plots(doc, args.out, stem)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,533 @@
+"""Parameter compiler: from a trained network to programmed tiles and NMPU / LDPU register images.
+
+Two steps, as on a chip:
+
+1. `plan` (once per network, no device draws): fold batch norm into a per-channel scale s_j and
+   bias c_j; choose the input scale of every layer (int8 codes of the previous layer, or
+   round(127·x) for the [0, 1] pixels: the PWM magnitude range) and the output scale (int8
+   codes: 127 over a high percentile of the float activations on training data; tensors joined
+   by a residual connection share one scale, because the NMPU adds R in output units); normalise
+   each column to its largest |weight| (weights in [−1, 1]); choose the per-column polarity the
+   NMPU compiler asks for (a negative scale swaps G+ and G−); split the bias between the NMPU
+   offset register (what fits at the shift the scales want, with a factor-2 margin) and analog
+   bias rows driven at full input (the rest); choose the ADC LSB of the layer (the 99.99th
+   percentile of the line charges on training data, with room for the largest ADC gain); split
+   the layer over tiles (balanced row tiles, partial sums through the residual input).
+
+2. `ProgrammedNetwork` (once per programming seed): program every tile (`golden.tile.Tile`),
+   estimate every line's ADC gains (`Tile.calibrate`), take the global drift reference at
+   programming time. `compile(t)` then gives, per tile, α_j (output LSB per ADC count:
+   s_out·s_j·wmax_j·lsb/(s_in·g_max), times the polarity, times the drift factor of the tile at
+   t), β_j, the estimated gains, and both register images: `golden.nmpu.compile_params` and
+   `golden.baselines.compile_params` (their records carry the per-column error report).
+   `matrix(path, t)` is the executor `golden.network.run` calls: it reads the tiles and applies
+   the post-processing of the path: "float" (ideal: exact α, β, one rounding to int8 at the end,
+   row tiles summed in float), "ldpu" (FP16 LDPU golden), "nmpu" (NMPU golden). Every path reads
+   the same programmed devices, gains and read noise: their differences are paired.
+
+Output of a layer y_j = relu(α_j·(P_j/ĝp_j − N_j/ĝn_j) + β_j + R_j), int8 codes.
+"""
+
+import dataclasses
+import hashlib
+from dataclasses import dataclass
+
+import numpy as np
+
+from golden import baselines as gb
+from golden import nmpu as gn
+from golden import tile as gt
+from golden.network import BN_EPS, MATRIX_OPS, FloatMatrix, Network, layer_rows, run
+from hdl.config import LDPU_PRESETS, NMPU_PRESETS, RoundMode
+
+__all__ = ["fold_bn", "LayerPlan", "Plan", "plan", "encode_input", "TileImage",
+           "ProgrammedNetwork", "AnalogMatrix", "PATHS", "X_MAX", "round_int8", "compile_tile",
+           "post_process", "layer_bound", "layer_reference"]
+
+PATHS = ("float", "ldpu", "nmpu")
+X_MAX = 127                 # PWM magnitude of the input codes (sign + 7 bits)
+OUT_PERCENTILE = 99.99      # of |activation| on training data → int8 code 127
+ADC_PERCENTILE = 99.99      # of the line charges → the ADC full scale (÷ the largest gain)
+OFFSET_MARGIN = 0.5         # share of the NMPU offset range the digital bias may use
+MAX_BIAS_ROWS = 32
+
+
+def round_int8(y):
+    """The ideal int8 code of a real value: nearest, ties to even, saturated."""
+    return np.clip(np.rint(y), -128, 127).astype(np.int64)
+
+
+def fold_bn(op, p):
+    """(W, scale, bias) with relu(bn(x·W)) = relu(scale·(x·W) + bias) (eval-mode BN)."""
+    W = np.asarray(p["W"], dtype=np.float64)
+    if W.shape != (op.fan_in, op.c_out):
+        raise ValueError(f"layer {op.name!r}: weights of shape {W.shape}, expected "
+                         f"{(op.fan_in, op.c_out)}")
+    if not np.all(np.isfinite(W)):
+        i, j = np.argwhere(~np.isfinite(W))[0]
+        raise ValueError(f"layer {op.name!r}: weight [{i}, {j}] is NaN or infinite")
+    if op.bn:
+        for k in ("gamma", "beta", "mean", "var"):
+            a = np.asarray(p[k], dtype=np.float64)
+            if a.shape != (op.c_out,):
+                raise ValueError(f"layer {op.name!r}: BN `{k}` of shape {a.shape}, expected "
+                                 f"{(op.c_out,)}")
+            if not np.all(np.isfinite(a)):
+                raise ValueError(f"layer {op.name!r}: BN `{k}` of channel "
+                                 f"{int(np.flatnonzero(~np.isfinite(a))[0])} is NaN or infinite")
+        if np.any(p["var"] < 0):
+            raise ValueError(f"layer {op.name!r}: BN variance of channel "
+                             f"{int(np.flatnonzero(p['var'] < 0)[0])} is negative")
+        scale = p["gamma"] / np.sqrt(p["var"] + BN_EPS)
+        bias = p["beta"] - p["mean"] * scale
+    else:
+        scale = np.ones(op.c_out)
+        bias = np.asarray(p["b"], dtype=np.float64)
+        if bias.shape != (op.c_out,) or not np.all(np.isfinite(bias)):
+            raise ValueError(f"layer {op.name!r}: bias must be {op.c_out} finite values")
+    return W, scale, bias
+
+
+# -- plan ------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class LayerPlan:
+    """Everything about one matrix layer that does not depend on device draws.
+
+    `weights`: (fan_in + bias_rows, c_out) in [−1, 1], polarity applied (the crossbar image);
+    `a_unit`: |output LSB per unit of Σ x_code·w| per column (α = a_unit·lsb/g_max);
+    `beta_digital`: the bias left to the periphery (output LSB), on the last row tile;
+    `row_edges`, `col_edges`: the tile split; `x_ref`: drift-reference inputs (fan_in codes).
+    """
+
+    op: object
+    s_in: float
+    s_out: float
+    scale: np.ndarray
+    bias: np.ndarray
+    wmax: np.ndarray
+    polarity: np.ndarray
+    weights: np.ndarray
+    bias_rows: int
+    a_unit: np.ndarray
+    beta_digital: np.ndarray
+    lsb: float
+    split: gt.LayerSplit
+    x_ref: np.ndarray
+    relu: bool
+    g_max: float
+    residual: str = None
+
+    @property
+    def alpha(self):
+        """α_j for ideal gains and no drift (output LSB per count, ≥ 0: polarity applied)."""
+        return self.a_unit * self.lsb / self.g_max
+
+
+@dataclass(frozen=True)
+class Plan:
+    net: Network
+    tile_cfg: gt.TileConfig
+    nmpu_cfg: object
+    ldpu_cfg: object
+    bias_mode: str
+    layers: dict
+    input_scale: float
+
+    def encode_input(self, x):
+        return encode_input(self, x)
+
+
+def encode_input(plan, x):
+    """Network input [0, 1] → PWM codes round(x·127)."""
+    x = np.asarray(x, dtype=np.float64)
+    if not np.all(np.isfinite(x)):
+        raise ValueError("network input holds NaN or infinity")
+    return np.clip(np.rint(x * plan.input_scale), -X_MAX, X_MAX).astype(np.int64)
+
+
+def _scale_groups(cfg):
+    """Tensors that must share one output scale (residual sources and their adding layer)."""
+    parent = {}
+
+    def find(a):
+        while parent.get(a, a) != a:
+            a = parent[a]
+        return a
+
+    for op in cfg.ops:
+        if isinstance(op, MATRIX_OPS) and op.residual is not None:
+            parent[find(op.dst)] = find(op.residual)
+    return find
+
+
+def _balanced_split(tile_cfg, rows, cols):
+    n_r = -(-rows // tile_cfg.rows)
+    n_c = -(-cols // tile_cfg.cols)
+    r_edges = tuple(int(round(i * rows / n_r)) for i in range(n_r + 1))
+    c_edges = tuple(int(round(i * cols / n_c)) for i in range(n_c + 1))
+    return gt.LayerSplit((rows, cols), r_edges, c_edges)
+
+
+def _nominal_shift_caps(nmpu_cfg, alpha):
+    """Per column, the bias (output LSB) the NMPU offset holds at the total shift the scale alone
+    allows, times OFFSET_MARGIN (gains and drift move the shift by about one step)."""
+    cols = nmpu_cfg.columns
+    a = np.zeros(cols)
+    a[:alpha.size] = alpha
+    c = gn.compile_params(nmpu_cfg, a, 0.0)
+    s_tot = np.asarray(c.total_shift, dtype=np.float64)[:alpha.size]
+    o_hi = nmpu_cfg.offset_range[1]
+    return OFFSET_MARGIN * o_hi * np.exp2(nmpu_cfg.offset_align - s_tot)
+
+
+def plan(net: Network, x_calib, *, tile_cfg=None, nmpu_cfg=None, ldpu_cfg=None,
+         bias_mode="split", calib_vectors=4096, seed=0):
+    """The `Plan` of `net`, calibrated on the training inputs `x_calib` (see the module doc)."""
+    tile_cfg = gt.TileConfig(name="pcm") if tile_cfg is None else tile_cfg
+    nmpu_cfg = NMPU_PRESETS["paper"] if nmpu_cfg is None else nmpu_cfg
+    ldpu_cfg = LDPU_PRESETS["paper"] if ldpu_cfg is None else ldpu_cfg
+    if bias_mode not in ("split", "digital"):
+        raise ValueError(f"`bias_mode` must be 'split' or 'digital', not {bias_mode!r}")
+    if tile_cfg.cols > nmpu_cfg.columns or tile_cfg.cols > ldpu_cfg.columns:
+        raise ValueError(f"the tile has {tile_cfg.cols} lines but the NMPU/LDPU serve "
+                         f"{nmpu_cfg.columns}/{ldpu_cfg.columns} columns")
+    if tile_cfg.adc_bits != nmpu_cfg.adc_bits or tile_cfg.adc_bits != ldpu_cfg.adc_bits:
+        raise ValueError(f"ADC width differs: tile {tile_cfg.adc_bits}, NMPU {nmpu_cfg.adc_bits}, "
+                         f"LDPU {ldpu_cfg.adc_bits} bits")
+    if tile_cfg.x_max != X_MAX:
+        raise ValueError(f"the compiler drives int8 codes: `input_bits` must be 8, not "
+                         f"{tile_cfg.input_bits}")
+    cfg = net.cfg
+    for op in cfg.matrix_ops:  # validate every layer before the calibration pass uses it
+        if op.name not in net.params:
+            raise ValueError(f"layer {op.name!r} has no parameters")
+        fold_bn(op, net.params[op.name])
+    x_calib = np.asarray(x_calib, dtype=np.float64)
+    if not np.all(np.isfinite(x_calib)):
+        raise ValueError("calibration inputs hold NaN or infinity")
+    trace = {}
+    run(cfg, x_calib, FloatMatrix(net.params), trace=trace)
+    find = _scale_groups(cfg)
+    peak = {}
+    for name, a in trace.items():
+        if name == "x":
+            continue
+        q = float(np.percentile(np.abs(a), OUT_PERCENTILE))
+        g = find(name)
+        peak[g] = max(peak.get(g, 0.0), q)
+    s_of = {"x": float(X_MAX)}
+    for name in trace:
+        if name != "x":
+            if peak[find(name)] <= 0:
+                raise ValueError(f"tensor {name!r} is zero on the calibration data")
+            s_of[name] = X_MAX / peak[find(name)]
+    rng = np.random.default_rng(seed)
+    layers = {}
+    for op in cfg.ops:
+        if not isinstance(op, MATRIX_OPS):
+            s_of[op.dst] = s_of[op.src]
+            continue
+        W, scale, bias = fold_bn(op, net.params[op.name])
+        s_in, s_out = s_of[op.src], s_of[op.dst]
+        if op.residual is not None and s_of[op.residual] != s_out:
+            raise AssertionError("residual scales were not tied")
+        wmax = np.abs(W).max(axis=0)
+        wmax = np.where(wmax > 0, wmax, 1.0)
+        unit = s_out * scale * wmax / s_in               # output LSB per unit of Σ x_code·w
+        # polarity from the NMPU compiler (α's sign); the same crossbar serves every path
+        alpha_sign = np.zeros(nmpu_cfg.columns)
+        alpha_sign[:op.c_out] = np.sign(unit) + (unit == 0)
+        polarity = gn.compile_params(nmpu_cfg, alpha_sign, 0.0).polarity[:op.c_out]
+        a_unit = np.abs(unit)
+        a_unit = np.where(a_unit > 0, a_unit, 1e-12)
+        w_main = W / wmax * polarity
+        beta = s_out * bias
+        # layer inputs on the calibration data, as codes
+        src = trace[op.src]
+        rows = layer_rows(op, src)
+        xc = np.clip(np.rint(rows * s_in), -X_MAX, X_MAX)
+        if xc.shape[0] > calib_vectors:
+            xc = xc[rng.choice(xc.shape[0], calib_vectors, replace=False)]
+        # bias split: the first pass fixes the LSB without bias rows, then the digital cap
+        lsb0 = _adc_lsb(tile_cfg, xc, w_main)
+        if bias_mode == "digital":
+            beta_d = beta.copy()
+        else:
+            cap = _nominal_shift_caps(nmpu_cfg, a_unit * lsb0 / tile_cfg.g_max)
+            beta_d = np.clip(beta, -cap, cap)
+        need = (beta - beta_d) / (X_MAX * a_unit)        # Σ w over the bias rows, per column
+        n_b = int(np.ceil(np.abs(need).max() - 1e-12)) if np.any(need != 0) else 0
+        if n_b > MAX_BIAS_ROWS:
+            j = int(np.argmax(np.abs(need)))
+            raise ValueError(f"layer {op.name!r}: the bias of column {j} needs {n_b} bias rows "
+                             f"(at most {MAX_BIAS_ROWS}); use bias_mode='digital'")
+        w_bias = np.repeat((need / max(n_b, 1))[None, :], n_b, axis=0)
+        weights = np.concatenate([w_main, w_bias], axis=0)
+        weights = np.clip(weights, -1.0, 1.0)
+        x_full = np.concatenate([xc, np.full((xc.shape[0], n_b), X_MAX)], axis=1)
+        # bias rows only add charge: the LSB grows, α with it, the shift can only drop and the
+        # offset range only widen, so the digital part chosen at lsb0 still fits
+        lsb = _adc_lsb(tile_cfg, x_full, weights)
+        split = _balanced_split(tile_cfg, weights.shape[0], op.c_out)
+        x_ref = xc[:32].astype(np.int64)
+        layers[op.name] = LayerPlan(
+            op=op, s_in=s_in, s_out=s_out, scale=scale, bias=bias, wmax=wmax, polarity=polarity,
+            weights=weights, bias_rows=n_b, a_unit=a_unit, beta_digital=beta_d, lsb=lsb,
+            split=split, x_ref=x_ref, relu=op.relu, g_max=tile_cfg.g_max, residual=op.residual)
+    for lp in layers.values():
+        if lp.residual is not None and lp.split.row_tiles > 1:
+            raise ValueError(f"layer {lp.op.name!r} needs both a residual connection and a row "
+                             f"split over {lp.split.row_tiles} tiles: the NMPU has one residual "
+                             f"input")
+    return Plan(net=net, tile_cfg=tile_cfg, nmpu_cfg=nmpu_cfg, ldpu_cfg=ldpu_cfg,
+                bias_mode=bias_mode, layers=layers, input_scale=float(X_MAX))
+
+
+def _adc_lsb(tile_cfg, x_codes, weights):
+    """Charge per count so that the ADC_PERCENTILE of the ideal line charges (both polarities)
+    reads adc_max at the largest gain."""
+    gp = np.maximum(weights, 0.0) * tile_cfg.g_max
+    gm = np.maximum(-weights, 0.0) * tile_cfg.g_max
+    q = np.concatenate([x_codes @ gp, x_codes @ gm], axis=1)
+    full = float(np.percentile(q, ADC_PERCENTILE))
+    if full <= 0:
+        full = float(q.max()) if q.max() > 0 else tile_cfg.full_scale
+    return full * (1.0 + tile_cfg.adc_gain_bound) / tile_cfg.adc_max
+
+
+# -- programming and compiling at time t -----------------------------------------------------------
+
+@dataclass
+class TileImage:
+    """One tile's post-processing at time t: real parameters and both register images."""
+
+    alpha: np.ndarray           # output LSB per count (ideal-gain units), drift compensated
+    beta: np.ndarray
+    gain_p: np.ndarray          # estimated gains
+    gain_n: np.ndarray
+    drift_factor: float
+    nmpu: gn.Compiled
+    ldpu: gb.LDPUCompiled
+    relu: bool
+    residual_en: bool
+
+
+def _pad(a, n, fill):
+    out = np.full(n, fill, dtype=np.float64)
+    out[:np.size(a)] = a
+    return out
+
+
+class ProgrammedNetwork:
+    """The tiles of a plan, programmed with one seed; gains estimated, drift reference taken."""
+
+    T_PROGRAM = 0.0
+
+    def __init__(self, plan: Plan, seed, *, calibration_reads=8):
+        self.plan = plan
+        self.seed = int(seed)
+        self.tiles = {}
+        self.gains = {}
+        self.ref0 = {}
+        for li, (name, lp) in enumerate(plan.layers.items()):
+            sp = lp.split
+            tiles = [[gt.Tile(plan.tile_cfg, sp.block(lp.weights, r, k),
+                              np.random.SeedSequence([self.seed, li, r, k]))
+                      for k in range(sp.col_tiles)] for r in range(sp.row_tiles)]
+            self.tiles[name] = tiles
+            for r in range(sp.row_tiles):
+                for k in range(sp.col_tiles):
+                    t = tiles[r][k]
+                    self.gains[name, r, k] = _calibrate(t, calibration_reads, lp.lsb)
+                    self.ref0[name, r, k] = self._reference(lp, r, t, self.T_PROGRAM)
+        self._images = {}
+
+    def _ref_inputs(self, lp, r):
+        x = np.concatenate([lp.x_ref, np.full((lp.x_ref.shape[0], lp.bias_rows), X_MAX)], axis=1)
+        return lp.split.inputs(x, r)
+
+    def _reference(self, lp, r, tile, t):
+        x = self._ref_inputs(lp, r)
+        for _ in range(8):  # a saturating reference would be biased: halve the inputs
+            try:
+                return tile.drift_reference(x, t, lsb=lp.lsb)
+            except ValueError:
+                x = x // 2
+        raise ValueError(f"layer {lp.op.name!r}: drift reference saturates")
+
+    def compile(self, t):
+        """{(layer, r, k): TileImage} at time t (cached)."""
+        if t in self._images:
+            return self._images[t]
+        p = self.plan
+        images = {}
+        for name, lp in p.layers.items():
+            sp = lp.split
+            for r in range(sp.row_tiles):
+                for k in range(sp.col_tiles):
+                    tile = self.tiles[name][r][k]
+                    cols = sp.cols_of(k)
+                    ref = self._reference(lp, r, tile, t)
+                    f = gt.drift_factor(self.ref0[name, r, k], ref) if ref > 0 else 1.0
+                    alpha = lp.alpha[cols] * f
+                    last = r == sp.row_tiles - 1
+                    beta = lp.beta_digital[cols] if last else np.zeros(alpha.size)
+                    ep, en = self.gains[name, r, k]
+                    images[name, r, k] = compile_tile(p.nmpu_cfg, p.ldpu_cfg, alpha, beta, ep, en,
+                                                      f, relu=lp.relu and last,
+                                                      residual_en=(lp.residual is not None) or r > 0)
+        self._images[t] = images
+        return images
+
+    def matrix(self, path, t, record=None):
+        return AnalogMatrix(self, path, t, record)
+
+    def logits(self, path, t, x, record=None):
+        """Output codes of the network on inputs x (floats in [0, 1]) through `path`."""
+        return run(self.plan.net.cfg, encode_input(self.plan, x), self.matrix(path, t, record))
+
+
+def _calibrate(tile, reads, lsb):
+    """`Tile.calibrate`; a tile using fewer lines than it has calibrates those lines only
+    (`Tile.calibrate` broadcasts the gains against all `cols` lines)."""
+    c = tile.gain_pos.size
+    if c == tile.cfg.cols:
+        return tile.calibrate(reads=reads, lsb=lsb)
+    cfg = dataclasses.replace(tile.cfg, cols=c)
+    return gt.calibrate_gains(cfg, tile.gain_pos, tile.gain_neg, lsb, tile._cal_rng, reads=reads)
+
+
+def compile_tile(nmpu_cfg, ldpu_cfg, alpha, beta, gain_p, gain_n, factor=1.0, *, relu=False,
+                 residual_en=False):
+    """Both register images of one tile's columns (padded to the units' column count)."""
+    c = np.size(alpha)
+    nm = gn.compile_params(nmpu_cfg, _pad(alpha, nmpu_cfg.columns, 0.0),
+                           _pad(beta, nmpu_cfg.columns, 0.0), _pad(gain_p, nmpu_cfg.columns, 1.0),
+                           _pad(gain_n, nmpu_cfg.columns, 1.0))
+    ld = gb.compile_params(ldpu_cfg, _pad(alpha, ldpu_cfg.columns, 0.0),
+                           _pad(beta, ldpu_cfg.columns, 0.0), _pad(gain_p, ldpu_cfg.columns, 1.0),
+                           _pad(gain_n, ldpu_cfg.columns, 1.0))
+    if np.any(nm.polarity[:c] < 0):
+        raise AssertionError("tile α must be non-negative: polarity is applied when programming")
+    return TileImage(alpha=np.asarray(alpha, float), beta=np.asarray(beta, float),
+                     gain_p=np.asarray(gain_p, float), gain_n=np.asarray(gain_n, float),
+                     drift_factor=float(factor), nmpu=nm, ldpu=ld, relu=bool(relu),
+                     residual_en=bool(residual_en))
+
+
+def _cut(params, c):
+    return type(params)(**{k: (None if v is None else np.asarray(v)[..., :c])
+                           for k, v in params.__dict__.items()})
+
+
+def post_process(path, nmpu_cfg, ldpu_cfg, img: TileImage, p, n, r):
+    """One tile's outputs (vectors, c) from counts through `path`; `r` int8 codes or None.
+    "float" returns the unrounded real value (the caller rounds once)."""
+    c = p.shape[-1]
+    rr = np.zeros_like(p) if r is None else r
+    if path == "float":
+        y = img.alpha * (p / img.gain_p - n / img.gain_n) + img.beta
+        if img.residual_en:
+            y = y + rr
+        return np.maximum(y, 0.0) if img.relu else y
+    if path == "nmpu":
+        layer = gn.NMPULayer(shift=img.nmpu.shift, pre_cut=0, round_mode=RoundMode.HALF_EVEN,
+                             relu_mid=0, relu_out=int(img.relu), residual_en=int(img.residual_en))
+        kw = {"r": rr} if nmpu_cfg.residual else {}
+        return gn.forward(nmpu_cfg, layer, _cut(img.nmpu.params, c), p=p, n=n, **kw)
+    if path == "ldpu":
+        layer = gb.LDPULayer(relu_out=int(img.relu), residual_en=int(img.residual_en))
+        kw = {"r": rr} if ldpu_cfg.residual else {}
+        return gb.forward(ldpu_cfg, layer, _cut(img.ldpu.params, c), p, n, **kw)
+    raise ValueError(f"`path` must be one of {PATHS}, not {path!r}")
+
+
+def layer_bound(nmpu_cfg, img: TileImage, p, n, gain_p=None, gain_n=None):
+    """Per value, the quantisation bound (output LSB) of one NMPU tile's output against the real
+    value α·(q+ − q−)/lsb + β of its charges, when the true ADC gains are `gain_p`, `gain_n`
+    (default: the estimates) and there is no noise: the final rounding (0.5), the ADC floor of
+    both counts (α/gp + α/gn), the gain estimate (α·P·|1/ĝp − 1/gp| + likewise N), the scale
+    codes (|sp − exact|·P + |sn − exact|·N, at 2^−s) and the offset code."""
+    c = p.shape[-1]
+    nm = img.nmpu
+    gp = img.gain_p if gain_p is None else np.asarray(gain_p, dtype=np.float64)
+    gm = img.gain_n if gain_n is None else np.asarray(gain_n, dtype=np.float64)
+    s = np.asarray(nm.total_shift, dtype=np.float64)[:c]
+    codes = (np.abs(nm.scale_err_p[:c]) * p + np.abs(nm.scale_err_n[:c]) * n) * np.exp2(-s)
+    gains = img.alpha * (p * np.abs(1 / img.gain_p - 1 / gp) + n * np.abs(1 / img.gain_n - 1 / gm))
+    return (0.5 + img.alpha / gp + img.alpha / gm + gains + codes + np.abs(nm.offset_err[:c])
+            + 1e-9)
+
+
+def layer_reference(plan, op, rows, residual=None):
+    """The float layer (folded BN) on the same input codes, in output LSB, real-valued and not
+    saturated: s_out·(scale·((rows/s_in)·W) + bias) + R, then the ReLU."""
+    lp = plan.layers[op.name]
+    W, scale, bias = fold_bn(op, plan.net.params[op.name])
+    y = lp.s_out * (scale * ((np.asarray(rows, dtype=np.float64) / lp.s_in) @ W) + bias)
+    if residual is not None:
+        y = y + residual
+    return np.maximum(y, 0.0) if op.relu else y
+
+
+class AnalogMatrix:
+    """The `golden.network.run` executor of one path at time t: int8 codes in, int8 codes out.
+
+    With `record` (a dict), per layer it appends the path's output codes and, on the same counts,
+    the outputs of every path's post-processing ("float" rounded once) for the error budget."""
+
+    def __init__(self, prog: ProgrammedNetwork, path, t, record=None):
+        if path not in PATHS:
+            raise ValueError(f"`path` must be one of {PATHS}, not {path!r}")
+        self.prog, self.path, self.t, self.record = prog, path, t, record
+        self.images = prog.compile(t)
+        self.saturated = 0
+        self.digests = {}           # layer → digest of the ADC counts this executor read
+
+    def __call__(self, op, rows, residual):
+        prog = self.prog
+        lp = prog.plan.layers[op.name]
+        sp = lp.split
+        x = np.clip(np.asarray(rows, dtype=np.int64), -X_MAX, X_MAX)
+        x = np.concatenate([x, np.full((x.shape[0], lp.bias_rows), X_MAX, dtype=np.int64)], axis=1)
+        nm_cfg, ld_cfg = prog.plan.nmpu_cfg, prog.plan.ldpu_cfg
+        outs, budget = [], {q: [] for q in PATHS}
+        digest = hashlib.sha1()
+        for k in range(sp.col_tiles):
+            res = None if residual is None else residual[:, sp.cols_of(k)]
+            acc_float = 0.0
+            partial = {q: None for q in PATHS}
+            for r in range(sp.row_tiles):
+                tile = prog.tiles[op.name][r][k]
+                img = self.images[op.name, r, k]
+                p, n, sat = tile.read(sp.inputs(x, r), self.t, lsb=lp.lsb, return_saturated=True)
+                self.saturated += sat.count
+                digest.update(p.tobytes())
+                digest.update(n.tobytes())
+                rr = res if r == 0 else None
+                if self.path == "float" or self.record is not None:
+                    # ideal: partial sums in float, one rounding at the end
+                    part = post_process("float", nm_cfg, ld_cfg, _no_relu(img), p, n, None)
+                    acc_float = acc_float + part
+                    if r == sp.row_tiles - 1:
+                        y = acc_float + (0 if res is None else res)
+                        partial["float"] = round_int8(np.maximum(y, 0) if lp.relu else y)
+                for q in ("nmpu", "ldpu"):
+                    if q == self.path or self.record is not None:
+                        prev = rr if r == 0 else partial[q]
+                        partial[q] = post_process(q, nm_cfg, ld_cfg, img, p, n, prev)
+            outs.append(partial[self.path])
+            if self.record is not None:
+                for q in PATHS:
+                    budget[q].append(partial[q])
+        y = np.concatenate(outs, axis=-1)
+        self.digests[op.name] = digest.hexdigest()[:16]
+        if self.record is not None:
+            self.record.setdefault(op.name, []).append(
+                {q: np.concatenate(v, axis=-1) for q, v in budget.items()})
+        return y
+
+
+def _no_relu(img):
+    return TileImage(**{**img.__dict__, "relu": False, "residual_en": False})

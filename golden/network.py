@@ -1,0 +1,573 @@
+"""The networks of the accuracy study, in pure NumPy: definition, training, float inference.
+
+A network is a list of ops on named tensors (`NetConfig.ops`); each op reads `src` and writes
+`dst`. Two kinds of op hold a matrix a tile can store:
+
+- `Dense`: y = x·W (+ b), the input flattened to (N, n_in);
+- `Conv`: a 3 × 3 convolution (stride 1, zero padding 1) computed as im2col: every output pixel
+  is one row vector of the k·k·c_in input values around it (order ky, kx, c), times the matrix
+  W (k·k·c_in, c_out). Activations are NHWC, so a row of the result is one pixel's channels.
+
+Both are followed by an optional batch norm (per output channel), an optional residual add of
+another tensor of the same shape, and an optional ReLU. `MaxPool` is the only other op.
+
+`run(cfg, x, matrix)` walks the op list and hands every matrix op to a pluggable executor
+`matrix(op, rows, residual) -> out` (rows: (M, fan_in), residual: (M, c_out) or None): the float
+reference here (`FloatMatrix`), or the analog-tile executors of `golden.compiler`, whose tensors
+between ops are the int8 codes of the NMPU/LDPU output. Pooling is a max, exact on codes too.
+
+Training: Adam with decoupled weight decay, batch-norm statistics from the batch, optional
+Gaussian weight noise in the forward pass (hardware-aware training: it makes the network
+tolerant to the conductance errors of the tile). After training, the batch-norm statistics are
+recomputed on the whole training set. Results are cached under `build/networks/`, keyed by a
+hash of the network config, the training settings and `CODE_VERSION`.
+
+    python -m golden.network [--retrain]      train (or load) both networks, print accuracies
+"""
+
+import argparse
+import dataclasses
+import hashlib
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["Dense", "Conv", "MaxPool", "NetConfig", "TrainConfig", "NETWORKS", "TRAIN",
+           "CODE_VERSION", "Network", "init_params", "im2col", "col2im", "forward_train",
+           "backward", "cross_entropy", "train", "load_or_train", "run", "FloatMatrix",
+           "accuracy", "cache_key", "BN_EPS", "layer_rows", "check_input"]
+
+# Change when the training code changes in a way that changes the trained weights.
+CODE_VERSION = "1"
+BN_EPS = 1e-5
+CACHE_DIR = Path("build/networks")
+
+
+# -- network description ---------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Dense:
+    """y = relu(bn(flatten(x)·W + b) + residual)."""
+
+    name: str
+    src: str
+    dst: str
+    n_in: int
+    n_out: int
+    bn: bool = True
+    relu: bool = True
+    residual: str = None
+
+    @property
+    def fan_in(self):
+        return self.n_in
+
+    @property
+    def c_out(self):
+        return self.n_out
+
+    @property
+    def has_bias(self):
+        return not self.bn
+
+
+@dataclass(frozen=True)
+class Conv:
+    """3 × 3 (k × k) convolution, stride 1, zero padding k // 2, on NHWC tensors, as im2col."""
+
+    name: str
+    src: str
+    dst: str
+    c_in: int
+    c_out: int
+    k: int = 3
+    bn: bool = True
+    relu: bool = True
+    residual: str = None
+
+    @property
+    def fan_in(self):
+        return self.k * self.k * self.c_in
+
+    @property
+    def has_bias(self):
+        return not self.bn
+
+
+@dataclass(frozen=True)
+class MaxPool:
+    """Non-overlapping k × k max pooling of an NHWC tensor."""
+
+    name: str
+    src: str
+    dst: str
+    k: int = 2
+
+
+MATRIX_OPS = (Dense, Conv)
+
+
+@dataclass(frozen=True)
+class NetConfig:
+    """A network: its input tensor's per-sample shape (NHWC without N, or (features,)), the op
+    list, and the name of the logits tensor."""
+
+    name: str
+    input_shape: tuple
+    ops: tuple
+    output: str = "logits"
+
+    def __post_init__(self):
+        names, seen = set(), {"x"}
+        for op in self.ops:
+            if op.name in names:
+                raise ValueError(f"network {self.name!r}: op name {op.name!r} used twice")
+            names.add(op.name)
+            for ref in (op.src, getattr(op, "residual", None)):
+                if ref is not None and ref not in seen:
+                    raise ValueError(f"network {self.name!r}: op {op.name!r} reads {ref!r} "
+                                     f"before any op writes it")
+            seen.add(op.dst)
+        if self.output not in seen:
+            raise ValueError(f"network {self.name!r}: no op writes the output {self.output!r}")
+
+    @property
+    def matrix_ops(self):
+        return [op for op in self.ops if isinstance(op, MATRIX_OPS)]
+
+    def to_dict(self):
+        return {"name": self.name, "input_shape": list(self.input_shape), "output": self.output,
+                "ops": [{"type": type(op).__name__, **dataclasses.asdict(op)} for op in self.ops]}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    seed: int = 20261129
+    epochs: int = 40
+    batch: int = 64
+    lr: float = 3e-3
+    weight_decay: float = 1e-4
+    weight_noise: float = 0.03     # σ of the training weight noise, relative to max |W| per column
+    bn_momentum: float = 0.1
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+
+NETWORKS = {
+    "mlp": NetConfig("mlp", (64,), (
+        Dense("fc1", "x", "h1", 64, 128),
+        Dense("fc2", "h1", "h2", 128, 64),
+        Dense("fc3", "h2", "logits", 64, 10, bn=False, relu=False),
+    )),
+    # conv1 → conv2 → conv3 (+ conv1's output) → ReLU → 2 × 2 max pool → dense classifier; the
+    # classifier's 4·4·24 = 384 inputs do not fit one 256-row tile: it is split over two.
+    "cnn": NetConfig("cnn", (8, 8, 1), (
+        Conv("conv1", "x", "a1", 1, 24),
+        Conv("conv2", "a1", "a2", 24, 24),
+        Conv("conv3", "a2", "a3", 24, 24, residual="a1"),
+        MaxPool("pool", "a3", "p", 2),
+        Dense("fc", "p", "logits", 384, 10, bn=False, relu=False),
+    )),
+}
+TRAIN = TrainConfig()
+
+
+# -- parameters ------------------------------------------------------------------------------------
+
+def init_params(cfg: NetConfig, rng):
+    """He-initialised weights; BN γ = 1, β = 0, running mean 0, variance 1."""
+    params = {}
+    for op in cfg.matrix_ops:
+        p = {"W": rng.normal(0.0, np.sqrt(2.0 / op.fan_in), (op.fan_in, op.c_out))}
+        if op.bn:
+            p.update(gamma=np.ones(op.c_out), beta=np.zeros(op.c_out), mean=np.zeros(op.c_out),
+                     var=np.ones(op.c_out))
+        else:
+            p["b"] = np.zeros(op.c_out)
+        params[op.name] = p
+    return params
+
+
+TRAINABLE = ("W", "b", "gamma", "beta")
+
+
+# -- im2col ----------------------------------------------------------------------------------------
+
+def im2col(x, k=3):
+    """(N, H, W, C) → (N·H·W, k·k·C): each pixel's k × k neighbourhood (zero padded), in the
+    order (ky, kx, c)."""
+    x = np.asarray(x)
+    if x.ndim != 4:
+        raise ValueError(f"im2col needs an NHWC tensor, not shape {x.shape}")
+    n, h, w, c = x.shape
+    r = k // 2
+    xp = np.pad(x, ((0, 0), (r, r), (r, r), (0, 0)))
+    cols = np.empty((n, h, w, k, k, c), dtype=x.dtype)
+    for dy in range(k):
+        for dx in range(k):
+            cols[:, :, :, dy, dx, :] = xp[:, dy:dy + h, dx:dx + w, :]
+    return cols.reshape(n * h * w, k * k * c)
+
+
+def col2im(cols, shape, k=3):
+    """Adjoint of `im2col`: scatter-add rows back to an (N, H, W, C) tensor."""
+    n, h, w, c = shape
+    r = k // 2
+    cols = cols.reshape(n, h, w, k, k, c)
+    xp = np.zeros((n, h + 2 * r, w + 2 * r, c), dtype=cols.dtype)
+    for dy in range(k):
+        for dx in range(k):
+            xp[:, dy:dy + h, dx:dx + w, :] += cols[:, :, :, dy, dx, :]
+    return xp[:, r:r + h, r:r + w, :]
+
+
+def layer_rows(op, a):
+    """The matrix input of `op`: im2col rows or the flattened tensor."""
+    if isinstance(op, Conv):
+        if a.ndim != 4 or a.shape[-1] != op.c_in:
+            raise ValueError(f"op {op.name!r} needs NHWC input with {op.c_in} channels, not shape "
+                             f"{a.shape}")
+        return im2col(a, op.k)
+    rows = a.reshape(a.shape[0], -1)
+    if rows.shape[1] != op.n_in:
+        raise ValueError(f"op {op.name!r} needs {op.n_in} input features, not {rows.shape[1]} "
+                         f"(input shape {a.shape})")
+    return rows
+
+
+def _unrows(op, a, out):
+    if isinstance(op, Conv):
+        n, h, w, _ = a.shape
+        return out.reshape(n, h, w, op.c_out)
+    return out
+
+
+def _maxpool(x, k):
+    n, h, w, c = x.shape
+    if h % k or w % k:
+        raise ValueError(f"max pool {k} × {k} needs H and W divisible by {k}, not {h} × {w}")
+    return x.reshape(n, h // k, k, w // k, k, c).max(axis=(2, 4))
+
+
+def check_input(cfg, x):
+    x = np.asarray(x)
+    if x.shape[1:] != tuple(cfg.input_shape):
+        # the digits come flat (N, 64): reshape to the network's input shape when sizes agree
+        if x.ndim == 2 and x.shape[1] == int(np.prod(cfg.input_shape)):
+            return x.reshape((x.shape[0],) + tuple(cfg.input_shape))
+        raise ValueError(f"network {cfg.name!r} takes inputs of shape (N, "
+                         f"{', '.join(map(str, cfg.input_shape))}), not {x.shape}")
+    return x
+
+
+# -- inference with a pluggable matrix executor ----------------------------------------------------
+
+class FloatMatrix:
+    """The float reference executor: relu(bn(rows·W + b) + residual) with the running BN
+    statistics (the unfolded network, as trained)."""
+
+    def __init__(self, params):
+        self.params = params
+
+    def __call__(self, op, rows, residual):
+        p = self.params[op.name]
+        z = rows @ p["W"]
+        if op.bn:
+            z = (z - p["mean"]) / np.sqrt(p["var"] + BN_EPS) * p["gamma"] + p["beta"]
+        else:
+            z = z + p["b"]
+        if residual is not None:
+            z = z + residual
+        return np.maximum(z, 0.0) if op.relu else z
+
+
+def run(cfg: NetConfig, x, matrix, *, trace=None):
+    """Evaluate the op list on a batch `x` with the executor `matrix(op, rows, residual)`.
+    `trace`, when a dict, receives every tensor by name. Returns the output tensor."""
+    state = {"x": check_input(cfg, x)}
+    for op in cfg.ops:
+        a = state[op.src]
+        if isinstance(op, MaxPool):
+            state[op.dst] = _maxpool(a, op.k)
+            continue
+        rows = layer_rows(op, a)
+        res = None
+        if op.residual is not None:
+            res = state[op.residual].reshape(rows.shape[0], op.c_out)
+        out = matrix(op, rows, res)
+        state[op.dst] = _unrows(op, a, out)
+    if trace is not None:
+        trace.update(state)
+    return state[cfg.output]
+
+
+def accuracy(logits, y):
+    """Share of argmax(logits) == y (the first maximum wins a tie, as np.argmax)."""
+    return float(np.mean(np.argmax(logits, axis=1) == np.asarray(y)))
+
+
+# -- training: forward and backward ----------------------------------------------------------------
+
+def forward_train(cfg: NetConfig, params, x, *, noise=None):
+    """Training-mode forward (batch statistics). `noise`: dict op name → additive weight noise.
+    Returns (logits, cache); the cache feeds `backward` and holds the batch statistics."""
+    state = {"x": check_input(cfg, x)}
+    cache = []
+    for op in cfg.ops:
+        a = state[op.src]
+        if isinstance(op, MaxPool):
+            out = _maxpool(a, op.k)
+            cache.append((op, a, out))
+            state[op.dst] = out
+            continue
+        p = params[op.name]
+        rows = layer_rows(op, a)
+        W = p["W"] if noise is None or op.name not in noise else p["W"] + noise[op.name]
+        z = rows @ W
+        c = {"rows": rows, "W": W, "shape": a.shape}
+        if op.bn:
+            mu, var = z.mean(axis=0), z.var(axis=0)
+            inv = 1.0 / np.sqrt(var + BN_EPS)
+            zh = (z - mu) * inv
+            u = zh * p["gamma"] + p["beta"]
+            c.update(mu=mu, var=var, inv=inv, zh=zh)
+        else:
+            u = z + p["b"]
+        if op.residual is not None:
+            u = u + state[op.residual].reshape(u.shape)
+        out = np.maximum(u, 0.0) if op.relu else u
+        c["u"] = u
+        cache.append((op, a, c))
+        state[op.dst] = _unrows(op, a, out)
+    return state[cfg.output], cache
+
+
+def backward(cfg: NetConfig, params, cache, dlogits):
+    """Gradients of every trainable parameter (dict like `params`, keys of `TRAINABLE`)."""
+    grads = {}
+    dstate = {cfg.output: dlogits}
+    for op, a, c in reversed(cache):
+        d = dstate.pop(op.dst, None)
+        if d is None:
+            continue
+        if isinstance(op, MaxPool):
+            n, h, w, ch = a.shape
+            k = op.k
+            blocks = a.reshape(n, h // k, k, w // k, k, ch)
+            mask = blocks == c[:, :, None, :, None, :]
+            mask = mask / mask.sum(axis=(2, 4), keepdims=True)
+            da = (mask * d[:, :, None, :, None, :]).reshape(a.shape)
+        else:
+            p = params[op.name]
+            du = d.reshape(c["u"].shape)
+            if op.relu:
+                du = du * (c["u"] > 0)
+            if op.residual is not None:
+                r_shape = dstate.get(op.residual)
+                contrib = du.reshape(_state_shape(a, op, du))
+                dstate[op.residual] = contrib if r_shape is None else r_shape + contrib
+            g = {}
+            if op.bn:
+                zh, inv = c["zh"], c["inv"]
+                g["gamma"] = (du * zh).sum(axis=0)
+                g["beta"] = du.sum(axis=0)
+                dzh = du * p["gamma"]
+                m = du.shape[0]
+                dz = inv / m * (m * dzh - dzh.sum(axis=0) - zh * (dzh * zh).sum(axis=0))
+            else:
+                g["b"] = du.sum(axis=0)
+                dz = du
+            g["W"] = c["rows"].T @ dz
+            grads[op.name] = g
+            drows = dz @ c["W"].T
+            if isinstance(op, Conv):
+                da = col2im(drows, a.shape, op.k)
+            else:
+                da = drows.reshape(a.shape)
+        prev = dstate.get(op.src)
+        dstate[op.src] = da if prev is None else prev + da
+    return grads
+
+
+def _state_shape(a, op, out):
+    if isinstance(op, Conv):
+        n, h, w, _ = a.shape
+        return (n, h, w, op.c_out)
+    return out.shape
+
+
+def cross_entropy(logits, y):
+    """Mean softmax cross-entropy and its gradient with respect to the logits."""
+    z = logits - logits.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    prob = e / e.sum(axis=1, keepdims=True)
+    n = logits.shape[0]
+    loss = -np.mean(np.log(prob[np.arange(n), y] + 1e-300))
+    d = prob
+    d[np.arange(n), y] -= 1.0
+    return float(loss), d / n
+
+
+# -- training loop ---------------------------------------------------------------------------------
+
+def _weight_noise(cfg, params, sigma, rng):
+    if sigma <= 0:
+        return None
+    out = {}
+    for op in cfg.matrix_ops:
+        W = params[op.name]["W"]
+        out[op.name] = rng.normal(0.0, 1.0, W.shape) * (sigma * np.abs(W).max(axis=0))
+    return out
+
+
+def _recalibrate_bn(cfg, params, x):
+    """Running statistics := the statistics of the whole training set (one full-batch pass)."""
+    _, cache = forward_train(cfg, params, x)
+    for op, _, c in cache:
+        if isinstance(op, MATRIX_OPS) and op.bn:
+            params[op.name]["mean"] = c["mu"].copy()
+            params[op.name]["var"] = c["var"].copy()
+
+
+def train(cfg: NetConfig, tcfg: TrainConfig, x, y, *, progress=True, x_test=None, y_test=None):
+    """Train from a seeded initialisation; returns (params, history)."""
+    rng = np.random.default_rng(tcfg.seed)
+    params = init_params(cfg, rng)
+    m = {k: {n: np.zeros_like(v) for n, v in p.items() if n in TRAINABLE} for k, p in params.items()}
+    v = {k: {n: np.zeros_like(a) for n, a in p.items() if n in TRAINABLE} for k, p in params.items()}
+    b1, b2, step = 0.9, 0.999, 0
+    history = []
+    t0 = time.time()
+    n = x.shape[0]
+    for epoch in range(tcfg.epochs):
+        lr = tcfg.lr * 0.5 * (1 + np.cos(np.pi * epoch / tcfg.epochs))  # cosine schedule
+        order = rng.permutation(n)
+        losses = []
+        for s in range(0, n, tcfg.batch):
+            idx = order[s:s + tcfg.batch]
+            if idx.size < 2:
+                continue
+            noise = _weight_noise(cfg, params, tcfg.weight_noise, rng)
+            logits, cache = forward_train(cfg, params, x[idx], noise=noise)
+            loss, d = cross_entropy(logits, y[idx])
+            losses.append(loss)
+            grads = backward(cfg, params, cache, d)
+            step += 1
+            for name, g in grads.items():
+                p = params[name]
+                for k, gk in g.items():
+                    m[name][k] = b1 * m[name][k] + (1 - b1) * gk
+                    v[name][k] = b2 * v[name][k] + (1 - b2) * gk * gk
+                    mh = m[name][k] / (1 - b1 ** step)
+                    vh = v[name][k] / (1 - b2 ** step)
+                    if k == "W":
+                        p[k] = p[k] * (1 - lr * tcfg.weight_decay)
+                    p[k] = p[k] - lr * mh / (np.sqrt(vh) + 1e-8)
+            for op, _, c in cache:
+                if isinstance(op, MATRIX_OPS) and op.bn:
+                    p = params[op.name]
+                    p["mean"] = (1 - tcfg.bn_momentum) * p["mean"] + tcfg.bn_momentum * c["mu"]
+                    p["var"] = (1 - tcfg.bn_momentum) * p["var"] + tcfg.bn_momentum * c["var"]
+        entry = {"epoch": epoch + 1, "loss": float(np.mean(losses))}
+        history.append(entry)
+        if progress:
+            print(f"\r  training {cfg.name}: epoch {epoch + 1}/{tcfg.epochs}  loss "
+                  f"{entry['loss']:.4f}  ({time.time() - t0:.0f} s)", end="", file=sys.stderr,
+                  flush=True)
+    _recalibrate_bn(cfg, params, x)
+    if progress:
+        print(file=sys.stderr)
+    if x_test is not None:
+        history.append({"test_accuracy": accuracy(run(cfg, x_test, FloatMatrix(params)), y_test)})
+    return params, history
+
+
+# -- cache -----------------------------------------------------------------------------------------
+
+def cache_key(cfg: NetConfig, tcfg: TrainConfig):
+    text = json.dumps({"net": cfg.to_dict(), "train": tcfg.to_dict(), "code": CODE_VERSION},
+                      sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+@dataclass
+class Network:
+    """A trained network: its config, training settings, parameters and float accuracies."""
+
+    cfg: NetConfig
+    tcfg: TrainConfig
+    params: dict
+    info: dict = field(default_factory=dict)
+
+    @property
+    def name(self):
+        return self.cfg.name
+
+    def logits(self, x):
+        return run(self.cfg, x, FloatMatrix(self.params))
+
+    def accuracy(self, x, y):
+        return accuracy(self.logits(x), y)
+
+
+def _save(path, net):
+    flat = {f"{op}/{k}": v for op, p in net.params.items() for k, v in p.items()}
+    np.savez(path.with_suffix(".npz"), **flat)
+    path.with_suffix(".json").write_text(json.dumps(
+        {"net": net.cfg.to_dict(), "train": net.tcfg.to_dict(), "code": CODE_VERSION,
+         **net.info}, indent=1) + "\n")
+
+
+def _load(path, cfg, tcfg):
+    params = {}
+    with np.load(path.with_suffix(".npz")) as z:
+        for key in z.files:
+            op, k = key.split("/")
+            params.setdefault(op, {})[k] = z[key]
+    info = json.loads(path.with_suffix(".json").read_text())
+    info = {k: v for k, v in info.items() if k not in ("net", "train", "code")}
+    return Network(cfg, tcfg, params, info)
+
+
+def load_or_train(name_or_cfg, tcfg: TrainConfig = None, *, data=None, cache_dir=CACHE_DIR,
+                  progress=True, retrain=False):
+    """The trained network: loaded from `cache_dir` when a result with the same key exists,
+    else trained (and cached). `data`: a `golden.data.Digits` (default: the fixed split)."""
+    cfg = NETWORKS[name_or_cfg] if isinstance(name_or_cfg, str) else name_or_cfg
+    tcfg = TRAIN if tcfg is None else tcfg
+    path = Path(cache_dir) / f"{cfg.name}-{cache_key(cfg, tcfg)}"
+    if not retrain and path.with_suffix(".npz").exists() and path.with_suffix(".json").exists():
+        return _load(path, cfg, tcfg)
+    if data is None:
+        from golden.data import digits
+        data = digits()
+    t0 = time.time()
+    params, history = train(cfg, tcfg, data.x_train, data.y_train, progress=progress)
+    net = Network(cfg, tcfg, params)
+    net.info = {"train_seconds": round(time.time() - t0, 2),
+                "train_accuracy": net.accuracy(data.x_train, data.y_train),
+                "test_accuracy": net.accuracy(data.x_test, data.y_test),
+                "final_loss": history[-1]["loss"]}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _save(path, net)
+    return net
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--retrain", action="store_true", help="ignore the cache")
+    ap.add_argument("--cache", type=Path, default=CACHE_DIR)
+    args = ap.parse_args(argv)
+    for name in NETWORKS:
+        net = load_or_train(name, cache_dir=args.cache, retrain=args.retrain)
+        print(f"{name}: test accuracy {100 * net.info['test_accuracy']:.2f} %, train "
+              f"{100 * net.info['train_accuracy']:.2f} % ({net.info['train_seconds']} s to train)")
+
+
+if __name__ == "__main__":
+    main()

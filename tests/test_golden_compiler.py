@@ -1,0 +1,232 @@
+"""golden/compiler.py: BN folding, the compiled NMPU / LDPU / ideal paths against the float layer
+within the quantisation bound (per layer, layers split over tiles, polarity flips), the folded
+gain estimates and drift factor, and errors that name the problem. Tiny networks, few epochs."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from golden import compiler as gc
+from golden import network as gnet
+from golden import tile as gt
+from golden.network import Conv, Dense, MaxPool, NetConfig, TrainConfig
+from hdl.config import LDPU_PRESETS, NMPU_PRESETS
+
+TINY_MLP = NetConfig("tiny-mlp", (64,), (
+    Dense("fc1", "x", "h1", 64, 12),
+    Dense("fc2", "h1", "logits", 12, 10, bn=False, relu=False),
+))
+TINY_CNN = NetConfig("tiny-cnn", (8, 8, 1), (
+    Conv("c1", "x", "a1", 1, 3),
+    Conv("c2", "a1", "a2", 3, 3, residual="a1"),
+    MaxPool("pool", "a2", "p", 2),
+    Dense("fc", "p", "logits", 48, 10, bn=False, relu=False),
+))
+# rows 32 and 8 lines: fc1 (64 + bias rows) spans 3 row tiles, every layer 2 column tiles
+SMALL = gt.TileConfig(name="small", rows=32, cols=8)
+
+
+@pytest.fixture(scope="module")
+def data():
+    from golden.data import digits
+    return digits()
+
+
+@pytest.fixture(scope="module")
+def mlp(data):
+    params, _ = gnet.train(TINY_MLP, TrainConfig(epochs=2, seed=3, lr=0.02), data.x_train,
+                           data.y_train, progress=False)
+    # two channels with a negative BN scale: their columns must be flipped
+    params["fc1"]["gamma"][[1, 6]] *= -1
+    params["fc1"]["beta"][[1, 6]] = np.abs(params["fc1"]["beta"][[1, 6]]) + 0.5
+    return gnet.Network(TINY_MLP, TrainConfig(), params)
+
+
+@pytest.fixture(scope="module")
+def cnn(data):
+    params, _ = gnet.train(TINY_CNN, TrainConfig(epochs=1, seed=4, lr=0.02), data.x_train[:300],
+                           data.y_train[:300], progress=False)
+    return gnet.Network(TINY_CNN, TrainConfig(), params)
+
+
+def test_fold_bn_equals_unfolded_bn():
+    rng = np.random.default_rng(0)
+    op = Dense("fc", "x", "y", 5, 4)
+    p = {"W": rng.normal(size=(5, 4)), "gamma": np.array([1.5, -0.7, 0.2, 3.0]),
+         "beta": rng.normal(size=4), "mean": rng.normal(size=4), "var": rng.uniform(0.1, 2, 4)}
+    x = rng.normal(size=(7, 5))
+    W, scale, bias = gc.fold_bn(op, p)
+    folded = np.maximum(scale * (x @ W) + bias, 0)
+    np.testing.assert_allclose(folded, gnet.FloatMatrix({"fc": p})(op, x, None), atol=1e-12)
+    assert scale[1] < 0                      # the sign survives: it becomes a polarity flip
+    op2 = Dense("fc", "x", "y", 5, 4, bn=False, relu=False)
+    q = {"W": p["W"], "b": p["beta"]}
+    W, scale, bias = gc.fold_bn(op2, q)
+    np.testing.assert_array_equal(scale, 1.0)
+    np.testing.assert_array_equal(bias, p["beta"])
+
+
+def _tile_chain(prog, op, x_codes, residual, t, path, true_gains):
+    """One layer through its tiles as `AnalogMatrix` composes them, with the bound of every
+    tile and whether a partial sum reached a rail (then the bound does not apply)."""
+    lp = prog.plan.layers[op.name]
+    sp = lp.split
+    x = np.concatenate([np.clip(x_codes, -127, 127),
+                        np.full((x_codes.shape[0], lp.bias_rows), 127)], axis=1).astype(np.int64)
+    imgs = prog.compile(t)
+    ys, bounds, railed = [], [], []
+    for k in range(sp.col_tiles):
+        prev = None if residual is None else residual[:, sp.cols_of(k)]
+        bound = 0.0
+        rail = np.zeros((x.shape[0], sp.col_edges[k + 1] - sp.col_edges[k]), dtype=bool)
+        for r in range(sp.row_tiles):
+            tile = prog.tiles[op.name][r][k]
+            img = imgs[op.name, r, k]
+            p, n = tile.read(sp.inputs(x, r), t, lsb=lp.lsb)
+            prev = gc.post_process(path, prog.plan.nmpu_cfg, prog.plan.ldpu_cfg, img, p, n, prev)
+            gp, gm = (tile.gain_pos, tile.gain_neg) if true_gains else (None, None)
+            bound = bound + gc.layer_bound(prog.plan.nmpu_cfg, img, p, n, gp, gm)
+            if r < sp.row_tiles - 1:
+                rail |= np.abs(prev) >= 127
+        ys.append(prev)
+        bounds.append(bound)
+        railed.append(rail)
+    return (np.concatenate(ys, axis=1), np.concatenate(bounds, axis=1),
+            np.concatenate(railed, axis=1))
+
+
+@pytest.mark.parametrize("gains", [False, True], ids=["ideal", "adc-gains"])
+@pytest.mark.parametrize("which", ["mlp", "cnn"])
+def test_round_trip_within_the_quantisation_bound(request, data, which, gains):
+    """Noise off (with `gains`: ADC gain spread on, corrected by the calibration): every layer's
+    NMPU output lies within `layer_bound` of the float layer on the same input codes; the LDPU
+    within that plus 2 LSB of FP16 rounding (golden/budget.py), the ideal path within it too."""
+    net = request.getfixturevalue(which)
+    tile_cfg = SMALL.ideal if which == "mlp" else dataclasses.replace(SMALL.ideal, rows=36)
+    if gains:
+        tile_cfg = dataclasses.replace(tile_cfg, adc_gain_sigma=0.07)
+    plan = gc.plan(net, data.x_train, tile_cfg=tile_cfg)
+    if which == "mlp":
+        assert plan.layers["fc1"].split.row_tiles == 3 and plan.layers["fc1"].split.col_tiles == 2
+    else:
+        assert plan.layers["fc"].split.row_tiles == 2
+    prog = gc.ProgrammedNetwork(plan, 11)
+    t = 3600.0
+    x = data.x_test[:60]
+    trace = {}
+    gnet.run(net.cfg, gc.encode_input(plan, x), prog.matrix("nmpu", t), trace=trace)
+    checked = 0
+    for op in net.cfg.matrix_ops:
+        rows = gnet.layer_rows(op, trace[op.src])
+        res = None if op.residual is None else trace[op.residual].reshape(rows.shape[0], op.c_out)
+        ref = gc.layer_reference(plan, op, rows, res)
+        y, bound, rail = _tile_chain(prog, op, rows, res, t, "nmpu", gains)
+        np.testing.assert_array_equal(y, trace[op.dst].reshape(y.shape))  # the executor agrees
+        ok = ~rail & (np.abs(ref) < 127)
+        err = np.abs(y - ref)
+        assert np.all(err[ok] <= bound[ok]), (op.name, float((err - bound)[ok].max()))
+        assert np.all(np.abs(y - np.clip(ref, -128, 127))[ok] <= bound[ok])
+        yl, _, _ = _tile_chain(prog, op, rows, res, t, "ldpu", gains)
+        assert np.all(np.abs(yl - ref)[ok] <= bound[ok] + 2.0), op.name
+        # the bound is tight enough to matter: a 3 % scale error breaks it somewhere
+        assert np.any(np.abs(1.03 * ref - y)[ok] > bound[ok]) or np.abs(ref[ok]).max() < 20
+        checked += int(ok.sum())
+    assert checked > 1000
+
+
+def test_polarity_flips(mlp, data):
+    plan = gc.plan(mlp, data.x_train, tile_cfg=SMALL.ideal)
+    lp = plan.layers["fc1"]
+    assert list(np.flatnonzero(lp.polarity < 0)) == [1, 6]
+    W = mlp.params["fc1"]["W"]
+    np.testing.assert_allclose(lp.weights[:64, 1], -W[:, 1] / np.abs(W[:, 1]).max())
+    np.testing.assert_allclose(lp.weights[:64, 0], W[:, 0] / np.abs(W[:, 0]).max())
+    assert np.all(lp.alpha > 0)
+    # the programmed G+ of a flipped column holds the negative weights
+    prog = gc.ProgrammedNetwork(plan, 0)
+    tile = prog.tiles["fc1"][0][0]
+    g_pos = tile.programmed.target_pos[:, 1]
+    np.testing.assert_allclose(g_pos, np.maximum(-W[:g_pos.size, 1] / np.abs(W[:, 1]).max(), 0)
+                               * SMALL.g_max)
+    # and the NMPU register image of the tile needs no further flip
+    img = prog.compile(60.0)["fc1", 0, 0]
+    assert np.all(img.nmpu.polarity == 1) and np.all(img.ldpu.polarity == 1)
+
+
+def test_gain_estimates_and_drift_factor_fold_into_the_scales(mlp, data):
+    cfg = dataclasses.replace(SMALL.ideal, drift=True, adc_gain_sigma=0.07)
+    plan = gc.plan(mlp, data.x_train, tile_cfg=cfg)
+    prog = gc.ProgrammedNetwork(plan, 5)
+    early, late = prog.compile(60.0), prog.compile(86400.0)
+    for (name, r, k), img in late.items():
+        lp = plan.layers[name]
+        tile = prog.tiles[name][r][k]
+        np.testing.assert_allclose(img.gain_p, tile.gain_pos, rtol=2e-3)
+        np.testing.assert_allclose(img.gain_n, tile.gain_neg, rtol=2e-3)
+        assert img.drift_factor > early[name, r, k].drift_factor > 1.0
+        assert img.drift_factor > 1.3                     # a day of PCM drift
+        np.testing.assert_allclose(img.alpha, lp.alpha[lp.split.cols_of(k)] * img.drift_factor)
+        c = img.alpha.size
+        nm = gc.compile_tile(plan.nmpu_cfg, plan.ldpu_cfg, img.alpha, img.beta, img.gain_p,
+                             img.gain_n).nmpu
+        np.testing.assert_array_equal(nm.params.sp[:c], img.nmpu.params.sp[:c])
+    # the drift-compensated network keeps its accuracy a day later (no other noise)
+    acc = gnet.accuracy(prog.logits("nmpu", 86400.0, data.x_test), data.y_test)
+    assert acc >= mlp.accuracy(data.x_test, data.y_test) - 0.03
+
+
+def test_bias_split_between_offset_and_rows(mlp, data):
+    split = gc.plan(mlp, data.x_train, tile_cfg=SMALL.ideal)
+    digital = gc.plan(mlp, data.x_train, tile_cfg=SMALL.ideal, bias_mode="digital")
+    lp, ld = split.layers["fc1"], digital.layers["fc1"]
+    assert ld.bias_rows == 0 and lp.bias_rows >= 1
+    np.testing.assert_allclose(ld.beta_digital, ld.s_out * gc.fold_bn(TINY_MLP.ops[0], mlp.params["fc1"])[2])
+    # the NMPU offset holds the digital part at the chosen shift
+    prog = gc.ProgrammedNetwork(split, 0)
+    for (name, r, k), img in prog.compile(60.0).items():
+        assert np.all(np.abs(img.nmpu.offset_err) <= 2.0 ** (5 - img.nmpu.total_shift) + 1e-12)
+
+
+def test_register_images_fit_both_units(mlp, data):
+    plan = gc.plan(mlp, data.x_train, tile_cfg=SMALL, nmpu_cfg=NMPU_PRESETS["exp"])
+    prog = gc.ProgrammedNetwork(plan, 2)
+    for img in prog.compile(3600.0).values():
+        c = img.alpha.size
+        assert np.all(np.abs(img.nmpu.scale_err_p[:c]) <= 0.5)
+        assert np.all(np.abs(img.ldpu.scale_err_p[:c]) <= 0.5)
+        assert 0 <= img.nmpu.shift <= plan.nmpu_cfg.max_shift
+        assert img.nmpu.params.e is not None
+
+
+def test_errors_name_the_problem(mlp, cnn, data):
+    bad = gnet.Network(TINY_MLP, TrainConfig(),
+                       {k: {n: v.copy() for n, v in p.items()} for k, p in mlp.params.items()})
+    bad.params["fc1"]["W"][3, 2] = np.nan
+    with pytest.raises(ValueError, match=r"layer 'fc1': weight \[3, 2\] is NaN"):
+        gc.plan(bad, data.x_train[:50], tile_cfg=SMALL)
+    bad.params["fc1"]["W"] = np.zeros((63, 12))
+    with pytest.raises(ValueError, match=r"layer 'fc1': weights of shape \(63, 12\), expected \(64, 12\)"):
+        gc.plan(bad, data.x_train[:50], tile_cfg=SMALL)
+    bad.params["fc1"]["W"] = mlp.params["fc1"]["W"]
+    bad.params["fc1"]["var"] = np.full(11, 1.0)
+    with pytest.raises(ValueError, match=r"layer 'fc1': BN `var` of shape \(11,\)"):
+        gc.plan(bad, data.x_train[:50], tile_cfg=SMALL)
+    with pytest.raises(ValueError, match="`bias_mode` must be 'split' or 'digital'"):
+        gc.plan(mlp, data.x_train[:50], bias_mode="analog")
+    with pytest.raises(ValueError, match="ADC width differs"):
+        gc.plan(mlp, data.x_train[:50], tile_cfg=dataclasses.replace(SMALL, adc_bits=10))
+    with pytest.raises(ValueError, match="`input_bits` must be 8"):
+        gc.plan(mlp, data.x_train[:50], tile_cfg=dataclasses.replace(SMALL, input_bits=6))
+    with pytest.raises(ValueError, match="the tile has 512 lines but the NMPU/LDPU serve 256/256"):
+        gc.plan(mlp, data.x_train[:50], tile_cfg=dataclasses.replace(SMALL, cols=512))
+    with pytest.raises(ValueError, match="layer 'c2' needs both a residual connection and a row split"):
+        gc.plan(cnn, data.x_train[:50], tile_cfg=dataclasses.replace(SMALL, rows=16))
+    plan = gc.plan(mlp, data.x_train[:200], tile_cfg=SMALL, ldpu_cfg=LDPU_PRESETS["paper"])
+    prog = gc.ProgrammedNetwork(plan, 0)
+    with pytest.raises(ValueError, match="`path` must be one of"):
+        prog.matrix("fp32", 60.0)
+    with pytest.raises(ValueError, match="network input holds NaN"):
+        gc.encode_input(plan, np.full((1, 64), np.nan))
+    with pytest.raises(ValueError, match=r"takes inputs of shape \(N, 64\)"):
+        prog.logits("nmpu", 60.0, np.zeros((2, 60)))
