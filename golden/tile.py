@@ -222,11 +222,14 @@ def _weights(cfg, weights):
 
 
 def _inputs(cfg, x, rows):
-    x = _ints("x", x)
+    # an int64 array is used as it is (the MVM only reads it); anything else is checked and
+    # converted by `ints`
+    if not (isinstance(x, np.ndarray) and x.dtype == np.int64):
+        x = _ints("x", x)
     if x.ndim not in (1, 2) or x.shape[-1] != rows:
         raise ValueError(f"`x` must have shape (rows,) or (vectors, rows) with rows = {rows}, "
                          f"not {x.shape}")
-    if x.size and np.abs(x).max() > cfg.x_max:
+    if x.size and (x.max() > cfg.x_max or x.min() < -cfg.x_max):
         bad = x[np.abs(x) > cfg.x_max].flat[0]
         raise ValueError(f"`x` must be in [{-cfg.x_max}, {cfg.x_max}] (input_bits "
                          f"{cfg.input_bits}: sign + magnitude), found {bad}")
@@ -480,18 +483,23 @@ def adc(cfg, q_pos, q_neg, gain_pos, gain_neg, lsb, rng=None, *, return_saturate
     for name, v in (("gain_pos", gp), ("gain_neg", gn), ("lsb", lsb)):
         if np.any(v <= 0):
             raise ValueError(f"`{name}` must be positive, found {float(v[v <= 0].flat[0])!r}")
-    vp, vn = gp * qp / lsb, gn * qn / lsb
-    if cfg.output_noise > 0:
-        if rng is None:
-            raise ValueError(f"`output_noise` is {cfg.output_noise}: `adc` needs an `rng`")
-        z = rng.standard_normal((2,) + vp.shape)
-        vp, vn = vp + cfg.output_noise * z[0], vn + cfg.output_noise * z[1]
+    if cfg.output_noise > 0 and rng is None:
+        raise ValueError(f"`output_noise` is {cfg.output_noise}: `adc` needs an `rng`")
+    z = (rng.standard_normal((2,) + np.broadcast_shapes(qp.shape, gp.shape, lsb.shape))
+         if cfg.output_noise > 0 else None)
     counts, masks = [], []
-    for v in (vp, vn):
-        f = np.floor(v)
-        high, low = f > cfg.adc_max, f < 0
-        counts.append(np.clip(f, 0, cfg.adc_max).astype(np.int64))
-        masks += [high, low]
+    # in place on one temporary per polarity: the same operations in the same order as
+    # floor(gain·q/lsb + σ·z), so the counts are those of the plain expression, bit for bit
+    for k, (g, q) in enumerate(((gp, qp), (gn, qn))):
+        v = g * q
+        np.divide(v, lsb, out=v)
+        if z is not None:
+            v += cfg.output_noise * z[k]
+        np.floor(v, out=v)
+        if return_saturated:
+            masks += [v > cfg.adc_max, v < 0]
+        np.clip(v, 0, cfg.adc_max, out=v)
+        counts.append(v.astype(np.int64))
     if return_saturated:
         return counts[0], counts[1], Saturation(*masks)
     return counts[0], counts[1]
