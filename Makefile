@@ -22,15 +22,19 @@ RUN      = VERILATOR_ROOT=$(VLROOT) PATH="$(VLROOT)/bin:$(abspath $(BIN)):$$PATH
 PYTEST   = $(RUN) $(BIN)/python -m pytest
 
 .PHONY: all setup verilog sim test regress summary budget vectors synth ppa baseline scaling \
-        train formal clean distclean
+        accuracy bench train formal clean distclean
 
-# The report of the main job reads the throughput the test suite's cocotb runs measured.
+# The report of the main job reads the throughput the test suite's cocotb runs measured and the
+# BL the training study needs; the accuracy study runs in its short form (`make accuracy` for
+# the full protocol).
 all: verilog
 	$(PYTEST) -n $(JOBS) -p no:cacheprovider
 	$(RUN) $(BIN)/python -m verif.summary
 	$(RUN) $(BIN)/python -m golden.budget > /dev/null
+	$(RUN) $(BIN)/python -m golden.accuracy --quick > /dev/null
+	$(RUN) $(BIN)/python -m golden.training > /dev/null
 	$(MAKE) --no-print-directory synth
-	@echo "Verilog: build/verilog/   simulation runs: build/sim/<sim>/<unit>_<tag>/   reports: build/report/ (sim.md, error_budget.md, synth.md, ppa.md)"
+	@echo "Verilog: build/verilog/   simulation runs: build/sim/<sim>/<unit>_<tag>/   reports: build/report/ (sim.md, error_budget.md, accuracy_quick.md, training.md, synth.md, ppa.md)"
 
 setup: $(STAMP)
 
@@ -96,6 +100,16 @@ baseline: $(STAMP)
 # (about an hour on 2 cores; finished points are reused).
 scaling: $(STAMP)
 	$(RUN) $(BIN)/python -m synth.scaling --jobs $(JOBS)
+
+# Network accuracy of the analog tile with float, FP16 LDPU and NMPU post-processing (digits MLP
+# and residual CNN, 20 programming seeds, t = 1 min .. 30 days; about 10 min, plus 4 min to
+# train the networks once): build/report/accuracy.md
+accuracy: $(STAMP)
+	$(RUN) $(BIN)/python -m golden.accuracy $(ACCURACY)
+
+# Speed of the golden tile model against a bare matmul, and of the network evaluation.
+bench: $(STAMP)
+	$(RUN) OPENBLAS_NUM_THREADS=1 $(BIN)/python -m golden.bench
 
 # Mixed-precision training of the digits MLP with ESSOP outer products (float, exact, ESSOP
 # fast at BL 8..128, 3 seeds; a few minutes): build/report/training.md; TRAIN="--quick" is short.
