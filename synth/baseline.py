@@ -149,12 +149,13 @@ def main(argv=None):
     args = ap.parse_args(argv)
     rows = _report_rows(args.report)
     if args.cmd == "check":
-        problems = compare(rows, load(), require_all=args.all)
+        ref = load()
+        problems = compare(rows, ref, require_all=args.all)
         if problems:
             print("PPA baseline: moved past the tolerances:\n  " + "\n  ".join(problems)
                   + "\n(if the change is intended: make baseline REASON=\"...\")", file=sys.stderr)
             return 1
-        n = sum(1 for r in rows if key(r) in load()["rows"])
+        n = sum(1 for r in rows if key(r) in ref["rows"])
         print(f"PPA baseline: {n} preset(s) within tolerance of {BASELINE.name}")
         return 0
     try:

@@ -14,7 +14,6 @@ import argparse
 import hashlib
 import json
 import re
-import shutil
 import subprocess
 import sys
 import time
@@ -124,10 +123,7 @@ def breakdown(unit, cfg, tools, out_dir=flow.DEFAULT_OUT, period_ns=flow.DEFAULT
     v_path, _ = write(unit, cfg, run_dir)
     top = module_name(unit, cfg)
     lib = tools.liberty
-    shutil.copyfile(lib.path, run_dir / lib.path.name)
-    (run_dir / "abc.constr").write_text(f"set_driving_cell {flow.DRIVING_CELL}\n"
-                                        f"set_load {flow.LOAD_PF * 1000:g}\n")
-    (run_dir / "abc.script").write_text(flow._fill("abc.script", D=round(period_ns * 1000)))
+    flow.stage(run_dir, Path(v_path), tools, period_ns)
     (run_dir / "stat.json").unlink(missing_ok=True)
     (run_dir / "hier.ys").write_text(_SCRIPT.format(verilog=v_path.name, top=top,
                                                     liberty=lib.path.name))

@@ -53,8 +53,8 @@ from pathlib import Path
 
 __all__ = ["FlowError", "ToolMissing", "LatchError", "UnmappedCellError", "Liberty", "Tools",
            "parse_liberty", "nand2_equivalents", "setup_liberty", "lef_areas", "fix_areas",
-           "find_sta", "find_yosys", "synthesize", "timing", "ff_by_block", "run", "collect",
-           "main"]
+           "find_sta", "find_yosys", "stage", "synthesize", "timing", "ff_by_block", "run",
+           "run_all", "collect", "main"]
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATES = Path(__file__).resolve().parent
@@ -341,6 +341,18 @@ def _tail(path, n=25):
         return ""
 
 
+def stage(run_dir, verilog, tools, period_ns=DEFAULT_PERIOD_NS):
+    """Put what Yosys reads into run_dir (the WebAssembly Yosys sees only its working folder):
+    the Verilog, the Liberty file, ABC's driver/load constraints and its script."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if verilog.resolve().parent != run_dir.resolve():
+        shutil.copyfile(verilog, run_dir / verilog.name)
+    shutil.copyfile(tools.liberty.path, run_dir / tools.liberty.path.name)
+    (run_dir / "abc.constr").write_text(f"set_driving_cell {DRIVING_CELL}\n"
+                                        f"set_load {LOAD_PF * 1000:g}\n")   # ABC takes fF
+    (run_dir / "abc.script").write_text(_fill("abc.script", D=round(period_ns * 1000)))
+
+
 def synthesize(verilog, top, run_dir, tools, period_ns=DEFAULT_PERIOD_NS, synth_options=""):
     """Map `top` of `verilog` to the library in run_dir; returns area and cell statistics.
 
@@ -348,15 +360,9 @@ def synthesize(verilog, top, run_dir, tools, period_ns=DEFAULT_PERIOD_NS, synth_
     UnmappedCellError when a cell outside the library is left in the netlist.
     """
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
     verilog = Path(verilog)
-    if verilog.resolve().parent != run_dir.resolve():
-        shutil.copyfile(verilog, run_dir / verilog.name)
+    stage(run_dir, verilog, tools, period_ns)
     lib = tools.liberty
-    shutil.copyfile(lib.path, run_dir / lib.path.name)
-    (run_dir / "abc.constr").write_text(f"set_driving_cell {DRIVING_CELL}\n"
-                                        f"set_load {LOAD_PF * 1000:g}\n")   # ABC takes fF
-    (run_dir / "abc.script").write_text(_fill("abc.script", D=round(period_ns * 1000)))
     for stale in ("latches.txt", "stat.json", "stat.txt", "netlist.v"):
         (run_dir / stale).unlink(missing_ok=True)
     script = _fill("synth.ys", verilog=verilog.name, top=top, liberty=lib.path.name,
@@ -577,6 +583,24 @@ def run(unit, cfg, tools, out_dir=DEFAULT_OUT, period_ns=DEFAULT_PERIOD_NS, prep
     return row
 
 
+def run_all(items, tools, out_dir=DEFAULT_OUT, period_ns=DEFAULT_PERIOD_NS, jobs=1):
+    """Run the flow on [(unit, cfg)] with `jobs` tool runs at a time; yields (unit, cfg, row) as
+    runs finish, a failed run as a row with `error`. The Verilog is written first, in this
+    thread (Amaranth's converter is not meant for threads); the tools are separate processes."""
+    prepared = [(u, c, prepare(u, c, out_dir)) for u, c in items]
+
+    def one(item):
+        unit, cfg, prep = item
+        try:
+            return unit, cfg, run(unit, cfg, tools, out_dir, period_ns, prep)
+        except FlowError as exc:
+            return unit, cfg, {"unit": unit, "preset": cfg.tag, "error": str(exc)}
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        for done in concurrent.futures.as_completed([pool.submit(one, p) for p in prepared]):
+            yield done.result()
+
+
 def _fmt(x, spec):
     return "—" if x is None else format(x, spec)
 
@@ -657,30 +681,17 @@ def main(argv=None):
     print(f"synth: {len(runs)} run(s), {min(args.jobs, len(runs))} in parallel, "
           f"target period {args.period:g} ns; "
           f"{tools.versions['yosys']}; {tools.versions['sta']}", flush=True)
-    # Verilog first, in this process (Amaranth's converter is not meant for threads); then the
-    # tools, which are separate processes, in parallel.
-    prepared = [(u, c, prepare(u, c, args.out)) for u, c in runs]
     rows, failed = [], 0
-
-    def one(item):
-        unit, cfg, prep = item
-        try:
-            return run(unit, cfg, tools, args.out, args.period, prep)
-        except FlowError as exc:
-            return {"unit": unit, "preset": cfg.tag, "error": str(exc)}
-
-    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
-        for done in concurrent.futures.as_completed([pool.submit(one, p) for p in prepared]):
-            row = done.result()
-            rows.append(row)
-            if "error" in row:
-                failed += 1
-                print(f"  {row['unit']} {row['preset']}: FAILED\n{row['error']}", flush=True)
-            else:
-                print(f"  {row['unit']:9} {row['preset']:14} {row['area_um2']:>12,.0f} um2 "
-                      f"{row['nand2_eq']:>9,.0f} NAND2 {row['cells']:>7,} cells "
-                      f"FF {row['ff_share']:5.1%}  f_max {_fmt(row['fmax_mhz'], '6.1f')} MHz "
-                      f"({row['critical_group']})  {row['wall_s']:.0f} s", flush=True)
+    for _, _, row in run_all(runs, tools, args.out, args.period, args.jobs):
+        rows.append(row)
+        if "error" in row:
+            failed += 1
+            print(f"  {row['unit']} {row['preset']}: FAILED\n{row['error']}", flush=True)
+        else:
+            print(f"  {row['unit']:9} {row['preset']:14} {row['area_um2']:>12,.0f} um2 "
+                  f"{row['nand2_eq']:>9,.0f} NAND2 {row['cells']:>7,} cells "
+                  f"FF {row['ff_share']:5.1%}  f_max {_fmt(row['fmax_mhz'], '6.1f')} MHz "
+                  f"({row['critical_group']})  {row['wall_s']:.0f} s", flush=True)
     collect(rows, args.report)
     print(f"synth: results in {args.out}/<unit>_<tag>/result.json, "
           f"{args.report}/synth.json, synth.md")

@@ -16,7 +16,6 @@ the small points (NMPU lanes ≤ 16, ESSOP ≤ 16 × 16) for a test of the machi
 """
 
 import argparse
-import concurrent.futures
 import dataclasses
 import json
 import sys
@@ -103,23 +102,17 @@ def run(pts, tools, jobs=1, out_dir=flow.DEFAULT_OUT, reuse=True):
             todo.append((unit, cfg, study, work, bl))
         else:
             rows.append(_row(row, study, work, bl, reused=True))
-    prepared = [(p, flow.prepare(p[0], p[1], out_dir)) for p in todo]
-
-    def one(item):
-        (unit, cfg, study, work, bl), prep = item
-        t0 = time.monotonic()
-        try:
-            row = flow.run(unit, cfg, tools, out_dir, prepared=prep)
-        except flow.FlowError as exc:
-            return {"unit": unit, "preset": cfg.tag, "study": study, "work": work, "error": str(exc)}
-        print(f"  {unit:6} {cfg.tag:24} {row['area_um2']:>12,.0f} um2  f_max "
-              f"{flow._fmt(row['fmax_mhz'], '6.1f')} MHz  {time.monotonic() - t0:.0f} s", flush=True)
-        return _row(row, study, work, bl, reused=False)
-
     # the largest first, so that the long runs overlap the short ones
-    prepared.sort(key=lambda item: -item[0][3])
-    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        rows += [f.result() for f in [pool.submit(one, p) for p in prepared]]
+    todo.sort(key=lambda p: -p[3])
+    point = {(unit, cfg.tag): (study, work, bl) for unit, cfg, study, work, bl in todo}
+    for unit, cfg, row in flow.run_all([(p[0], p[1]) for p in todo], tools, out_dir, jobs=jobs):
+        study, work, bl = point[unit, cfg.tag]
+        if "error" in row:
+            rows.append(dict(row, study=study, work=work))
+            continue
+        print(f"  {unit:6} {cfg.tag:24} {row['area_um2']:>12,.0f} um2  f_max "
+              f"{flow._fmt(row['fmax_mhz'], '6.1f')} MHz  {row['wall_s']:.0f} s", flush=True)
+        rows.append(_row(row, study, work, bl, reused=False))
     return sorted(rows, key=lambda r: (r["study"], r["work"], r.get("bl_max") or 0))
 
 
