@@ -34,7 +34,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from golden import fp16
+from golden.checks import join_word as _join_word
 from golden.checks import ranged as _ranged
+from golden.checks import split_word as _split_word
 from golden.nmpu import frame
 from hdl.config import FP16OuterConfig, LDPUConfig
 
@@ -203,28 +205,18 @@ def pack(cfg: LDPUConfig, sp, sn, o, a, b):
     """One column's parameter-port word: the five FP16 patterns of `cfg.word_fields`, least
     significant first (sp | sn << 16 | o << 32 | a << 48 | b << 64)."""
     values = {"sp": sp, "sn": sn, "o": o, "a": a, "b": b}
-    word, pos = 0, 0
-    for name, bits in cfg.word_fields:
+    checked = {}
+    for name, _ in cfg.word_fields:
         v = fp16.check_bits(name, values[name])
         if v.size != 1:
             raise ValueError(f"`{name}` must be one pattern, not shape {v.shape}")
-        word |= int(v.reshape(())) << pos
-        pos += bits
-    return word
+        checked[name] = int(v.reshape(()))
+    return _join_word(cfg.word_fields, checked)
 
 
 def unpack(cfg: LDPUConfig, word):
     """Inverse of `pack`: a dict of the word's five patterns."""
-    if isinstance(word, (bool, np.bool_)) or not isinstance(word, (int, np.integer)):
-        raise TypeError(f"a parameter word must be an integer, not {type(word).__name__} {word!r}")
-    word = int(word)
-    if not 0 <= word < (1 << cfg.word_bits):
-        raise ValueError(f"parameter word must be in [0, 2^{cfg.word_bits}), not {word}")
-    out, pos = {}, 0
-    for name, bits in cfg.word_fields:
-        out[name] = (word >> pos) & ((1 << bits) - 1)
-        pos += bits
-    return out
+    return _split_word(cfg.word_fields, word, cfg.word_bits)
 
 
 def pack_params(cfg: LDPUConfig, params: LDPUParams):

@@ -3,7 +3,7 @@ the field. NaN, infinities and fractions are errors, never rounded; nothing wrap
 
 import numpy as np
 
-__all__ = ["ints", "check_range", "ranged"]
+__all__ = ["ints", "check_range", "ranged", "join_word", "split_word"]
 
 
 def ints(name, value):
@@ -35,3 +35,28 @@ def check_range(name, a, lo, hi):
 
 def ranged(name, value, lo, hi):
     return check_range(name, ints(name, value), lo, hi)
+
+
+def join_word(fields, values):
+    """A register word from `values[name]` (checked integers) of `fields` [(name, bits)], least
+    significant first; each value is taken modulo 2^bits (two's complement for signed fields)."""
+    word, pos = 0, 0
+    for name, bits in fields:
+        word |= (int(values[name]) & ((1 << bits) - 1)) << pos
+        pos += bits
+    return word
+
+
+def split_word(fields, word, word_bits):
+    """Inverse of `join_word`: {name: unsigned field value}. `word` must be an integer (not a
+    bool) in [0, 2^word_bits)."""
+    if isinstance(word, (bool, np.bool_)) or not isinstance(word, (int, np.integer)):
+        raise TypeError(f"a parameter word must be an integer, not {type(word).__name__} {word!r}")
+    word = int(word)
+    if not 0 <= word < (1 << word_bits):
+        raise ValueError(f"parameter word must be in [0, 2^{word_bits}), not {word}")
+    out, pos = {}, 0
+    for name, bits in fields:
+        out[name] = (word >> pos) & ((1 << bits) - 1)
+        pos += bits
+    return out

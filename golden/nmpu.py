@@ -16,6 +16,8 @@ import numpy as np
 
 from golden.checks import check_range as _check_range
 from golden.checks import ints as _ints
+from golden.checks import join_word as _join_word
+from golden.checks import split_word as _split_word
 from golden.checks import ranged as _ranged
 from hdl.config import NMPUConfig, RoundMode
 
@@ -239,35 +241,24 @@ def pack(cfg: NMPUConfig, sp, sn=None, o=0, e=None):
     values = {"sp": sp, "sn": sn, "o": o, "e": e}
     ranges = {"sp": (0, cfg.scale_max), "sn": (0, cfg.scale_max), "o": cfg.offset_range,
               "e": (0, cfg.e_max)}
-    word, pos = 0, 0
-    for name, bits in cfg.word_fields:
-        v = values[name]
-        if v is None:
+    checked = {}
+    for name, _ in cfg.word_fields:
+        if values[name] is None:
             raise ValueError(f"`{name}` is needed by this config's parameter word")
-        v = int(_ranged(name, v, *ranges[name]))
-        word |= (v & ((1 << bits) - 1)) << pos
-        pos += bits
+        checked[name] = int(_ranged(name, values[name], *ranges[name]))
     for name, v in values.items():
-        if name not in dict(cfg.word_fields) and v is not None:
+        if name not in checked and v is not None:
             if int(v) != 0:
                 raise ValueError(f"`{name}` is not part of this config's parameter word")
-    return word
+    return _join_word(cfg.word_fields, checked)
 
 
 def unpack(cfg: NMPUConfig, word):
-    """Inverse of `pack`: a dict of the word's fields."""
-    if isinstance(word, (bool, np.bool_)) or not isinstance(word, (int, np.integer)):
-        raise TypeError(f"a parameter word must be an integer, not {type(word).__name__} {word!r}")
-    word = int(word)
-    if not 0 <= word < (1 << cfg.word_bits):
-        raise ValueError(f"parameter word must be in [0, 2^{cfg.word_bits}), not {word}")
-    out, pos = {}, 0
-    for name, bits in cfg.word_fields:
-        v = (word >> pos) & ((1 << bits) - 1)
-        if name == "o" and v >> (bits - 1):
-            v -= 1 << bits
-        out[name] = v
-        pos += bits
+    """Inverse of `pack`: a dict of the word's fields (the offset sign-extended)."""
+    out = _split_word(cfg.word_fields, word, cfg.word_bits)
+    bits = dict(cfg.word_fields)["o"]
+    if out["o"] >> (bits - 1):
+        out["o"] -= 1 << bits
     return out
 
 
