@@ -7,7 +7,7 @@ from amaranth import C, Cat, Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .common import clamp_counter, framing, param_memory
+from .common import clamp_counter, framing, param_memory, postproc_signature
 from .config import FP16OuterConfig, LDPUConfig
 from .fp16 import FP16FMA, FP16Mul, FP16ToInt8, IntToFP16, UIntToFP16
 
@@ -206,17 +206,8 @@ class LDPU(wiring.Component):
         # Advances from acceptance to the activation block's first register.
         self.scale_latency = ScaleBlock.LATENCY * cfg.scale_blocks
         self.LATENCY = self.scale_latency + Activation.stages(cfg.residual)
-        super().__init__({
-            "i": In(stream.Signature(ldpu_input_layout(cfg))),
-            "o": Out(stream.Signature(ldpu_output_layout(cfg))),
-            "layer": In(ldpu_layer_layout(cfg)),
-            "wr": In(wiring.Signature({"en": Out(1), "addr": Out(cfg.addr_bits),
-                                       "data": Out(ldpu_param_layout(cfg))})),
-            "clear": In(1),
-            "frame_error": Out(1),
-            "reg_error": Out(1),
-            "clamp_count": Out(cfg.clamp_count_bits),
-        })
+        super().__init__(postproc_signature(cfg, ldpu_input_layout(cfg), ldpu_output_layout(cfg),
+                                            ldpu_layer_layout(cfg), ldpu_param_layout(cfg)))
 
     @property
     def latency(self):

@@ -1,10 +1,29 @@
-"""Unit plumbing shared by the stream units (NMPU, LDPU): framing, per-lane parameter memory,
-the saturating clamp counter. Each helper adds its logic to the caller's module `m`."""
+"""Unit plumbing shared by the stream units (NMPU, LDPU): their common port signature,
+framing, per-lane parameter memory, the saturating clamp counter. Each helper adds its logic to
+the caller's module `m`."""
 
 from amaranth import C, Mux, Signal
+from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
 
-__all__ = ["framing", "param_memory", "clamp_counter", "popcount"]
+__all__ = ["postproc_signature", "framing", "param_memory", "clamp_counter", "popcount"]
+
+
+def postproc_signature(cfg, input_layout, output_layout, layer_layout, param_layout):
+    """The ports of a post-processing unit (the LDPU is a drop-in for the NMPU): `i`/`o` streams,
+    the per-layer registers, the parameter write port, `clear` and the status outputs."""
+    return {
+        "i": In(stream.Signature(input_layout)),
+        "o": Out(stream.Signature(output_layout)),
+        "layer": In(layer_layout),
+        "wr": In(wiring.Signature({"en": Out(1), "addr": Out(cfg.addr_bits),
+                                   "data": Out(param_layout)})),
+        "clear": In(1),
+        "frame_error": Out(1),
+        "reg_error": Out(1),
+        "clamp_count": Out(cfg.clamp_count_bits),
+    }
 
 
 def framing(m, accept, last, beats):

@@ -5,10 +5,10 @@ them, and `NMPU` instantiates `lanes` of them, frames the stream and holds the p
 """
 
 from amaranth import C, Cat, Module, Mux, Signal, signed, unsigned
-from amaranth.lib import data, stream, wiring
+from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from .common import clamp_counter, framing, param_memory
+from .common import clamp_counter, framing, param_memory, postproc_signature
 from .config import NMPUConfig, RoundMode
 
 __all__ = ["input_layout", "output_layout", "param_layout", "layer_layout", "Products",
@@ -285,17 +285,8 @@ class NMPU(wiring.Component):
             self._MustUse__silence = True  # never elaborated: do not warn about it
             raise TypeError(f"NMPU needs an NMPUConfig, not {type(cfg).__name__}")
         self.cfg = cfg
-        super().__init__({
-            "i": In(stream.Signature(input_layout(cfg))),
-            "o": Out(stream.Signature(output_layout(cfg))),
-            "layer": In(layer_layout(cfg)),
-            "wr": In(wiring.Signature({"en": Out(1), "addr": Out(cfg.addr_bits),
-                                       "data": Out(param_layout(cfg))})),
-            "clear": In(1),
-            "frame_error": Out(1),
-            "reg_error": Out(1),
-            "clamp_count": Out(cfg.clamp_count_bits),
-        })
+        super().__init__(postproc_signature(cfg, input_layout(cfg), output_layout(cfg),
+                                            layer_layout(cfg), param_layout(cfg)))
 
     @property
     def latency(self):
