@@ -10,19 +10,11 @@ import pytest
 from golden import compiler as gc
 from golden import network as gnet
 from golden import tile as gt
-from golden.network import Conv, Dense, MaxPool, NetConfig, TrainConfig
+from golden.network import Dense, TrainConfig
 from hdl.config import LDPU_PRESETS, NMPU_PRESETS
 
-TINY_MLP = NetConfig("tiny-mlp", (64,), (
-    Dense("fc1", "x", "h1", 64, 12),
-    Dense("fc2", "h1", "logits", 12, 10, bn=False, relu=False),
-))
-TINY_CNN = NetConfig("tiny-cnn", (8, 8, 1), (
-    Conv("c1", "x", "a1", 1, 3),
-    Conv("c2", "a1", "a2", 3, 3, residual="a1"),
-    MaxPool("pool", "a2", "p", 2),
-    Dense("fc", "p", "logits", 48, 10, bn=False, relu=False),
-))
+from .test_golden_network import TINY_CNN, TINY_MLP
+
 # rows 32 and 8 lines: fc1 (64 + bias rows) spans 3 row tiles, every layer 2 column tiles
 SMALL = gt.TileConfig(name="small", rows=32, cols=8)
 
