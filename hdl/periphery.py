@@ -1,0 +1,455 @@
+"""Periphery tops: a post-processing unit (NMPU or LDPU) behind standard SoC interfaces.
+
+    s_axil_*   AXI4-Lite slave (32-bit data): identification, job control, status, the layer
+               registers and the parameter window, as `periphery_regmap(cfg)` describes them
+    s_axis_*   AXI4-Stream in: one beat of the unit's input (counts, residuals), `tlast` on the
+               final beat of a vector
+    m_axis_*   AXI4-Stream out: one beat of the unit's output (int8 activations), `tlast` on the
+               final beat of each vector
+    irq        level interrupt: job done or an error, each enabled in IRQ_EN
+
+`rst` is active high and synchronous (an SoC with `aresetn` inverts it). The register map is
+described once (`periphery_regmap`) and emitted as SystemRDL by `hdl.regmap`; the register block
+below decodes the same description.
+
+A job: software writes the parameter window and the LAYER registers, JOB.vectors, then
+CTRL.start. The top then accepts exactly vectors × beats input beats, and counts as many output
+beats; after the last one STATUS.done rises (and `irq` if enabled). Output `tlast` comes from
+that count, so a malformed input `tlast` (flagged by the unit as a framing error) cannot shift
+the output framing or hang the job. Between jobs the input is back-pressured.
+
+Bus errors (SLVERR on B or R, and the sticky STATUS.bus_error): an unmapped or unaligned
+address, a partial write strobe, a write of non-zero reserved bits, a read of a write-only
+register or of the parameter window, a write to a read-only register, a write to JOB, LAYER or
+the parameter window while a job runs, CTRL.start while a job runs. A refused write changes
+nothing.
+"""
+
+import dataclasses
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from amaranth import C, Cat, Const, Module, Mux, Signal
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+
+from .baselines import LDPU, ldpu_input_layout, ldpu_layer_layout, ldpu_output_layout
+from .config import LDPU_PRESETS, NMPU_PRESETS, LDPUConfig, NMPUConfig, _ConfigIdentity
+from .nmpu import NMPU, input_layout, layer_layout, output_layout
+from .regmap import BUS_BITS, Field, Reg, RegMap, pack_fields
+
+__all__ = ["PeripheryConfig", "PERIPHERY_PRESETS", "periphery_preset", "periphery_regmap",
+           "stream_widths", "Periphery", "TOPS", "ID_MAGIC", "UNIT_CODES", "VERSION"]
+
+ID_MAGIC = 0xA1AC
+VERSION = 1
+UNIT_CODES = {"nmpu": 1, "ldpu": 2}
+_CORES = {"nmpu": (NMPUConfig, NMPU_PRESETS, NMPU, input_layout, output_layout, layer_layout),
+          "ldpu": (LDPUConfig, LDPU_PRESETS, LDPU, ldpu_input_layout, ldpu_output_layout,
+                   ldpu_layer_layout)}
+SLVERR, OKAY = 0b10, 0b00
+
+
+def _bytes(bits):
+    return -(-bits // 8) * 8
+
+
+@dataclass(frozen=True, kw_only=True)
+class PeripheryConfig(_ConfigIdentity):
+    """A periphery top: `unit` ("nmpu" or "ldpu") with its config `core` (default: the unit's
+    `paper` preset), and `job_bits`, the width of JOB.vectors (at most 2^job_bits − 1 vectors per
+    job). `name` only labels build folders and test ids."""
+
+    name: str = "custom"
+    unit: str = "nmpu"
+    core: object = None
+    job_bits: int = 16
+
+    def __post_init__(self):
+        if not isinstance(self.name, str) or not re.fullmatch(r"[a-z0-9][a-z0-9_\-]*", self.name):
+            raise ValueError(f"`name` must be lower-case letters, digits, '_' or '-', not {self.name!r}")
+        if self.unit not in _CORES:
+            raise ValueError(f"`unit` must be one of {', '.join(_CORES)}, not {self.unit!r}")
+        cfg_cls, presets = _CORES[self.unit][:2]
+        if self.core is None:
+            object.__setattr__(self, "core", presets["paper"])
+        if not isinstance(self.core, cfg_cls):
+            raise TypeError(f"`core` of a {self.unit} periphery must be a {cfg_cls.__name__}, not "
+                            f"{type(self.core).__name__}")
+        if isinstance(self.job_bits, bool) or not isinstance(self.job_bits, int):
+            raise TypeError(f"`job_bits` must be an int, not {type(self.job_bits).__name__} "
+                            f"{self.job_bits!r}")
+        if not 1 <= self.job_bits <= 32:
+            raise ValueError(f"`job_bits` must be in [1, 32], not {self.job_bits}")
+        if self.core.columns > 0xFFFF or self.core.lanes > 0xFFFF:
+            raise ValueError("GEOMETRY holds 16-bit columns and lanes")
+
+    _UNIT = "periphery"
+
+    @classmethod
+    def _presets(cls):
+        return PERIPHERY_PRESETS
+
+    def to_dict(self):
+        return {"name": self.name, "unit": self.unit, "core": self.core.to_dict(),
+                "job_bits": self.job_bits}
+
+    @classmethod
+    def from_dict(cls, d):
+        if not isinstance(d, dict):
+            raise TypeError(f"a periphery config must be a dict, not {type(d).__name__}")
+        unknown = sorted(set(d) - {f.name for f in dataclasses.fields(cls)})
+        if unknown:
+            raise ValueError(f"unknown periphery config field(s): {', '.join(unknown)}")
+        d = dict(d)
+        unit = d.get("unit", "nmpu")
+        if unit not in _CORES:
+            raise ValueError(f"`unit` must be one of {', '.join(_CORES)}, not {unit!r}")
+        if isinstance(d.get("core"), dict):
+            d["core"] = _CORES[unit][0].from_dict(d["core"])
+        return cls(**d)
+
+    @property
+    def beats(self):
+        return self.core.beats
+
+    def derived(self):
+        rm = periphery_regmap(self)
+        i_bits, o_bits = stream_widths(self)
+        return {"addr_bits": rm.addr_bits, "params_base": rm.window.offset,
+                "params_words": rm.window.words, "params_stride": rm.window.stride,
+                "s_axis_bits": i_bits, "m_axis_bits": o_bits, "beats": self.beats,
+                "core": self.core.derived()}
+
+
+_SMALL_NMPU = NMPUConfig(name="small", columns=8, lanes=4)   # a compiler image of an 8-line tile
+PERIPHERY_PRESETS = {
+    "nmpu_tiny": PeripheryConfig(name="nmpu_tiny", unit="nmpu", core=NMPU_PRESETS["tiny"],
+                                 job_bits=8),
+    "nmpu_small": PeripheryConfig(name="nmpu_small", unit="nmpu", core=_SMALL_NMPU, job_bits=8),
+    "nmpu_paper": PeripheryConfig(name="nmpu_paper", unit="nmpu", core=NMPU_PRESETS["paper"]),
+    "ldpu_small": PeripheryConfig(name="ldpu_small", unit="ldpu",
+                                  core=LDPUConfig(name="small", columns=8), job_bits=8),
+    "ldpu_paper": PeripheryConfig(name="ldpu_paper", unit="ldpu", core=LDPU_PRESETS["paper"]),
+}
+
+
+def periphery_preset(name):
+    try:
+        return PERIPHERY_PRESETS[name]
+    except KeyError:
+        raise ValueError(f"unknown periphery preset {name!r}; presets: "
+                         f"{', '.join(PERIPHERY_PRESETS)}") from None
+
+
+def _layouts(cfg: PeripheryConfig):
+    _, _, _, i_l, o_l, l_l = _CORES[cfg.unit]
+    return i_l(cfg.core), o_l(cfg.core), l_l(cfg.core)
+
+
+def stream_widths(cfg: PeripheryConfig):
+    """tdata widths of s_axis and m_axis: the unit's payload without `last`, padded to bytes."""
+    i_l, o_l, _ = _layouts(cfg)
+    return _bytes(i_l.size - 1), _bytes(o_l.size - 1)
+
+
+# -- the register map ----------------------------------------------------------------------------
+
+_LAYER_DESC = {
+    "shift": "right shift of the compression", "pre_cut": "bits cut before the rounding",
+    "round_mode": "0 floor, 1 half-up, 2 half-even (3 is reserved: STATUS.reg_error)",
+    "relu_mid": "ReLU before the residual add", "relu_out": "ReLU after the residual add",
+    "residual_en": "add the residual input", "c": "binary16 scale of the residual",
+}
+
+
+def periphery_regmap(cfg: PeripheryConfig) -> RegMap:
+    """The register map of a top, generated from its config (widths and addresses follow it)."""
+    core = cfg.core
+    _, _, layer_l = _layouts(cfg)
+    regs = [
+        Reg("ID", 0x00, "r", (Field("unit", 0, 8, "1 NMPU, 2 LDPU", UNIT_CODES[cfg.unit]),
+                              Field("version", 8, 8, "register map version", VERSION),
+                              Field("magic", 16, 16, "0xA1AC", ID_MAGIC)),
+            "Identification."),
+        Reg("GEOMETRY", 0x04, "r", (Field("columns", 0, 16, "columns per vector", core.columns),
+                                    Field("lanes", 16, 16, "columns per stream beat", core.lanes)),
+            "Size of a vector and of a stream beat (beats per vector = columns / lanes)."),
+        Reg("CTRL", 0x08, "w", (Field("start", 0, 1, "start the job in JOB and LAYER"),
+                                Field("clear", 1, 1, "clear done, the error flags and the clamp "
+                                                     "count")),
+            "Control pulses."),
+        Reg("IRQ_EN", 0x0C, "rw", (Field("done", 0, 1, "interrupt on STATUS.done"),
+                                   Field("error", 1, 1, "interrupt on any error flag")),
+            "Interrupt enables; irq = done & IRQ_EN.done | (any error) & IRQ_EN.error."),
+        Reg("STATUS", 0x10, "r", (Field("busy", 0, 1, "a job runs"),
+                                  Field("done", 1, 1, "the last job's outputs have all left "
+                                                      "(sticky)"),
+                                  Field("frame_error", 2, 1, "an input tlast disagreed with the "
+                                                             "beat count (sticky)"),
+                                  Field("reg_error", 3, 1, "the unit met a reserved register "
+                                                           "value or column (sticky)"),
+                                  Field("bus_error", 4, 1, "a bus access was refused with SLVERR "
+                                                           "(sticky)")),
+            "Status; CTRL.clear clears the sticky flags."),
+        Reg("JOB", 0x14, "rw", (Field("vectors", 0, cfg.job_bits, "vectors of the next job"),),
+            "Job descriptor.", locked=True),
+    ]
+    layer_items = [(name, fld.width, _LAYER_DESC.get(name, name)) for name, fld in layer_l]
+    layer_regs = pack_fields(layer_items, 0x20, "LAYER", "Layer registers of the unit (sampled "
+                             "with every input beat).", locked=True)
+    clamp_regs = pack_fields([("count", core.clamp_count_bits, "outputs saturated since the last "
+                               "clear (saturating)")],
+                             0x20 + 4 * len(layer_regs), "CLAMP", "Clamp counter.", sw="r")
+    word_bits = sum(bits for _, bits in core.word_fields)
+    return RegMap.build(f"aimc_periph", f"AIMC tile periphery: {cfg.unit.upper()} "
+                        f"({core.columns} columns, {core.lanes} lanes) behind AXI4-Lite and "
+                        f"AXI4-Stream", regs + list(layer_regs) + list(clamp_regs),
+                        entries=core.columns, word_bits=word_bits,
+                        window_desc="Parameter words, one slot per column, least significant bus "
+                                    "word first; writing the highest word commits the column.")
+
+
+# -- the top -------------------------------------------------------------------------------------
+
+def _axil_signature(addr_bits):
+    return {"s_axil_awaddr": In(addr_bits), "s_axil_awvalid": In(1), "s_axil_awready": Out(1),
+            "s_axil_wdata": In(BUS_BITS), "s_axil_wstrb": In(BUS_BITS // 8),
+            "s_axil_wvalid": In(1), "s_axil_wready": Out(1),
+            "s_axil_bresp": Out(2), "s_axil_bvalid": Out(1), "s_axil_bready": In(1),
+            "s_axil_araddr": In(addr_bits), "s_axil_arvalid": In(1), "s_axil_arready": Out(1),
+            "s_axil_rdata": Out(BUS_BITS), "s_axil_rresp": Out(2), "s_axil_rvalid": Out(1),
+            "s_axil_rready": In(1)}
+
+
+class Periphery(wiring.Component):
+    """The unit of `cfg` (NMPU or LDPU) behind AXI4-Lite control and AXI4-Stream data (see the
+    module doc). Adds no clock of latency on the streams: `s_axis` is the unit's input gated by
+    the job's remaining beats, `m_axis` its output with a counted `tlast`. Bus responses come
+    one clock after the address (and data) handshake; one access of each kind in flight.
+    Golden: the unit's (`golden.nmpu.forward`, `golden.baselines.forward`)."""
+
+    def __init__(self, cfg: PeripheryConfig):
+        if not isinstance(cfg, PeripheryConfig):
+            self._MustUse__silence = True
+            raise TypeError(f"Periphery needs a PeripheryConfig, not {type(cfg).__name__}")
+        self.cfg = cfg
+        self.regmap = periphery_regmap(cfg)
+        i_bits, o_bits = stream_widths(cfg)
+        sig = _axil_signature(self.regmap.addr_bits)
+        sig |= {"s_axis_tdata": In(i_bits), "s_axis_tvalid": In(1), "s_axis_tready": Out(1),
+                "s_axis_tlast": In(1),
+                "m_axis_tdata": Out(o_bits), "m_axis_tvalid": Out(1), "m_axis_tready": In(1),
+                "m_axis_tlast": Out(1), "irq": Out(1)}
+        super().__init__(sig)
+
+    @property
+    def latency(self):
+        unit = _CORES[self.cfg.unit][2](self.cfg.core)
+        unit._MustUse__silence = True  # asked for its latency only
+        return unit.latency
+
+    def write_extras(self, out_dir, module, v_path, waivers):
+        """Beside the Verilog: the register map (`<module>_regs/`: SystemRDL, PeakRDL C header,
+        HTML) and the FuseSoC core with its smoke bench. Returns entries for the JSON."""
+        from .fusesoc import write_core, vlnv
+        from .regmap import write_outputs
+        out_dir = Path(out_dir)
+        paths = write_outputs(self.regmap, out_dir / f"{module}_regs")
+        core = write_core(out_dir, module, Path(v_path).name, self.regmap, stream_widths(self.cfg)[0],
+                          waivers, self.regmap.desc)
+        return {"regmap": {k: str(p.relative_to(out_dir)) for k, p in paths.items()},
+                "core": core.name, "vlnv": vlnv(module)}
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg, rm = self.cfg, self.regmap
+        m.submodules.unit = unit = _CORES[cfg.unit][2](cfg.core)
+        busy = Signal()
+        hw = {}  # (reg, field) -> value read by software
+        st = {f.name: Signal(name=f"status_{f.name}") for f in rm.reg("STATUS").fields}
+        m.d.comb += [st["busy"].eq(busy), st["frame_error"].eq(unit.frame_error),
+                     st["reg_error"].eq(unit.reg_error)]
+        for name, sig in st.items():
+            hw["STATUS", name] = sig
+        clamp = unit.clamp_count
+        for reg, f in rm.fields_of("CLAMP"):
+            k = int(f.name.rsplit("_", 1)[1]) if "_" in f.name else 0
+            hw[reg.name, f.name] = clamp[k * BUS_BITS:k * BUS_BITS + f.width]
+        regs = AXILiteRegs(rm)
+        store, pulses, wr = regs.build(m, self, hw, busy)
+
+        # layer registers -> the unit
+        layer_bits = {}
+        for reg, f in rm.fields_of("LAYER"):
+            base, _, k = f.name.rpartition("_")
+            layer_bits.setdefault(base if base and k.isdigit() else f.name, []).append(
+                store[reg.name, f.name])
+        layer_values = [Cat(*layer_bits[name]) for name, _ in _layouts(cfg)[2]]
+        m.d.comb += unit.layer.as_value().eq(Cat(*layer_values))
+        # parameter window -> the unit's write port
+        m.d.comb += [unit.wr.en.eq(wr["en"]), unit.wr.addr.eq(wr["column"]),
+                     unit.wr.data.as_value().eq(wr["word"])]
+
+        # the job
+        beats = cfg.beats
+        total_bits = cfg.job_bits + max(1, (beats - 1).bit_length())
+        in_left = Signal(total_bits)
+        out_left = Signal(total_bits)
+        out_beat = Signal(range(max(2, beats)))
+        vectors = store["JOB", "vectors"]
+        with m.If(pulses["CTRL", "start"] & ~busy):
+            with m.If(vectors != 0):
+                m.d.sync += [busy.eq(1), in_left.eq(vectors * beats), out_left.eq(vectors * beats),
+                             out_beat.eq(0)]
+            m.d.sync += st["done"].eq(vectors == 0)
+        # input gate: exactly the job's beats reach the unit
+        open_ = in_left != 0
+        i_bits = len(unit.i.payload.as_value())
+        m.d.comb += [unit.i.valid.eq(self.s_axis_tvalid & open_),
+                     self.s_axis_tready.eq(unit.i.ready & open_),
+                     unit.i.payload.as_value().eq(Cat(self.s_axis_tdata[:i_bits - 1],
+                                                      self.s_axis_tlast))]
+        with m.If(self.s_axis_tvalid & self.s_axis_tready):
+            m.d.sync += in_left.eq(in_left - 1)
+        # output: the unit's beats, `tlast` from the count
+        o_bits = len(unit.o.payload.as_value())
+        m.d.comb += [self.m_axis_tvalid.eq(unit.o.valid), unit.o.ready.eq(self.m_axis_tready),
+                     self.m_axis_tdata.eq(unit.o.payload.as_value()[:o_bits - 1]),
+                     self.m_axis_tlast.eq(out_beat == beats - 1)]
+        with m.If(self.m_axis_tvalid & self.m_axis_tready):
+            m.d.sync += [out_left.eq(out_left - 1),
+                         out_beat.eq(Mux(out_beat == beats - 1, 0, out_beat + 1))]
+            with m.If(out_left == 1):
+                m.d.sync += [busy.eq(0), st["done"].eq(1)]
+        # clear: the unit's flags and counter, done and the bus error
+        m.d.comb += unit.clear.eq(pulses["CTRL", "clear"])
+        with m.If(pulses["CTRL", "clear"]):
+            m.d.sync += st["done"].eq(0)
+        m.d.sync += st["bus_error"].eq(Mux(pulses["CTRL", "clear"], 0, st["bus_error"])
+                                       | regs.error)
+        error = st["frame_error"] | st["reg_error"] | st["bus_error"]
+        m.d.comb += self.irq.eq(st["done"] & store["IRQ_EN", "done"]
+                                | error & store["IRQ_EN", "error"])
+        return m
+
+
+class AXILiteRegs:
+    """The AXI4-Lite register block of a `RegMap`, added to a top's module: write when the
+    address and the data are both valid (AXI lets a slave wait for both), respond on B one clock
+    later; read when the address is valid and R is free. `error` pulses with every refused
+    access (see `hdl.periphery`)."""
+
+    def __init__(self, rm: RegMap):
+        self.rm = rm
+        self.error = Signal(name="bus_refused")
+
+    def build(self, m, bus, hw, busy):
+        """`hw[(reg, field)]`: values of the read-only fields. Returns (storage of the rw fields,
+        one-clock pulses of the w fields, the window's write {en, column, word})."""
+        rm = self.rm
+        win = rm.window
+        full_strobe = (1 << (BUS_BITS // 8)) - 1
+        store, pulses = {}, {}
+        for r in rm.regs:
+            for f in r.fields:
+                if r.sw == "rw":
+                    store[r.name, f.name] = Signal(f.width, name=f"{r.name}_{f.name}".lower())
+                elif r.sw == "w":
+                    pulses[r.name, f.name] = Signal(name=f"{r.name}_{f.name}".lower())
+
+        # -- write channel
+        bvalid, bresp = Signal(), Signal(2)
+        fire = Signal(name="w_fire")
+        m.d.comb += [fire.eq(bus.s_axil_awvalid & bus.s_axil_wvalid & ~bvalid),
+                     bus.s_axil_awready.eq(fire), bus.s_axil_wready.eq(fire),
+                     bus.s_axil_bvalid.eq(bvalid), bus.s_axil_bresp.eq(bresp)]
+        addr, wdata = bus.s_axil_awaddr, bus.s_axil_wdata
+        ok = Signal(name="w_ok")
+        hits = []
+        for r in rm.regs:
+            if r.sw == "r":
+                continue
+            reserved = ((1 << BUS_BITS) - 1) & ~sum(f.mask for f in r.fields)
+            legal = (addr == r.offset) & ((wdata & reserved) == 0)
+            if r.locked:
+                legal &= ~busy
+            if r.name == "CTRL":
+                legal &= ~(wdata[r.field("start").lsb] & busy)
+            hits.append((r, legal))
+        # the window: column slot, sub-word, top-word reserved bits
+        wb = (win.offset).bit_length() - 1           # window offset = 2^wb
+        sub_bits = (win.stride - 1).bit_length()
+        col = addr[2 + sub_bits:wb]
+        sub = addr[2:2 + sub_bits] if sub_bits else C(0, 1)
+        top_bits = win.word_bits - (win.words - 1) * BUS_BITS
+        top_sub = sub == win.words - 1
+        in_window = addr[wb] & (col < win.entries) & (sub < win.words) & ~busy
+        win_legal = in_window & ~(top_sub & (wdata[top_bits:] != 0) if top_bits < BUS_BITS
+                                  else C(0, 1))
+        m.d.comb += ok.eq((bus.s_axil_wstrb == full_strobe)
+                          & (Cat(*[legal for _, legal in hits], win_legal).any()))
+        do = fire & ok
+        with m.If(fire):
+            m.d.sync += [bvalid.eq(1), bresp.eq(Mux(ok, OKAY, SLVERR))]
+        with m.Elif(bus.s_axil_bready):
+            m.d.sync += bvalid.eq(0)
+        for r, legal in hits:
+            for f in r.fields:
+                value = wdata[f.lsb:f.lsb + f.width]
+                if r.sw == "rw":
+                    with m.If(do & (addr == r.offset)):
+                        m.d.sync += store[r.name, f.name].eq(value)
+                else:
+                    m.d.comb += pulses[r.name, f.name].eq(do & (addr == r.offset) & value[0])
+        staging = [Signal(BUS_BITS, name=f"stage{k}") for k in range(win.words - 1)]
+        for k, s in enumerate(staging):
+            with m.If(do & addr[wb] & (sub == k)):
+                m.d.sync += s.eq(wdata)
+        wr = {"en": do & addr[wb] & top_sub, "column": col,
+              "word": Cat(*staging, wdata)[:win.word_bits]}
+
+        # -- read channel
+        rvalid, rresp, rdata = Signal(), Signal(2), Signal(BUS_BITS)
+        rfire = Signal(name="r_fire")
+        m.d.comb += [rfire.eq(bus.s_axil_arvalid & ~rvalid), bus.s_axil_arready.eq(rfire),
+                     bus.s_axil_rvalid.eq(rvalid), bus.s_axil_rresp.eq(rresp),
+                     bus.s_axil_rdata.eq(rdata)]
+        r_ok = Signal(name="r_ok")
+        r_word = Signal(BUS_BITS, name="r_word")
+        # an OR of the selected words: no priority chain, no incomplete case
+        selects, words = [], []
+        for r in rm.regs:
+            if r.sw == "w":
+                continue
+            sel = bus.s_axil_araddr == r.offset
+            word = Signal(BUS_BITS, name=f"rd_{r.name.lower()}")
+            for f in r.fields:
+                if f.value is not None:
+                    v = Const(f.value, f.width)
+                elif r.sw == "rw":
+                    v = store[r.name, f.name]
+                else:
+                    v = hw[r.name, f.name]
+                m.d.comb += word[f.lsb:f.lsb + f.width].eq(v)
+            selects.append(sel)
+            words.append(Mux(sel, word, 0))
+        m.d.comb += [r_ok.eq(Cat(*selects).any()), r_word.eq(_or(words))]
+        with m.If(rfire):
+            m.d.sync += [rvalid.eq(1), rresp.eq(Mux(r_ok, OKAY, SLVERR)),
+                         rdata.eq(Mux(r_ok, r_word, 0))]
+        with m.Elif(bus.s_axil_rready):
+            m.d.sync += rvalid.eq(0)
+        m.d.comb += self.error.eq(fire & ~ok | rfire & ~r_ok)
+        return store, pulses, wr
+
+
+def _or(values):
+    while len(values) > 1:
+        values = [values[k] | values[k + 1] if k + 1 < len(values) else values[k]
+                  for k in range(0, len(values), 2)]
+    return values[0]
+
+
+TOPS = {"periphery": (PeripheryConfig, PERIPHERY_PRESETS, Periphery)}
