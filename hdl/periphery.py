@@ -123,14 +123,15 @@ class PeripheryConfig(_ConfigIdentity):
                 "core": self.core.derived()}
 
 
-_SMALL_NMPU = NMPUConfig(name="small", columns=8, lanes=4)   # a compiler image of an 8-line tile
+# the compiler plans polarities for every column of a layer: 16 >= the tiny MLP's 12 outputs
+_SMALL_NMPU = NMPUConfig(name="small", columns=16, lanes=4)
 PERIPHERY_PRESETS = {
     "nmpu_tiny": PeripheryConfig(name="nmpu_tiny", unit="nmpu", core=NMPU_PRESETS["tiny"],
                                  job_bits=8),
     "nmpu_small": PeripheryConfig(name="nmpu_small", unit="nmpu", core=_SMALL_NMPU, job_bits=8),
     "nmpu_paper": PeripheryConfig(name="nmpu_paper", unit="nmpu", core=NMPU_PRESETS["paper"]),
     "ldpu_small": PeripheryConfig(name="ldpu_small", unit="ldpu",
-                                  core=LDPUConfig(name="small", columns=8), job_bits=8),
+                                  core=LDPUConfig(name="small", columns=16), job_bits=8),
     "ldpu_paper": PeripheryConfig(name="ldpu_paper", unit="ldpu", core=LDPU_PRESETS["paper"]),
 }
 
@@ -259,8 +260,16 @@ class Periphery(wiring.Component):
         paths = write_outputs(self.regmap, out_dir / f"{module}_regs")
         core = write_core(out_dir, module, Path(v_path).name, self.regmap, stream_widths(self.cfg)[0],
                           waivers, self.regmap.desc)
+        from .export import _shape_map
+        i_l, o_l, _ = _layouts(self.cfg)
+        i_bits, o_bits = stream_widths(self.cfg)
+        streams = {}
+        for port, layout, bits in (("s_axis", i_l, i_bits), ("m_axis", o_l, o_bits)):
+            fields = _shape_map(layout)["fields"]
+            fields.pop("last")  # tlast carries it
+            streams[port] = {"width": bits, "fields": fields}
         return {"regmap": {k: str(p.relative_to(out_dir)) for k, p in paths.items()},
-                "core": core.name, "vlnv": vlnv(module)}
+                "core": core.name, "vlnv": vlnv(module), "streams": streams}
 
     def elaborate(self, platform):
         m = Module()
