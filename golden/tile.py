@@ -505,6 +505,67 @@ def adc(cfg, q_pos, q_neg, gain_pos, gain_neg, lsb, rng=None, *, return_saturate
     return counts[0], counts[1]
 
 
+def _stacked(cfg, gp, gn):
+    """The matrix of `mvm`'s one matmul for float conductances; None for integer codes."""
+    if gp.dtype.kind != "f":
+        return None
+    if cfg.phases == 1:
+        return np.concatenate([gp, gn], axis=1)
+    return np.block([[gp, gn], [gn, gp]])
+
+
+def _positive(name, v):
+    v = _floats(name, v)
+    if np.any(v <= 0):
+        raise ValueError(f"`{name}` must be positive, found {float(v[v <= 0].flat[0])!r}")
+    return v
+
+
+READ_CHUNK = 256  # vectors per matmul of `Tile.read`: a chunk's charges stay in the cache
+
+
+def _read_stacked(cfg, x, g2, gains2, lsb, rng, return_saturated):
+    """MVM and ADC of both polarities side by side: charges x @ g2 (vectors, 2·cols), then
+    gain·q/lsb (+ output noise), floor and saturation, as `adc` computes them, with
+    gains2 = [gain_pos, gain_neg] (2·cols,) and a scalar lsb.
+
+    Faster than `mvm` then `adc`, with the same counts: one matmul per chunk of READ_CHUNK to
+    2·READ_CHUNK − 1 vectors (every chunk large enough for the BLAS kernel the whole batch uses,
+    so each charge is the same dot product), the ADC in place on the chunk while it is in the
+    cache; floor then clip to [0, adc_max] equals clip then truncation toward 0 (the values are
+    then >= 0), which the float → int64 cast of the clip does in the same pass; floor(v) > adc_max
+    iff v >= adc_max + 1, floor(v) < 0 iff v < 0. The output noise is drawn as `adc` draws it
+    ((2, vectors, cols), all positive lines first). Returns P, N (views of one int64 array) and,
+    with `return_saturated`, a `Saturation` of views."""
+    if cfg.output_noise > 0 and rng is None:
+        raise ValueError(f"`output_noise` is {cfg.output_noise}: `adc` needs an `rng`")
+    n, cols = x.shape[0], g2.shape[1] // 2
+    z = rng.standard_normal((2, n, cols)) if cfg.output_noise > 0 else None
+    c = np.empty((n, 2 * cols), dtype=np.int64)
+    if return_saturated:
+        high = np.empty(c.shape, dtype=bool)
+        low = np.empty(c.shape, dtype=bool)
+    chunks = max(n // READ_CHUNK, 1)
+    edges = [i * n // chunks for i in range(chunks + 1)]
+    buf = np.empty((edges[1] - edges[0] + 1, 2 * cols))
+    for s, e in zip(edges[:-1], edges[1:]):  # loops over chunks of vectors only
+        q = buf[:e - s]
+        np.matmul(x[s:e].astype(np.float64), g2, out=q)
+        np.multiply(gains2, q, out=q)
+        np.divide(q, lsb, out=q)
+        if z is not None:
+            q[:, :cols] += cfg.output_noise * z[0, s:e]
+            q[:, cols:] += cfg.output_noise * z[1, s:e]
+        if return_saturated:
+            np.greater_equal(q, cfg.adc_max + 1, out=high[s:e])
+            np.less(q, 0, out=low[s:e])
+        np.clip(q, 0, cfg.adc_max, out=c[s:e], casting="unsafe")
+    out = (c[:, :cols], c[:, cols:])
+    if return_saturated:
+        out += (Saturation(high[:, :cols], low[:, :cols], high[:, cols:], low[:, cols:]),)
+    return out
+
+
 # -- calibration and drift compensation ------------------------------------------------------------
 
 def calibration_charges(cfg, lsb, levels=(0.2, 0.8)):
@@ -680,20 +741,44 @@ class Tile:
 
     def conductances(self, t):
         """(g_pos, g_neg) at t (cached per t)."""
+        return self._state(t)[:2]
+
+    def _state(self, t):
+        """(g_pos, g_neg, stacked) at t, cached per t; `stacked` is the one matrix of `mvm`'s
+        single matmul ([G+ G−], or [[G+ G−], [G− G+]] in 4 phases), built once per t."""
         t = _time("t", t)
         if t not in self._cache:
             bits = int(np.float64(t).view(np.uint64))
-            self._cache[t] = drift(self.cfg, self.programmed, t, self._rng(_DRIFT, bits))
+            gp, gn = drift(self.cfg, self.programmed, t, self._rng(_DRIFT, bits))
+            self._cache[t] = (gp, gn, _stacked(self.cfg, gp, gn))
         return self._cache[t]
 
     def charges(self, x, t):
         return mvm(self.cfg, x, *self.conductances(t))
 
     def read(self, x, t, *, lsb=None, return_saturated=False):
-        """ADC counts (P, N) for inputs x at time t (and the `Saturation` with return_saturated)."""
-        qp, qn = self.charges(x, t)
-        return adc(self.cfg, qp, qn, self.gain_pos, self.gain_neg, self.lsb if lsb is None else lsb,
-                   self._adc_rng, return_saturated=return_saturated)
+        """ADC counts (P, N) for inputs x at time t (and the `Saturation` with return_saturated).
+
+        Equal, bit for bit, to `adc(cfg, *mvm(cfg, x, *conductances(t)), gain_pos, gain_neg,
+        lsb, rng)`, computed faster: one matmul of both polarities into one (vectors, 2·cols)
+        array on the matrix cached per t, and the ADC in place on it (`_adc_stacked`: the same
+        rounding of every value). P and N are the two halves of one int64 array (views)."""
+        gp, gn, g2 = self._state(t)
+        lsb = self.lsb if lsb is None else lsb
+        x = _inputs(self.cfg, x, gp.shape[0])
+        if g2 is None or np.ndim(lsb) != 0:  # integer codes or per-column LSBs: the plain stages
+            qp, qn = mvm(self.cfg, x, gp, gn)
+            return adc(self.cfg, qp, qn, self.gain_pos, self.gain_neg, lsb, self._adc_rng,
+                       return_saturated=return_saturated)
+        x2 = np.atleast_2d(x)
+        if self.cfg.phases == 4:
+            x2 = np.concatenate([np.maximum(x2, 0), np.maximum(-x2, 0)], axis=1)
+        out = _read_stacked(self.cfg, x2, g2, np.concatenate([self.gain_pos, self.gain_neg]),
+                            _positive("lsb", lsb), self._adc_rng, return_saturated)
+        if x.ndim == 1:
+            out = (out[0][0], out[1][0]) + ((Saturation(*(m[0] for m in out[2])),)
+                                            if return_saturated else ())
+        return out
 
     def calibrate(self, *, reads=8, levels=(0.2, 0.8), lsb=None):
         """Gain estimates (est_pos, est_neg) from reference reads (`calibrate_gains`)."""

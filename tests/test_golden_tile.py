@@ -501,3 +501,48 @@ def test_tile_layer_ideal_reads_recompose():
     again = T.tile_layer(T.TileConfig(rows=32, cols=24), w, 4)[1]
     assert np.array_equal(noisy[1][2].programmed.dev_pos, again[1][2].programmed.dev_pos)
     assert not np.array_equal(noisy[0][0].gain_pos, noisy[1][0].gain_pos)   # tiles independent
+
+
+# -- the fast read: one stacked matmul, ADC in place, chunked --------------------------------------
+
+@pytest.mark.parametrize("phases", [1, 4])
+@pytest.mark.parametrize("noise", [0.0, 0.7])
+def test_fast_read_equals_the_stages_bit_for_bit(phases, noise):
+    """`Tile.read` (stacked matmul per chunk, ADC in place) gives the counts, saturation masks
+    and noise draws of `adc(mvm(...))`, for batches below, at and across the chunk size, a 1-D
+    input, and reads that saturate high and low."""
+    rng = np.random.default_rng(40 + phases)
+    cfg = T.TileConfig(rows=64, cols=40, phases=phases, output_noise=noise)
+    tile = T.Tile(cfg, rng.uniform(-1, 1, (64, 40)), 9)
+    ref_rng = tile._rng(T._ADC_NOISE)       # a second copy of the tile's ADC noise stream
+    lsb = cfg.lsb / 40                      # small: many reads saturate high
+    gp, gn = tile.conductances(60.0)
+    seen_high = seen_low = 0
+    for n in (1, 7, T.READ_CHUNK, T.READ_CHUNK + 1, 2 * T.READ_CHUNK + 300):
+        x = rng.integers(-cfg.x_max, cfg.x_max + 1, (n, 64))
+        fast = tile.read(x, 60.0, lsb=lsb, return_saturated=True)
+        slow = T.adc(cfg, *T.mvm(cfg, x, gp, gn), tile.gain_pos, tile.gain_neg, lsb, ref_rng,
+                     return_saturated=True)
+        assert np.array_equal(fast[0], slow[0]) and np.array_equal(fast[1], slow[1]), n
+        assert all(np.array_equal(a, b) for a, b in zip(fast[2], slow[2])), n
+        seen_high += int(fast[2].high_pos.sum())
+        seen_low += int(fast[2].low_neg.sum() + fast[2].low_pos.sum())
+    assert seen_high > 0 and (seen_low > 0 or phases == 4)
+    x1 = rng.integers(0, cfg.x_max + 1, 64)
+    p1, n1 = tile.read(x1, 60.0)
+    p2, n2 = T.adc(cfg, *T.mvm(cfg, x1, gp, gn), tile.gain_pos, tile.gain_neg, cfg.lsb, ref_rng)
+    assert p1.shape == (40,) and np.array_equal(p1, p2) and np.array_equal(n1, n2)
+
+
+def test_fast_read_falls_back_for_integer_codes_and_column_lsbs():
+    rng = np.random.default_rng(3)
+    tile = T.Tile(DYADIC.ideal, dyadic_weights(rng, (32, 24)), 1)
+    x = rng.integers(0, 128, (10, 32))
+    col_lsb = rng.uniform(2.0, 6.0, 24)
+    gp, gn = tile.conductances(0.0)
+    for lsb in (4.0, col_lsb):
+        p, n = tile.read(x, 0.0, lsb=lsb)
+        p2, n2 = T.adc(DYADIC, *T.mvm(DYADIC, x, gp, gn), 1.0, 1.0, lsb)
+        assert np.array_equal(p, p2) and np.array_equal(n, n2)
+    with pytest.raises(ValueError, match="`lsb` must be positive"):
+        T.Tile(SMALL, np.zeros((32, 24)), 0).read(x, 0.0, lsb=-1.0)
