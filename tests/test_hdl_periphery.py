@@ -1,0 +1,111 @@
+"""hdl/periphery.py in the Amaranth simulator (fast, no cocotb): a job on the NMPU `tiny` top
+with random parameters, layer registers and inputs, random input and output stalls, checked
+against `golden.nmpu.forward`; the input closes after the job's beats, output `tlast` closes
+every vector, STATUS and `irq` follow the job. The cocotbext-axi runs are in test_sim_periphery.
+"""
+
+import numpy as np
+import pytest
+from amaranth.sim import Simulator
+
+from golden import nmpu as gn
+from hdl.periphery import OKAY, PERIPHERY_PRESETS, Periphery, periphery_regmap
+
+from .test_regmap import axil_read, axil_write
+
+CFG = PERIPHERY_PRESETS["nmpu_tiny"]
+
+
+def _layer_word(rm, regs):
+    word = {}
+    for r, f in rm.fields_of("LAYER"):
+        word[r.offset] = word.get(r.offset, 0) | (int(regs[f.name]) << f.lsb)
+    return word
+
+
+@pytest.mark.parametrize("stall", [0.0, 0.5])
+def test_job_equals_golden(stall):
+    core = CFG.core
+    rm = periphery_regmap(CFG)
+    rng = np.random.default_rng(11 + int(stall * 10))
+    vectors = 5
+    params = gn.NMPUParams(sp=rng.integers(0, core.scale_max + 1, core.columns),
+                           sn=rng.integers(0, core.scale_max + 1, core.columns),
+                           o=rng.integers(*core.offset_range, core.columns, endpoint=True),
+                           e=rng.integers(0, core.e_max + 1, core.columns))
+    regs = dict(shift=2, pre_cut=1, round_mode=2, relu_mid=0, relu_out=1, residual_en=1)
+    p = rng.integers(0, core.adc_max + 1, (vectors, core.columns))
+    n = rng.integers(0, core.adc_max + 1, (vectors, core.columns))
+    r = rng.integers(*core.out_range, (vectors, core.columns), endpoint=True)
+    want, clamped = gn.forward(core, gn.NMPULayer(**regs), params, p=p, n=n, r=r,
+                               return_clamped=True)
+    words = gn.pack_params(core, params)
+    dut = Periphery(CFG)
+    i_layout = {"p": core.adc_bits, "n": core.adc_bits, "res": core.out_bits}
+    beats = []
+    for v in range(vectors):
+        for b in range(core.beats):
+            cols = slice(b * core.lanes, (b + 1) * core.lanes)
+            value, shift = 0, 0
+            for name, arr in (("p", p), ("n", n), ("res", r)):
+                bits = i_layout[name]
+                for x in arr[v, cols]:
+                    value |= (int(x) & ((1 << bits) - 1)) << shift
+                    shift += bits
+            beats.append((value, int(b == core.beats - 1)))
+    got, lasts = [], []
+
+    async def bench(ctx):
+        for col, w in enumerate(words):
+            assert await axil_write(ctx, dut, rm.window.offset + 4 * col * rm.window.stride,
+                                    w) == OKAY
+        for off, w in _layer_word(rm, regs).items():
+            assert await axil_write(ctx, dut, off, w) == OKAY
+        assert await axil_write(ctx, dut, rm.reg("IRQ_EN").offset, 1) == OKAY
+        assert await axil_write(ctx, dut, rm.reg("JOB").offset, vectors) == OKAY
+        assert await axil_write(ctx, dut, rm.reg("CTRL").offset, 1) == OKAY
+        _, st = await axil_read(ctx, dut, rm.reg("STATUS").offset)
+        assert st & 1, "busy after start"
+        k, cycles = 0, 0
+        extra = (12345, 0)   # one beat beyond the job: must not be taken
+        while len(got) < vectors * core.beats:
+            cycles += 1
+            assert cycles < 2000, "the job hangs"
+            offer = rng.random() >= stall
+            beat = beats[k] if k < len(beats) else extra
+            ctx.set(dut.s_axis_tdata, beat[0])
+            ctx.set(dut.s_axis_tlast, beat[1])
+            ctx.set(dut.s_axis_tvalid, int(offer))
+            ctx.set(dut.m_axis_tready, int(rng.random() >= stall))
+            if offer and ctx.get(dut.s_axis_tready):
+                assert k < len(beats), "a beat beyond the job was accepted"
+                k += 1
+            if ctx.get(dut.m_axis_tvalid) and ctx.get(dut.m_axis_tready):
+                got.append(ctx.get(dut.m_axis_tdata))
+                lasts.append(ctx.get(dut.m_axis_tlast))
+            await ctx.tick()
+        ctx.set(dut.s_axis_tvalid, 1)
+        ctx.set(dut.s_axis_tdata, extra[0])
+        for _ in range(4):
+            assert not ctx.get(dut.s_axis_tready), "input open after the job"
+            await ctx.tick()
+        ctx.set(dut.s_axis_tvalid, 0)
+        _, st = await axil_read(ctx, dut, rm.reg("STATUS").offset)
+        assert st == 0b10, f"STATUS {st:#x}: done only"
+        assert ctx.get(dut.irq) == 1
+        _, count = await axil_read(ctx, dut, rm.reg("CLAMP0").offset)
+        assert count == min(int(clamped.sum()), (1 << core.clamp_count_bits) - 1)
+        assert await axil_write(ctx, dut, rm.reg("CTRL").offset, 2) == OKAY
+        assert ctx.get(dut.irq) == 0
+        _, count = await axil_read(ctx, dut, rm.reg("CLAMP0").offset)
+        assert count == 0
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    y = np.array([[(w >> (core.out_bits * l)) & ((1 << core.out_bits) - 1)
+                   for l in range(core.lanes)] for w in got]).reshape(vectors, core.columns)
+    y = np.where(y >= 1 << (core.out_bits - 1), y - (1 << core.out_bits), y)
+    np.testing.assert_array_equal(y, want)
+    assert lasts == [int(b % core.beats == core.beats - 1) for b in range(len(got))]
