@@ -113,6 +113,7 @@ def test_register_block_follows_the_compiled_map(name, outputs):
     by_addr = {r.address: r for r in model.regs.values()}
     window = model.mem[1]
     seen = {}
+    rm = periphery_regmap(cfg)
 
     async def snapshot(ctx):
         out = {}
@@ -138,6 +139,14 @@ def test_register_block_follows_the_compiled_map(name, outputs):
             r = by_addr.get(a)
             if r is None or not r.writable:
                 assert await axil_write(ctx, dut, a, 0xFFFFFFFF) == SLVERR, hex(a)
+            elif r.readable:
+                assert await axil_write(ctx, dut, a, 1, strb=0x3) == SLVERR, f"{hex(a)} strobe"
+        # the window: a slot's words up to `words` of columns below `columns`; the rest refused
+        w = rm.window
+        for a in range(w.offset, 2 * w.offset, 4):
+            slot, sub = divmod((a - w.offset) // 4, w.stride)
+            legal = slot < w.entries and sub < w.words
+            assert await axil_write(ctx, dut, a, 0) == (OKAY if legal else SLVERR), hex(a)
         after = await snapshot(ctx)
         status = model["STATUS"]
         for a, v in after.items():
@@ -152,7 +161,6 @@ def test_register_block_follows_the_compiled_map(name, outputs):
     sim.add_testbench(bench)
     sim.run()
     ident = model["ID"].decode(seen[model.address("ID")][1])
-    rm = periphery_regmap(cfg)
     assert ident == {f.name: f.value for f in rm.reg("ID").fields}
     geo = model["GEOMETRY"].decode(seen[model.address("GEOMETRY")][1])
     assert geo == {"columns": cfg.core.columns, "lanes": cfg.core.lanes}
