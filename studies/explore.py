@@ -1,0 +1,565 @@
+"""Design-space exploration: a multi-objective search over the knobs of a unit, on the engine.
+
+    python -m studies.explore [--unit nmpu] [--trials N] [--batch B] [--scheduler tcp://h:p]
+                              [--workers W] [--seed S] [--acc-limit PP] [--min-fmax MHZ]
+                              [--verify K] [--quality] [--fresh] [--out build/report]
+
+The search space is read from the unit's config dataclass (hdl/config.py), not from a list:
+every field of the base preset takes part except those held on purpose (`HELD`: identity,
+the tile size, control-register widths, a static layer's per-network values); a bool takes both
+values, a str its known options (`OPTIONS`, else the values the presets use), an int the range
+of `RANGES` or, for a field nobody listed yet, the base value ± 2 (so a knob added to the
+config tomorrow is searched tomorrow). Points the config rejects are infeasible trials with the
+config's own message.
+
+Objectives (NSGA-II, Optuna's ask/tell in this driver, a JournalStorage file so that a run
+resumes where it stopped):
+- accuracy loss in percentage points against the FP16 chip: the tile model's quick digits
+  protocol (golden.accuracy.evaluate on the `mlp` network, PROTOCOL's seeds and drift times),
+  the NMPU point on a tile with its ADC width against the FP16 LDPU on the 12-bit tile of the
+  chip (`paper`), same seeds; the paired NMPU − LDPU difference at the point's own ADC is
+  recorded too;
+- area (µm², synth.flow on OSU 0.18 µm);
+- items per second = f_max x lanes (one beat of `lanes` columns per clock: the cycles per
+  vector that `make summary` measures are columns / lanes).
+Energy per item joins the objectives when the energy evaluator (synth/power.py) is committed:
+until then it is not part of the search (see docs/explore.md).
+
+Cheap objectives first: accuracy runs first; a point whose loss exceeds `--acc-limit` is not
+synthesised and is infeasible (constraint), as is a failed point or one below `--min-fmax`.
+Every evaluation is cached on the driver (engine/cache.py): accuracy under the config, the
+protocol and the golden model's source; synthesis under synth.flow.cache_key (config, flow,
+tools with the Liberty hash, Verilog). The front's first K points are then verified by cocotb
+(golden vs RTL) on Icarus and Verilator.
+
+Reports: build/report/explore.{json,md,png}: the front (table and plots: accuracy loss vs area,
+vs items/s; today's presets and the paper's point marked), the search history, wall times,
+cache hit rates. `--quality` measures the search against an exhaustive front on an enumerable
+subspace (QUALITY_SPACE, about 100 points; build/report/explore_quality.{json,md}).
+"""
+
+import argparse
+import dataclasses
+import hashlib
+import json
+import sys
+import time
+from pathlib import Path
+
+from engine.cache import Cache, key
+from engine.executor import Engine
+
+__all__ = ["HELD", "OPTIONS", "RANGES", "PROTOCOL", "space", "config_of", "accuracy_task",
+           "pareto", "search", "quality", "main"]
+
+ROOT = Path(__file__).resolve().parent.parent
+REPORT_DIR = ROOT / "build" / "report"
+WORK = ROOT / "build" / "explore"
+
+BASE = {"nmpu": "paper"}
+# Fields not searched: identity, the tile it serves, control-register widths, a static layer's
+# per-network constants (chosen by the compiler per layer, not a hardware knob), the int8
+# activations the networks are trained for.
+HELD = {"nmpu": {"name", "columns", "clamp_count_bits", "shift_bits", "out_bits", "static_layer",
+                 "static_shift", "static_pre_cut", "static_round"}}
+OPTIONS = {"input_mode": ("dual", "signed"), "rng": ("shared", "per_converter")}
+RANGES = {"nmpu": {"adc_bits": tuple(range(6, 13)), "lanes": (8, 16, 32, 64),
+                   "scale_frac": tuple(range(3, 10)), "offset_int": tuple(range(4, 9)),
+                   "offset_frac": tuple(range(0, 4)), "exp_bits": (0, 1, 2, 3),
+                   "drop_bits": tuple(range(0, 7))}}
+# The quick digits protocol of the accuracy study, for one evaluation.
+PROTOCOL = {"network": "mlp", "seeds": [0, 1], "times": [60.0, 86400.0], "ref_adc_bits": 12}
+# The enumerable subspace of the search-quality measurement: 7 x 7 x 2 = 98 points.
+QUALITY_SPACE = {"adc_bits": tuple(range(6, 13)), "scale_frac": tuple(range(3, 10)),
+                 "offset_frac": (0, 1)}
+# Penalty values of an infeasible point (Optuna needs finite numbers to rank it).
+WORST = {"acc_loss_pp": 100.0, "area_um2": 1e12, "items_per_s": 0.0}
+
+
+def _units():
+    from hdl.export import UNITS
+    return UNITS
+
+
+def base_config(unit):
+    if unit not in BASE:
+        raise SystemExit(f"studies.explore: unit {unit!r} has no search yet; units: "
+                         f"{', '.join(BASE)} (ESSOP waits for a training evaluator that takes a "
+                         f"config, see docs/explore.md)")
+    return _units()[unit][1][BASE[unit]]
+
+
+def space(unit):
+    """{field: candidate values} of every searched field, read from the config dataclass."""
+    base = base_config(unit)
+    presets = _units()[unit][1].values()
+    out = {}
+    for f in dataclasses.fields(base):
+        if f.name in HELD.get(unit, ()):
+            continue
+        v = getattr(base, f.name)
+        if isinstance(v, bool):
+            values = (False, True)
+        elif isinstance(v, int):
+            values = RANGES.get(unit, {}).get(f.name) or tuple(range(max(0, v - 2), v + 3))
+        elif isinstance(v, str):
+            values = OPTIONS.get(f.name) or tuple(sorted({getattr(p, f.name) for p in presets}))
+        else:
+            continue      # floats, tuples: not knobs of the RTL
+        if len(values) > 1:
+            out[f.name] = tuple(values)
+    return out
+
+
+def config_of(unit, params):
+    """The config of a point (ValueError/TypeError from the config's own checks)."""
+    return dataclasses.replace(base_config(unit), name="x", **params)
+
+
+def _source_hash(*folders):
+    h = hashlib.sha256()
+    for folder in folders:
+        for p in sorted((ROOT / folder).glob("*.py")):
+            h.update(p.name.encode() + p.read_bytes())
+    return h.hexdigest()[:16]
+
+
+# -- evaluators (run on engine workers) --------------------------------------------------------
+
+def _tile_accuracy(nmpu_cfg, protocol):
+    """{path: accuracy per (seed, t)} of golden.accuracy.evaluate for one NMPU config, with the
+    tile's and the LDPU's ADC width set to the NMPU's."""
+    import numpy as np
+    from golden import accuracy as ga
+    from golden import network as gnet
+    from golden import tile as gt
+    from golden.data import load
+    from hdl.config import LDPU_PRESETS
+
+    net = gnet.load_or_train(protocol["network"], progress=False)
+    data = load(gnet.DATASET.get(protocol["network"], "digits"))
+    bits = nmpu_cfg.adc_bits
+    r = ga.evaluate(net, data, seeds=protocol["seeds"], times=protocol["times"],
+                    nmpu_cfg=nmpu_cfg, ldpu_cfg=dataclasses.replace(LDPU_PRESETS["paper"],
+                                                                    adc_bits=bits),
+                    tile_cfg=gt.TileConfig(name="pcm", adc_bits=bits), progress=False,
+                    budget=False)
+    return {p: np.array([x["accuracy"] for x in r["runs"] if x["path"] == p])
+            for p in ("analog_nmpu", "analog_ldpu")}
+
+
+def reference_task(protocol):
+    """The FP16 chip's accuracy per (seed, t): the LDPU on the tile with `ref_adc_bits` ADCs."""
+    from hdl.config import NMPU_PRESETS
+    cfg = dataclasses.replace(NMPU_PRESETS["paper"], adc_bits=protocol["ref_adc_bits"])
+    return [float(a) for a in _tile_accuracy(cfg, protocol)["analog_ldpu"]]
+
+
+def accuracy_task(cfg_dict, protocol, reference):
+    """Accuracy of the NMPU `cfg_dict` on the tile model against the FP16 `reference` (same
+    seeds and times): {acc_nmpu, acc_ldpu_same_adc, acc_fp16_ref, acc_loss_pp, paired_pp}."""
+    import numpy as np
+    from hdl.config import NMPUConfig
+    mine = _tile_accuracy(NMPUConfig.from_dict(cfg_dict), protocol)
+    ref = np.asarray(reference)
+    return {"acc_nmpu": float(mine["analog_nmpu"].mean()),
+            "acc_ldpu_same_adc": float(mine["analog_ldpu"].mean()),
+            "acc_fp16_ref": float(ref.mean()),
+            "acc_loss_pp": float(100 * (ref - mine["analog_nmpu"]).mean()),
+            "paired_pp": float(100 * (mine["analog_ldpu"] - mine["analog_nmpu"]).mean())}
+
+
+def verify_task(unit, cfg_dict, sim, seed):
+    """cocotb golden-vs-RTL bench of one config on one simulator (raises on a mismatch)."""
+    from verif.runner import run_bench
+    cfg = _units()[unit][0].from_dict(cfg_dict)
+    s = run_bench(unit, cfg, sim, seed)
+    return {"sim": sim, "tests": s.get("tests"), "failures": s.get("failures"),
+            "wall_s": s.get("wall_s")}
+
+
+# -- Pareto --------------------------------------------------------------------------------------
+
+def dominates(a, b, senses):
+    """a dominates b: no worse in every objective (senses: +1 minimise, -1 maximise), better in
+    one."""
+    no_worse = all(s * x <= s * y for x, y, s in zip(a, b, senses))
+    return no_worse and any(s * x < s * y for x, y, s in zip(a, b, senses))
+
+
+def pareto(points, senses):
+    """Indices of the non-dominated points among [(values...)] (duplicates all kept)."""
+    return [i for i, p in enumerate(points)
+            if not any(dominates(q, p, senses) for j, q in enumerate(points) if j != i)]
+
+
+# -- the search ----------------------------------------------------------------------------------
+
+OBJECTIVES = (("acc_loss_pp", "minimize"), ("area_um2", "minimize"), ("items_per_s", "maximize"))
+
+
+class Evaluator:
+    """The cached, cheap-first evaluation of points on the engine."""
+
+    def __init__(self, unit, eng, protocol=PROTOCOL, acc_limit=1.0, min_fmax=50.0, work=WORK,
+                 synth=True):
+        self.unit, self.eng, self.protocol = unit, eng, dict(protocol)
+        self.acc_limit, self.min_fmax, self.work, self.synth = acc_limit, min_fmax, Path(work), synth
+        self.acc_cache = Cache(self.work / "cache" / "accuracy")
+        self.synth_cache = Cache(self.work / "cache" / "synth")
+        self.golden = _source_hash("golden")
+        self._tools = None
+
+    def acc_key(self, cfg):
+        return key(kind="accuracy", unit=self.unit, config=cfg.to_dict(), protocol=self.protocol,
+                   golden=self.golden)
+
+    def reference(self):
+        """The FP16 reference accuracies (one cached task per protocol)."""
+        if getattr(self, "_ref", None) is None:
+            k = key(kind="reference", protocol=self.protocol, golden=self.golden)
+            out = next(self.eng.map(reference_task, [self.protocol], cache=self.acc_cache,
+                                    key=lambda _: k, label=lambda _: "FP16 reference"))
+            if not out.ok:
+                raise RuntimeError(f"the FP16 reference failed: {out.error}")
+            self._ref = out.value
+        return self._ref
+
+    @property
+    def tools(self):
+        if self._tools is None:
+            from synth import flow
+            self._tools = flow.Tools.setup(flow.DEFAULT_OUT)
+        return self._tools
+
+    def evaluate(self, cfgs, on_done=None):
+        """[(cfg or None, error)] -> [record]; records carry values, constraints and status."""
+        recs = [{"config": c.to_dict() if c else None, "tag": c.tag if c else None,
+                 "status": "invalid" if c is None else "pending", "error": e, "seconds": 0.0}
+                for c, e in cfgs]
+        todo = [i for i, (c, _) in enumerate(cfgs) if c is not None]
+        ref = self.reference()
+        for out in self.eng.map(accuracy_task, todo,
+                                args=lambda i: (cfgs[i][0].to_dict(), self.protocol, ref),
+                                cache=self.acc_cache, key=lambda i: self.acc_key(cfgs[i][0]),
+                                label=lambda i: f"{self.unit} {cfgs[i][0].tag} accuracy"):
+            r = recs[out.item]
+            r["seconds"] += out.seconds
+            if out.ok:
+                r.update(out.value, cached_accuracy=out.cached)
+                r["status"] = "accuracy_fail" if out.value["acc_loss_pp"] > self.acc_limit \
+                    else "pending"
+            else:
+                r.update(status="failed", error=out.error.strip().splitlines()[0])
+        passing = [i for i in todo if recs[i]["status"] == "pending"]
+        if passing and self.synth:
+            from synth import flow
+            by_tag = {cfgs[i][0].tag: i for i in passing}
+            hits0 = self.synth_cache.hits
+            for _, cfg, row in flow.run_all([(self.unit, cfgs[i][0]) for i in by_tag.values()],
+                                            self.tools, self.work / "synth", engine=self.eng,
+                                            cache=self.synth_cache):
+                r = recs[by_tag[cfg.tag]]
+                if "error" in row:
+                    r.update(status="failed", error=row["error"].splitlines()[0])
+                    continue
+                r.update(area_um2=row["area_um2"], fmax_mhz=row["fmax_mhz"],
+                         items_per_s=(row["fmax_mhz"] or 0) * 1e6 * cfg.lanes,
+                         synth_s=row.get("wall_s"))
+                r["seconds"] += row.get("wall_s") or 0
+                r["status"] = "ok" if (row["fmax_mhz"] or 0) >= self.min_fmax else "slow"
+            self.synth_hits = self.synth_cache.hits - hits0
+        elif passing:        # accuracy only (--no-synth): area and throughput not measured
+            for i in passing:
+                recs[i].update(status="ok", area_um2=0.0, items_per_s=0.0)
+        for r in recs:
+            ok = r["status"] == "ok"
+            r["values"] = [r.get(k) if ok or (k == "acc_loss_pp" and k in r) else WORST[k]
+                           for k, _ in OBJECTIVES]
+            acc_c = r.get("acc_loss_pp", WORST["acc_loss_pp"]) - self.acc_limit
+            fmax_c = self.min_fmax - r["fmax_mhz"] if r.get("fmax_mhz") else 1e6
+            r["constraints"] = [acc_c if r["status"] != "failed" else 1e6,
+                                fmax_c if ok or r["status"] == "slow" else 1e6]
+        return recs
+
+
+def _suggest(trial, sp):
+    return {f: trial.suggest_categorical(f, list(v)) for f, v in sp.items()}
+
+
+def search(unit, trials, eng, *, batch=8, seed=1, evaluator=None, storage=None, sp=None,
+           fresh=False, log=print):
+    """NSGA-II ask/tell over `sp` (default: space(unit)); returns (study, records)."""
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    sp = sp or space(unit)
+    storage = Path(storage or WORK / f"{unit}.journal")
+    storage.parent.mkdir(parents=True, exist_ok=True)
+    if fresh:
+        storage.unlink(missing_ok=True)
+    sampler = optuna.samplers.NSGAIISampler(population_size=max(4, batch), seed=seed)
+    study = optuna.create_study(
+        study_name=f"{unit}-{hashlib.sha1(json.dumps(sp, sort_keys=True).encode()).hexdigest()[:8]}",
+        storage=JournalStorage(JournalFileBackend(str(storage))), sampler=sampler,
+        directions=[d for _, d in OBJECTIVES], load_if_exists=True)
+    done = [t for t in study.trials if t.state.is_finished()]
+    if not done:          # today's presets first, so that the front is measured against them
+        for name, p in _units()[unit][1].items():
+            params = {f: getattr(p, f) for f in sp}
+            if all(params[f] in sp[f] for f in sp) and all(
+                    getattr(p, f) == getattr(base_config(unit), f) for f in HELD.get(unit, ())
+                    if f != "name"):
+                study.enqueue_trial(params, user_attrs={"preset": name})
+    k = len(done)
+    if k:
+        log(f"explore: resuming {study.study_name} at trial {k}/{trials} ({storage})")
+    while k < trials:
+        asked = [study.ask() for _ in range(min(batch, trials - k))]
+        cfgs = []
+        for t in asked:
+            try:
+                cfgs.append((config_of(unit, _suggest(t, sp)), None))
+            except (ValueError, TypeError) as exc:
+                cfgs.append((None, str(exc)))
+        t0 = time.perf_counter()
+        recs = evaluator.evaluate(cfgs)
+        for t, r in zip(asked, recs):
+            k += 1
+            for a in ("status", "tag", "error", "config", "constraints", "acc_nmpu", "acc_fp16_ref",
+                      "paired_pp", "fmax_mhz", "seconds"):
+                if r.get(a) is not None:
+                    t.set_user_attr(a, r[a])
+            # feasible when every constraint is <= 0: accuracy loss within the limit, f_max
+            # at least the minimum (a failed or invalid point violates both)
+            t.set_constraint("accuracy", r["constraints"][0])
+            t.set_constraint("fmax", r["constraints"][1])
+            study.tell(t, r["values"])
+            log(f"[{k}/{trials}] {unit} {r['tag'] or t.params} {r['status']} "
+                f"{r['seconds']:.1f} s" + (f" ({r['error'][:100]})" if r.get("error") else ""))
+        log(f"explore: batch of {len(asked)} in {time.perf_counter() - t0:.1f} s")
+    return study
+
+
+def records(study):
+    out = []
+    for t in study.trials:
+        if not t.state.is_finished() or t.values is None:
+            continue
+        a = dict(t.user_attrs)
+        out.append({"number": t.number, "params": t.params, "values": list(t.values),
+                    "feasible": all(c <= 0 for c in a.get("constraints", [1])), **a})
+    return out
+
+
+def front(recs):
+    ok = [r for r in recs if r["feasible"]]
+    senses = [1 if d == "minimize" else -1 for _, d in OBJECTIVES]
+    seen, out = set(), []
+    for i in pareto([r["values"] for r in ok], senses):
+        if ok[i]["tag"] not in seen:
+            seen.add(ok[i]["tag"])
+            out.append(ok[i])
+    return sorted(out, key=lambda r: r["values"][1])
+
+
+# -- search quality on an enumerable subspace -----------------------------------------------------
+
+def _bits(cfg):
+    """The cheap cost of the quality measurement: datapath bits per lane (ADC input, scale,
+    offset and accumulator widths), monotone in the lane's area."""
+    return cfg.adc_bits + cfg.scale_bits + cfg.offset_bits + cfg.acc_bits
+
+
+def quality(eng, evaluator, *, budget_share=1 / 3, seeds=(1, 2, 3, 4, 5), batch=6, log=print):
+    """Exhaustive front of QUALITY_SPACE (accuracy loss, datapath bits) against NSGA-II's with
+    a third of the evaluations, several seeds. Returns the report dict."""
+    import itertools
+    import optuna
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    names = list(QUALITY_SPACE)
+    points = [dict(zip(names, v)) for v in itertools.product(*QUALITY_SPACE.values())]
+    cfgs = [(config_of(evaluator.unit, p), None) for p in points]
+    t0 = time.perf_counter()
+    was, evaluator.synth = evaluator.synth, False
+    recs = evaluator.evaluate(cfgs)
+    wall_exhaustive = time.perf_counter() - t0
+    value = {}
+    for p, (c, _), r in zip(points, cfgs, recs):
+        if r["status"] in ("ok", "accuracy_fail"):
+            value[tuple(p.values())] = (r["acc_loss_pp"], _bits(c))
+    keys = list(value)
+    true = {keys[i] for i in pareto([value[k] for k in keys], (1, 1))}
+    budget = int(len(points) * budget_share)
+    runs = []
+    for s in seeds:
+        study = optuna.create_study(directions=["minimize", "minimize"],
+                                    sampler=optuna.samplers.NSGAIISampler(population_size=batch,
+                                                                          seed=s))
+        seen = {}
+        for _ in range(budget):
+            t = study.ask()
+            p = tuple(t.suggest_categorical(n, list(QUALITY_SPACE[n])) for n in names)
+            if p not in value:
+                study.tell(t, state=optuna.trial.TrialState.FAIL)
+                continue
+            seen[p] = value[p]
+            study.tell(t, list(value[p]))
+        ks = list(seen)
+        found = {ks[i] for i in pareto([seen[k] for k in ks], (1, 1))}
+        runs.append({"seed": s, "evaluations": budget, "distinct_points": len(seen),
+                     "front_found": len(found & true), "share": len(found & true) / len(true)})
+        log(f"quality: seed {s}: {len(found & true)}/{len(true)} of the exhaustive front in "
+            f"{budget} evaluations ({len(seen)} distinct points)")
+    evaluator.synth = was
+    return {"space": {k: list(v) for k, v in QUALITY_SPACE.items()}, "points": len(points),
+            "evaluated": len(value), "exhaustive_front": [dict(zip(names, k)) | {
+                "acc_loss_pp": value[k][0], "datapath_bits": value[k][1]} for k in sorted(true)],
+            "budget": budget, "runs": runs,
+            "mean_share": sum(r["share"] for r in runs) / len(runs),
+            "exhaustive_wall_s": round(wall_exhaustive, 1),
+            "accuracy_cache_hits": evaluator.acc_cache.hits}
+
+
+# -- reports -------------------------------------------------------------------------------------
+
+def write_reports(unit, study, evaluator, wall, out=REPORT_DIR, extra=None):
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    recs = records(study)
+    fr = front(recs)
+    doc = {"unit": unit, "objectives": [list(o) for o in OBJECTIVES], "space":
+           {k: list(v) for k, v in space(unit).items()}, "protocol": evaluator.protocol,
+           "acc_limit_pp": evaluator.acc_limit, "min_fmax_mhz": evaluator.min_fmax,
+           "trials": len(recs), "feasible": sum(r["feasible"] for r in recs),
+           "front": fr, "history": recs, "wall_s": round(wall, 1), "where": evaluator.eng.where,
+           "cache": {"accuracy_hit_rate": evaluator.acc_cache.hit_rate,
+                     "synth_hit_rate": evaluator.synth_cache.hit_rate,
+                     "accuracy_hits": evaluator.acc_cache.hits,
+                     "synth_hits": evaluator.synth_cache.hits,
+                     "synth_misses": evaluator.synth_cache.misses}}
+    doc.update(extra or {})
+    (out / "explore.json").write_text(json.dumps(doc, indent=1) + "\n")
+    sp = doc["space"]
+    lines = [f"# Design-space exploration: {unit.upper()}", "",
+             f"NSGA-II over {len(sp)} knobs read from the config ({', '.join(sp)}); "
+             f"{doc['trials']} trials, {doc['feasible']} feasible; accuracy loss limit "
+             f"{evaluator.acc_limit} pp, f_max ≥ {evaluator.min_fmax} MHz; {doc['where']}; "
+             f"{wall / 60:.1f} min. Accuracy: `{evaluator.protocol['network']}` on the tile model, "
+             f"seeds {evaluator.protocol['seeds']}, t = {evaluator.protocol['times']} s, loss "
+             f"against the FP16 LDPU on the {evaluator.protocol['ref_adc_bits']}-bit tile. "
+             f"Cache hit rate: accuracy {doc['cache']['accuracy_hit_rate']:.0%}, synthesis "
+             f"{doc['cache']['synth_hit_rate']:.0%}. Generated by `make explore`.", "",
+             "## Front", "",
+             "| # | preset | acc loss pp | NMPU−LDPU same ADC pp | area µm² | f_max MHz | "
+             "items/s (M) | config (searched fields) |", "|--:|---|--:|--:|--:|--:|--:|---|"]
+    for r in fr:
+        c = r.get("config") or {}
+        lines.append(f"| {r['number']} | {r.get('preset', '')} | {r['values'][0]:.2f} | "
+                     f"{r.get('paired_pp', float('nan')):.2f} | {r['values'][1]:,.0f} | "
+                     f"{r.get('fmax_mhz') or 0:.0f} | {r['values'][2] / 1e6:,.0f} | "
+                     + ", ".join(f"{k}={c.get(k)}" for k in sp) + " |")
+    presets = [r for r in recs if r.get("preset")]
+    if presets:
+        lines += ["", "## Today's presets", "", "| preset | status | acc loss pp | area µm² | "
+                  "items/s (M) | on the front |", "|---|---|--:|--:|--:|---|"]
+        tags = {r["tag"] for r in fr}
+        for r in presets:
+            lines.append(f"| {r['preset']} | {r.get('status')} | {r['values'][0]:.2f} | "
+                         f"{r['values'][1]:,.0f} | {r['values'][2] / 1e6:,.0f} | "
+                         f"{'yes' if r['tag'] in tags else 'no'} |")
+    if "quality" in doc:
+        q = doc["quality"]
+        lines += ["", "## Search quality", "", f"{q['mean_share']:.0%} of the exhaustive front "
+                  f"({len(q['exhaustive_front'])} points of {q['points']}) found on average with "
+                  f"{q['budget']} evaluations (seeds {[r['seed'] for r in q['runs']]}: "
+                  f"{[r['front_found'] for r in q['runs']]})."]
+    lines += ["", "## History", "", "| # | status | acc loss pp | area µm² | f_max MHz | s |",
+              "|--:|---|--:|--:|--:|--:|"]
+    for r in recs:
+        lines.append(f"| {r['number']} | {r.get('status')} | {r['values'][0]:.2f} | "
+                     f"{r['values'][1]:,.0f} | {r.get('fmax_mhz') or 0:.0f} | "
+                     f"{r.get('seconds', 0):.0f} |")
+    (out / "explore.md").write_text("\n".join(lines) + "\n")
+    _plot(recs, fr, out / "explore.png")
+    return doc
+
+
+def _plot(recs, fr, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    ok = [r for r in recs if r["feasible"]]
+    for ax, j, xlabel, scale in ((axes[0], 1, "area (mm², OSU 0.18 µm)", 1e-6),
+                                 (axes[1], 2, "items per second (G)", 1e-9)):
+        ax.scatter([r["values"][j] * scale for r in ok], [r["values"][0] for r in ok], s=12,
+                   color="0.6", label="feasible points")
+        f = sorted(fr, key=lambda r: r["values"][j])
+        ax.plot([r["values"][j] * scale for r in f], [r["values"][0] for r in f], "o-",
+                color="C0", label="front")
+        for r in recs:
+            if r.get("preset") and r["feasible"]:
+                marker = "*" if r["preset"] == "paper" else "s"
+                ax.plot(r["values"][j] * scale, r["values"][0], marker, ms=11, color="C3",
+                        label=f"preset {r['preset']}" + (" (the paper's point)"
+                                                         if r["preset"] == "paper" else ""))
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("accuracy loss vs FP16 (pp)")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--unit", default="nmpu", choices=sorted(BASE))
+    ap.add_argument("--trials", type=int, default=32, help="evaluations (default 32)")
+    ap.add_argument("--batch", type=int, default=8, help="points asked per generation")
+    ap.add_argument("--workers", type=int, default=2, help="local worker processes")
+    ap.add_argument("--scheduler", help="tcp://host:port of a dask scheduler (or AIMC_SCHEDULER)")
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--acc-limit", type=float, default=1.0, help="max accuracy loss, pp")
+    ap.add_argument("--min-fmax", type=float, default=50.0, help="min f_max, MHz")
+    ap.add_argument("--verify", type=int, default=2, help="front points verified by cocotb")
+    ap.add_argument("--quality", action="store_true", help="also the search-quality measurement")
+    ap.add_argument("--no-synth", action="store_true", help="accuracy only (no synthesis)")
+    ap.add_argument("--fresh", action="store_true", help="start the study again")
+    ap.add_argument("--out", type=Path, default=REPORT_DIR)
+    args = ap.parse_args(argv)
+    if args.trials < 1 or args.batch < 1:
+        ap.error("--trials and --batch must be at least 1")
+    t0 = time.perf_counter()
+    with Engine(args.workers, args.scheduler, progress=False) as eng:
+        print(f"explore: {args.unit}, {args.trials} trials, batches of {args.batch}; {eng.where}",
+              flush=True)
+        ev = Evaluator(args.unit, eng, acc_limit=args.acc_limit, min_fmax=args.min_fmax,
+                       synth=not args.no_synth)
+        study = search(args.unit, args.trials, eng, batch=args.batch, seed=args.seed,
+                       evaluator=ev, fresh=args.fresh)
+        extra = {}
+        if args.quality:
+            extra["quality"] = quality(eng, ev)
+        fr = front(records(study))
+        if args.verify and fr:
+            extra["verified"] = []
+            todo = [(r, sim) for r in fr[:args.verify] for sim in ("icarus", "verilator")]
+            for out in eng.map(verify_task, todo, args=lambda x: (args.unit, x[0]["config"],
+                                                                  x[1], args.seed),
+                               label=lambda x: f"verify {x[0]['tag']} {x[1]}"):
+                r, sim = out.item
+                extra["verified"].append({"tag": r["tag"], "sim": sim, "ok": out.ok,
+                                          "error": out.error, **(out.value or {})})
+                print(f"  verify {r['tag']} {sim}: {'pass' if out.ok else 'FAILED'}", flush=True)
+        doc = write_reports(args.unit, study, ev, time.perf_counter() - t0, args.out, extra)
+    print(f"explore: {doc['trials']} trials, {len(doc['front'])} on the front, "
+          f"{doc['wall_s'] / 60:.1f} min; {args.out}/explore.json, explore.md, explore.png")
+    if any(not v["ok"] for v in extra.get("verified", [])):
+        sys.exit("explore: a front point failed its cocotb verification")
+
+
+if __name__ == "__main__":
+    main()

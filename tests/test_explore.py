@@ -1,0 +1,115 @@
+"""The design-space search (studies/explore.py): its space is read from the config dataclass,
+the Pareto filter, NSGA-II ask/tell with a journal that resumes, the cheap-first constraints,
+the search-quality measurement and the reports, on a fake evaluator (no engine, no tools: the
+real evaluators are the accuracy study and synth.flow, tested where they live)."""
+
+import dataclasses
+import json
+
+import pytest
+
+from hdl.config import NMPU_PRESETS, NMPUConfig
+from studies import explore as ex
+
+
+def test_space_follows_the_dataclass():
+    sp = ex.space("nmpu")
+    base = NMPU_PRESETS["paper"]
+    for f in dataclasses.fields(NMPUConfig):
+        v = getattr(base, f.name)
+        if f.name in ex.HELD["nmpu"] or not isinstance(v, (bool, int, str)):
+            assert f.name not in sp
+        else:            # every other knob is searched, a new one included
+            assert f.name in sp, f.name
+            assert v in sp[f.name] or f.name in ex.RANGES["nmpu"]
+            if isinstance(v, bool):
+                assert sp[f.name] == (False, True)
+    assert sp["input_mode"] == ("dual", "signed") and sp["lanes"] == (8, 16, 32, 64)
+
+
+def test_space_picks_up_a_new_field(monkeypatch):
+    @dataclasses.dataclass(frozen=True, kw_only=True)
+    class Grown(NMPUConfig):
+        brand_new_bits: int = 4
+    monkeypatch.setattr(ex, "base_config", lambda unit: Grown(name="paper"))
+    assert ex.space("nmpu")["brand_new_bits"] == (2, 3, 4, 5, 6)
+
+
+def test_invalid_point_names_the_field():
+    with pytest.raises(ValueError, match="`lanes` must divide `columns`"):
+        ex.config_of("nmpu", {"lanes": 48})
+    with pytest.raises(SystemExit, match="unit 'fp16outer' has no search yet"):
+        ex.space("fp16outer")
+
+
+def test_pareto():
+    pts = [(1, 5), (2, 2), (3, 3), (5, 1), (2, 2), (0, 9)]
+    assert ex.pareto(pts, (1, 1)) == [0, 1, 3, 4, 5]
+    assert ex.pareto([(1, 5), (2, 9)], (1, -1)) == [0, 1]      # maximise the second
+    assert ex.dominates((1, 1), (1, 2), (1, 1)) and not ex.dominates((1, 2), (1, 2), (1, 1))
+
+
+class Fake:
+    """A deterministic stand-in with the Evaluator's interface: loss falls with the ADC and
+    scale bits, area grows with them and the lanes, throughput with the lanes."""
+
+    unit = "nmpu"
+
+    def __init__(self, acc_limit=3.0):
+        from engine.cache import Cache
+        self.acc_limit, self.min_fmax, self.synth, self.calls = acc_limit, 50.0, True, 0
+        self.protocol = {"network": "fake", "seeds": [0], "times": [60.0], "ref_adc_bits": 12}
+        self.acc_cache = self.synth_cache = Cache("/nonexistent")
+        self.eng = type("E", (), {"where": "nowhere"})()
+
+    def evaluate(self, cfgs):
+        out = []
+        for c, err in cfgs:
+            self.calls += 1
+            if c is None:
+                out.append({"status": "invalid", "error": err, "tag": None, "config": None,
+                            "seconds": 0.0, "values": [100.0, 1e12, 0.0], "constraints": [1e6] * 2})
+                continue
+            loss = max(0.0, 12 - c.adc_bits) * 0.6 + max(0.0, 7 - c.scale_frac) * 0.3
+            area = (c.adc_bits + c.scale_frac) * 1000.0 * c.lanes
+            ok = loss <= self.acc_limit
+            out.append({"status": "ok" if ok else "accuracy_fail", "tag": c.tag,
+                        "config": c.to_dict(), "seconds": 0.0, "acc_loss_pp": loss,
+                        "paired_pp": 0.0, "fmax_mhz": 200.0 if ok else None,
+                        "values": [loss, area if ok else 1e12, 2e8 * c.lanes if ok else 0.0],
+                        "constraints": [loss - self.acc_limit, -150.0 if ok else 1e6]})
+        return out
+
+
+def test_search_resumes_from_its_journal_and_marks_presets(tmp_path):
+    sp = {k: ex.space("nmpu")[k] for k in ("lanes", "adc_bits", "scale_frac")}
+    fake, lines = Fake(), []
+    study = ex.search("nmpu", 6, None, batch=3, evaluator=fake, storage=tmp_path / "j",
+                      sp=sp, log=lines.append)
+    assert fake.calls == 6 and len(study.trials) == 6
+    assert [ln.split()[0] for ln in lines if ln.startswith("[")] == [f"[{k}/6]" for k in range(1, 7)]
+    recs = ex.records(study)
+    assert any(r.get("preset") == "paper" for r in recs)        # today's preset enqueued first
+    study = ex.search("nmpu", 10, None, batch=3, evaluator=fake, storage=tmp_path / "j",
+                      sp=sp, log=lines.append)
+    assert fake.calls == 10 and len(study.trials) == 10         # only the 4 new trials ran
+    assert any("resuming" in ln for ln in lines)
+    recs = ex.records(study)
+    fr = ex.front(recs)
+    assert fr and all(r["feasible"] for r in fr)
+    infeasible = [r for r in recs if r["status"] == "accuracy_fail"]
+    assert all(not r["feasible"] for r in infeasible)
+    doc = ex.write_reports("nmpu", study, fake, 1.0, tmp_path / "report")
+    assert json.loads((tmp_path / "report" / "explore.json").read_text())["trials"] == 10
+    assert "## Front" in (tmp_path / "report" / "explore.md").read_text()
+    assert (tmp_path / "report" / "explore.png").stat().st_size > 1000
+    assert len(doc["front"]) == len(fr)
+
+
+def test_quality_measures_against_the_exhaustive_front():
+    fake = Fake(acc_limit=100.0)
+    q = ex.quality(None, fake, seeds=(1, 2), log=lambda s: None)
+    assert q["points"] == q["evaluated"] == 98 and q["budget"] == 32
+    # the exhaustive front of the fake: loss and bits trade off along adc_bits/scale_frac
+    assert q["exhaustive_front"] and all(0 <= r["share"] <= 1 for r in q["runs"])
+    assert q["mean_share"] == pytest.approx(sum(r["share"] for r in q["runs"]) / 2)
