@@ -64,7 +64,7 @@ def test_replay_icarus(unit, preset, tmp_path):
     proc = vectors.run_tb(folder)
     out = proc.stdout
     assert proc.returncode != 0, out
-    assert f"FAIL beat {beat}: expected {lines[k]}, got " in out, out
+    assert re.search(rf"FAIL beat {beat} \(clock \d+\): expected {lines[k]}, got ", out), out
     assert f"FAIL 1 of {n} beats differ, the first is beat {beat}" in out, out
     assert "PASS" not in out
 

@@ -1,6 +1,7 @@
-"""Collects what the simulation runs left in build/sim into build/report/sim.{json,md}:
-values checked per second per simulator and config, latency and cycles per vector measured by
-the throughput test, and the merged functional coverage.
+"""Collects what the simulation runs left in build/sim (cocotb) and build/fastpath (the fast
+path, `verif.fastpath`) into build/report/sim.{json,md}: values checked per second per bench,
+simulator and config, latency and cycles per vector measured by the throughput test, and the
+merged functional coverage.
 
     python -m verif.summary
 """
@@ -11,14 +12,17 @@ from collections import defaultdict
 from verif.coverage import merge
 from verif.runner import BUILD
 
-__all__ = ["collect", "main"]
+__all__ = ["collect", "rates_by_unit", "main"]
 
 
 def collect(build=BUILD):
     runs, throughput, coverage = [], [], defaultdict(list)
-    for summary in sorted((build / "sim").glob("*/*/run_*/summary.json")):
+    found = sorted((build / "sim").glob("*/*/run_*/summary.json"))
+    found += sorted((build / "fastpath").glob("*/*/run_*/summary.json"))
+    for summary in found:
         run = json.loads(summary.read_text())
         run["run"] = summary.parent.name
+        run.setdefault("bench", "cocotb")
         runs.append(run)
         tp = summary.parent / "throughput.json"
         if tp.exists():
@@ -29,20 +33,43 @@ def collect(build=BUILD):
     return runs, throughput, merged
 
 
+def rates_by_unit(runs):
+    """Values and products per second of simulation, summed per unit × config × bench × sim."""
+    acc = defaultdict(lambda: [0, 0, 0.0])
+    for r in runs:
+        a = acc[(r["unit"], r["tag"], r["bench"], r["sim"])]
+        a[0] += r["values"]
+        a[1] += r.get("products", 0)
+        a[2] += r["wall_s"]
+    return [{"unit": u, "tag": t, "bench": b, "sim": s, "values": v, "products": p, "wall_s": w,
+             "values_per_s": v / w if w else 0.0, "products_per_s": p / w if w else 0.0}
+            for (u, t, b, s), (v, p, w) in sorted(acc.items())]
+
+
 def main():
     runs, throughput, merged = collect()
     out = BUILD / "report"
     out.mkdir(parents=True, exist_ok=True)
-    doc = {"runs": runs, "throughput": throughput,
+    rates = rates_by_unit(runs)
+    doc = {"runs": runs, "throughput": throughput, "values_per_s": rates,
            "coverage": {k: {"missing": c.missing(), **c.to_dict()} for k, c in merged.items()}}
     (out / "sim.json").write_text(json.dumps(doc, indent=1) + "\n")
     lines = ["# Simulation summary", "",
              "Values are NMPU column outputs and ESSOP counts, each compared with the golden model.", "",
-             "| unit | config | simulator | run | cocotb tests | values checked | wall s | values/s |",
-             "|---|---|---|---|---:|---:|---:|---:|"]
+             "| unit | config | simulator | bench | run | tests | values checked | wall s | values/s |",
+             "|---|---|---|---|---|---:|---:|---:|---:|"]
     for r in runs:
-        lines.append(f"| {r['unit']} | {r['tag']} | {r['sim']} | {r['run']} | {r['tests']} | "
-                     f"{r['values']} | {r['wall_s']} | {r['values_per_s']:.0f} |")
+        lines.append(f"| {r['unit']} | {r['tag']} | {r['sim']} | {r['bench']} | {r['run']} | "
+                     f"{r['tests']} | {r['values']} | {r['wall_s']} | {r['values_per_s']:.0f} |")
+    lines += ["", "## Values checked per second, per unit, bench and simulator", "",
+              "Summed over the runs: values (and products) over simulation wall seconds (cocotb: "
+              "the cocotb run; fast path: the compiled bench, stimulus generation excluded).", "",
+              "| unit | config | bench | simulator | values | wall s | values/s | products/s |",
+              "|---|---|---|---|---:|---:|---:|---:|"]
+    for r in rates:
+        lines.append(f"| {r['unit']} | {r['tag']} | {r['bench']} | {r['sim']} | {r['values']} | "
+                     f"{r['wall_s']:.2f} | {r['values_per_s']:.0f} | "
+                     + (f"{r['products_per_s']:.0f} |" if r["products"] else "|"))
     totals = defaultdict(lambda: [0, 0.0])
     for r in runs:
         totals[r["sim"]][0] += r["values"]

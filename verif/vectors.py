@@ -40,7 +40,8 @@ from hdl.export import UNITS, write
 from verif.payload import Codec
 from verif.stimulus import FP16_CLASSES, FP16_SPECIALS, essop_operands, fp16_operands
 
-__all__ = ["DEFAULT_COUNT", "Vectors", "GENERATORS", "generate", "compile_tb", "run_tb", "main"]
+__all__ = ["DEFAULT_COUNT", "Vectors", "GENERATORS", "draw", "write_replay", "generate", "compile_tb",
+           "run_tb", "main"]
 
 # vectors (NMPU, LDPU) or products (ESSOP, FP16Outer) per replay: each preset runs in seconds
 DEFAULT_COUNT = {"nmpu": 8, "essop": 4, "ldpu": 2, "fp16outer": 8}
@@ -409,20 +410,20 @@ def _readme(meta, vec, files, tb_file, seed):
     return "\n".join(lines) + "\n"
 
 
-def generate(unit, cfg, out_dir, count=None, seed=1):
-    """Write the replay folder `out_dir/<unit>_<tag>/` for one config; returns its manifest
-    (the contents of vectors.json, with the folder under "dir")."""
-    count = DEFAULT_COUNT[unit] if count is None else count
+def draw(unit, cfg, ports, count, seed):
+    """The golden stimulus and expected beats of `count` vectors or products of one config,
+    from `seed` (the same for every consumer: the Verilog bench here, the fast path)."""
     if count < 1:
         raise ValueError(f"`count` must be at least 1, not {count}")
-    folder = Path(out_dir) / f"{unit}_{cfg.tag}"
-    v_path, j_path = write(unit, cfg, folder)
-    meta = json.loads(j_path.read_text())
-    ports = meta["ports"]
     rng = np.random.default_rng([seed, zlib.crc32(f"{unit}_{cfg.tag}".encode())])
-    vec = GENERATORS[unit](cfg, ports, rng, count)
-    _check_ports(meta, vec, v_path.read_text())
+    return GENERATORS[unit](cfg, ports, rng, count)
 
+
+def write_replay(meta, vec, folder):
+    """The .hex files of `vec` and the Verilog bench into `folder` (which holds the unit's
+    Verilog); returns (the bench's file name, {file: what it holds})."""
+    folder = Path(folder)
+    ports = meta["ports"]
     files = {}
 
     def put(name, values, width, what):
@@ -441,8 +442,23 @@ def generate(unit, cfg, out_dir, count=None, seed=1):
             "wr__data of each parameter write")
     put("out.hex", vec.outputs, ports["o__payload"]["width"],
         "expected o__payload of each output beat")
-    tb_file = f"tb_{unit}_{cfg.tag}.v"
+    tb_file = f"tb_{meta['unit']}_{meta['tag']}.v"
     (folder / tb_file).write_text(render_tb(meta, vec, tb_file))
+    return tb_file, files
+
+
+def generate(unit, cfg, out_dir, count=None, seed=1):
+    """Write the replay folder `out_dir/<unit>_<tag>/` for one config; returns its manifest
+    (the contents of vectors.json, with the folder under "dir")."""
+    count = DEFAULT_COUNT[unit] if count is None else count
+    if count < 1:
+        raise ValueError(f"`count` must be at least 1, not {count}")
+    folder = Path(out_dir) / f"{unit}_{cfg.tag}"
+    v_path, j_path = write(unit, cfg, folder)
+    meta = json.loads(j_path.read_text())
+    vec = draw(unit, cfg, meta["ports"], count, seed)
+    _check_ports(meta, vec, v_path.read_text())
+    tb_file, files = write_replay(meta, vec, folder)
     (folder / "README.txt").write_text(_readme(meta, vec, files, tb_file, seed))
     manifest = {"unit": unit, "tag": cfg.tag, "module": meta["module"], "seed": seed,
                 "count": count, "in_beats": len(vec.inputs), "out_beats": len(vec.outputs),

@@ -1,0 +1,132 @@
+"""`verif.fastpath`: the Verilator-compiled bench replays the golden stimulus of every unit with
+random stalls on both sides and passes; it fails, naming the beat, the lane and the expected
+and received values and leaving an FST of the failing window, on one flipped expected value
+and on a planted RTL mutant (from verif/mutants.toml); Icarus runs the same stimulus through the
+Verilog bench and leaves a VCD on a failure. The stimulus is the golden data of
+`verif.vectors`, the cocotb benches' generators.
+"""
+
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from hdl.export import UNITS
+from verif import fastpath as fp
+from verif import vectors as vv
+
+TINY = [(u, "tiny") for u in ("nmpu", "essop", "ldpu", "fp16outer")]
+STALLS = re.compile(r"stalls: (\d+) input gaps, (\d+) clocks input held by i__ready, "
+                    r"(\d+) clocks output held by o__ready")
+COUNT = {"nmpu": 40, "essop": 12, "ldpu": 6, "fp16outer": 24}
+
+
+@pytest.mark.sim
+@pytest.mark.parametrize("unit, preset", TINY, ids=[u for u, _ in TINY])
+def test_fastpath_verilator(unit, preset, seed):
+    cfg = UNITS[unit][1][preset]
+    s = fp.check(unit, cfg, "verilator", COUNT[unit], seed, ("none", "random", "bursty"),
+                 name="test")
+    log = open(s["log"]).read()
+    assert log.count("PASS") == 3, log
+    stalls = [tuple(map(int, m)) for m in STALLS.findall(log)]
+    # no stalls: no gaps, o__ready always high (i__ready may still push back: ESSOP is busy)
+    assert stalls[0][::2] == (0, 0) and all(g > 0 and o > 0 for g, _, o in stalls[1:]), log
+    per_beat = fp.values_per_beat(unit, fp.build(unit, cfg)[1])
+    assert s["values"] == 3 * per_beat * len(vv.draw(unit, cfg, fp.build(unit, cfg)[1]["ports"],
+                                                    COUNT[unit], seed).outputs)
+
+
+def _flip(folder, beat, word=0, bit=0):
+    """Flip one bit of the expected beat `beat` in out.bin."""
+    out = np.fromfile(folder / "out.bin", dtype="<u4")
+    n_out = int(re.search(r"n_out (\d+)", (folder / "fast.txt").read_text()).group(1))
+    words = out.size // n_out
+    out[beat * words + word] ^= np.uint32(1 << bit)
+    out.tofile(folder / "out.bin")
+
+
+@pytest.mark.sim
+def test_fastpath_catches_flipped_value(seed):
+    """One expected bit flipped (lane 0 of beat 7): FAIL with beat, clock, lane and values in
+    hex, nonzero exit status; the driver's error names the log and an FST of the window."""
+    unit, cfg = "nmpu", UNITS["nmpu"][1]["tiny"]
+    s = fp.check(unit, cfg, "verilator", 10, seed, ("random",), name="flip")
+    build_dir, meta = fp.build(unit, cfg)
+    folder = build_dir / "run_flip"
+    _flip(folder, 7)
+    ok, out, _ = fp.replay(build_dir, folder, seed, "random", 8, wave=False)
+    assert not ok and s["values"], out
+    m = re.search(r"FAIL beat 7 \(clock (\d+)\): expected ([0-9a-f]+), got ([0-9a-f]+)", out)
+    assert m, out
+    assert int(m.group(2), 16) ^ int(m.group(3), 16) == 1, out
+    lane0 = [n for n, o, w in fp._fields(meta["ports"]["o__payload"]) if o == 0][0]
+    assert re.search(rf"  {re.escape(lane0)}: expected [0-9a-f]+, got [0-9a-f]+", out), out
+    assert out.strip().splitlines()[-1] == "FAIL 1 of 20 beats differ, the first is beat 7", out
+    with pytest.raises(AssertionError) as err:
+        fp.check(unit, cfg, "verilator", 10, seed, ("random",), name="flip", reuse=True)
+    fst = folder / "fail.fst"
+    text = str(err.value)
+    assert f"log: {folder / 'sim.log'}" in text and "FAIL beat 7 (clock" in text, text
+    assert f"waveform: {fst} (clocks " in text and fst.stat().st_size > 100, text
+
+
+# mutants of verif/mutants.toml the fast path must kill on FP16Outer `tiny`: the first that
+# still applies to the tree (a stall-only fault: the x rows shift while o__ready is low)
+MUTANTS = ("outer-shift-stalled", "outer-columns-swapped")
+
+
+@pytest.mark.sim
+def test_fastpath_catches_rtl_mutant(tmp_path, seed):
+    """A catalogue mutant applied to a copy of the tree: its Verilog fails the fast path at a
+    named beat; the unmutated Verilog passes the same stimulus."""
+    import tomllib
+    from types import SimpleNamespace
+
+    from verif import mutate
+
+    entries = {m["id"]: m for m in tomllib.loads(mutate.CATALOGUE.read_text())["mutant"]}
+    usable = [entries[i] for i in MUTANTS if i in entries
+              and (mutate.ROOT / entries[i]["file"]).read_text().count(entries[i]["find"]) == 1]
+    assert usable, f"none of the mutants {MUTANTS} applies to the tree any more"
+    m = SimpleNamespace(**usable[0])
+    tree = mutate.make_tree(tmp_path / "tree", mutant=m)
+    code = ("import sys; from hdl.export import write; from hdl.config import fp16_outer_preset; "
+            "write('fp16outer', fp16_outer_preset('tiny'), sys.argv[1])")
+    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path / "v")], cwd=tree,
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    text = (tmp_path / "v" / "fp16outer_tiny.v").read_text()
+    cfg = UNITS["fp16outer"][1]["tiny"]
+    with pytest.raises(AssertionError, match=r"FAIL beat \d+ \(clock \d+\): expected"):
+        fp.check("fp16outer", cfg, "verilator", 24, seed, ("random",), name="mutant",
+                 variant="mutant", verilog=text, wave=False)
+    fp.check("fp16outer", cfg, "verilator", 24, seed, ("random",), name="mutant")
+
+
+@pytest.mark.sim
+def test_fastpath_icarus_fails_with_vcd(seed):
+    """The same golden stimulus under Icarus (the Verilog bench, seeded stalls): passes, and
+    with one expected line flipped fails with the beat and a VCD of the window."""
+    unit, cfg = "fp16outer", UNITS["fp16outer"][1]["tiny"]
+    s = fp.check(unit, cfg, "icarus", 6, seed, ("random",), name="test")
+    assert s["values"] == 6 * cfg.rows * cfg.cols
+    folder = fp.BUILD / "icarus" / f"{unit}_{cfg.tag}" / "run_test"
+    lines = (folder / "out.hex").read_text().splitlines()
+    lines[5] = f"{int(lines[5], 16) ^ 4:0{len(lines[5])}x}"
+    (folder / "out.hex").write_text("\n".join(lines) + "\n")
+    with pytest.raises(AssertionError) as err:
+        fp.check(unit, cfg, "icarus", 6, seed, ("random",), name="test", reuse=True)
+    out = str(err.value)
+    assert re.search(r"FAIL beat 4 \(clock \d+\): expected", out), out
+    vcd = folder / "fail.vcd"
+    assert f"waveform: {vcd}" in out and "$enddefinitions" in vcd.read_text(), out
+
+
+def test_fastpath_refuses_bad_input(tmp_path):
+    with pytest.raises(ValueError, match="`sim` must be one of"):
+        fp.build("nmpu", UNITS["nmpu"][1]["tiny"], "xcelium")
+    with pytest.raises(ValueError, match="`count` must be at least 1, not 0"):
+        vv.draw("nmpu", UNITS["nmpu"][1]["tiny"], {}, 0, 1)

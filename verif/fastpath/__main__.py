@@ -1,0 +1,3 @@
+from verif.fastpath import main
+
+main()
