@@ -29,7 +29,6 @@ import subprocess
 import sys
 import time
 import tomllib
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -255,8 +254,9 @@ def run_mutant(m, cat, work, seed, timeouts, keep=False):
     return result
 
 
-def baseline(cat, mutants, work, seed, jobs, log=print):
-    """Run every selection the mutants use on an unmutated copy; returns {args: timeout}.
+def baseline(cat, mutants, work, seed, jobs, log=print, engine=None):
+    """Run every selection the mutants use on an unmutated copy, on the engine (a local cluster
+    of `jobs` workers unless `engine` is given); returns {args: timeout}.
     Raises RuntimeError when one does not pass (the harness could not fail a mutant)."""
     needed = []
     for m in mutants:
@@ -269,13 +269,12 @@ def baseline(cat, mutants, work, seed, jobs, log=print):
     if not ok:
         raise RuntimeError(f"the unmutated tree does not elaborate:\n{text}")
     timeouts = {}
-
-    def one(args):
-        outcome, dt = run_selection(tree, args, seed, 1800, logf)
-        return args, outcome, dt
-
-    with ThreadPoolExecutor(max(1, jobs)) as pool:
-        for args, outcome, dt in pool.map(one, needed):
+    with _engine(engine, jobs) as eng:
+        for out in eng.map(run_selection, needed, args=lambda a: (tree, a, seed, 1800, logf),
+                           mem_gb=MUTANT_MEM_GB):
+            if not out.ok:
+                raise RuntimeError(f"baseline {' '.join(out.item)}: {out.error}")
+            args, (outcome, dt) = out.item, out.value
             log(f"  baseline {outcome:<8} {dt:6.1f} s  {' '.join(args)}")
             if outcome != "pass":
                 raise RuntimeError(f"selection {' '.join(args)!r} does not pass on the unmutated "
@@ -285,26 +284,52 @@ def baseline(cat, mutants, work, seed, jobs, log=print):
     return timeouts
 
 
-def run(cat, mutants, work, seed, jobs=1, keep=False, log=print):
-    """Baseline, then every mutant (equivalent ones are listed, not run). Returns the results."""
+# Memory one mutant's test run may need on a worker (engine resource `MEM`, GB).
+MUTANT_MEM_GB = 1.0
+
+
+class _engine:
+    """The given engine, or a local one of `jobs` workers for the duration of a `with`."""
+
+    def __init__(self, engine, jobs):
+        self.given, self.jobs, self.eng = engine, jobs, engine
+
+    def __enter__(self):
+        if self.eng is None:
+            from engine.executor import Engine
+            self.eng = Engine(workers=max(1, self.jobs), progress=False)
+        return self.eng
+
+    def __exit__(self, *exc):
+        if self.given is None:
+            self.eng.close()
+
+
+def run(cat, mutants, work, seed, jobs=1, keep=False, log=print, engine=None):
+    """Baseline, then every mutant (equivalent ones are listed, not run), on the engine (a local
+    cluster of `jobs` worker processes unless `engine` is given). Returns the results."""
     work = Path(work).resolve()
     work.mkdir(parents=True, exist_ok=True)
     active = [m for m in mutants if not m.equivalent]
-    timeouts = baseline(cat, active, work, seed, jobs, log) if active else {}
+    with _engine(engine, jobs) as eng:
+        return _run(cat, mutants, active, work, seed, keep, log, eng)
+
+
+def _run(cat, mutants, active, work, seed, keep, log, eng):
+    timeouts = baseline(cat, active, work, seed, 1, log, eng) if active else {}
     results = [{"id": m.id, "unit": m.unit, "file": m.file, "description": m.description,
                 "status": "equivalent", "reason": m.equivalent, "seconds": 0.0}
                for m in mutants if m.equivalent]
     done = 0
-
-    def one(m):
-        return run_mutant(m, cat, work, seed, timeouts, keep)
-
-    with ThreadPoolExecutor(max(1, jobs)) as pool:
-        for r in pool.map(one, active):
-            done += 1
-            log(f"  [{done:>3}/{len(active)}] {r['status']:<9} {r['seconds']:6.1f} s  {r['id']}"
-                + (f"  ({r['killed_by']})" if r["killed_by"] else ""))
-            results.append(r)
+    for out in eng.map(run_mutant, active, args=lambda m: (m, cat, work, seed, timeouts, keep),
+                       mem_gb=MUTANT_MEM_GB):
+        if not out.ok:
+            raise RuntimeError(f"mutant {out.item.id}: {out.error}")
+        r = out.value
+        done += 1
+        log(f"  [{done:>3}/{len(active)}] {r['status']:<9} {r['seconds']:6.1f} s  {r['id']}"
+            + (f"  ({r['killed_by']})" if r["killed_by"] else ""))
+        results.append(r)
     order = {m.id: k for k, m in enumerate(mutants)}
     return sorted(results, key=lambda r: order[r["id"]])
 
