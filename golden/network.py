@@ -39,12 +39,14 @@ import numpy as np
 __all__ = ["Dense", "Conv", "MaxPool", "NetConfig", "TrainConfig", "NETWORKS", "TRAIN",
            "CODE_VERSION", "Network", "init_params", "im2col", "col2im", "forward_train",
            "backward", "cross_entropy", "train", "load_or_train", "run", "FloatMatrix",
-           "accuracy", "cache_key", "BN_EPS", "layer_rows", "check_input"]
+           "accuracy", "cache_key", "BN_EPS", "layer_rows", "check_input", "DATASET",
+           "TRAIN_CONFIGS", "train_config", "augment", "hw_perturb", "quantise_codes"]
 
 # Change when the training code changes in a way that changes the trained weights.
 CODE_VERSION = "1"
 BN_EPS = 1e-5
 CACHE_DIR = Path("build/networks")
+RECALIBRATE_MAX = 2048      # training images of the final batch-norm statistics pass
 
 
 # -- network description ---------------------------------------------------------------------------
@@ -146,16 +148,65 @@ class NetConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
+    """Training settings. `weight_noise`: σ of the Gaussian training weight noise, relative to
+    max |W| per column. `augment_shift`: random translation of every training image by up to
+    that many pixels in x and y (zero fill), on images of `image_shape` (H, W, C) (default: the
+    network's input shape). Hardware-aware training (`hw_noise` > 0, see `hw_perturb`): every
+    step injects the tile model's programming noise (`golden.tile.prog_noise_sigma`, times
+    `hw_noise`) into the weights and quantises the layer's matmul output like the ADC
+    (`adc_bits`); `act_bits` > 0 quantises every layer's input to the PWM codes of that width
+    (straight-through gradients), in or without hardware-aware training. `float32`: train in
+    float32 (twice the BLAS speed; the parameters are returned as float64)."""
+
     seed: int = 20261129
     epochs: int = 40
     batch: int = 64
     lr: float = 3e-3
     weight_decay: float = 1e-4
-    weight_noise: float = 0.03     # σ of the training weight noise, relative to max |W| per column
+    weight_noise: float = 0.03
     bn_momentum: float = 0.1
+    augment_shift: int = 0
+    image_shape: tuple = None
+    hw_noise: float = 0.0
+    act_bits: int = 0
+    adc_bits: int = 12
+    float32: bool = False
+
+    def __post_init__(self):
+        for name in ("seed", "epochs", "batch", "augment_shift", "act_bits", "adc_bits"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0:
+                raise ValueError(f"`{name}` must be a non-negative int, not {v!r}")
+        if self.epochs < 1 or self.batch < 2:
+            raise ValueError(f"`epochs` must be >= 1 and `batch` >= 2, not {self.epochs} and "
+                             f"{self.batch}")
+        if self.act_bits == 1 or self.act_bits > 16:
+            raise ValueError(f"`act_bits` must be 0 (off) or 2..16 (sign + magnitude), not "
+                             f"{self.act_bits}")
+        if self.adc_bits < 1 or self.adc_bits > 24:
+            raise ValueError(f"`adc_bits` must be in [1, 24], not {self.adc_bits}")
+        for name in ("lr", "weight_decay", "weight_noise", "bn_momentum", "hw_noise"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not np.isfinite(v) or v < 0:
+                raise ValueError(f"`{name}` must be a finite number >= 0, not {v!r}")
+        if self.image_shape is not None and (len(self.image_shape) != 3
+                                             or any(int(d) < 1 for d in self.image_shape)):
+            raise ValueError(f"`image_shape` must be (H, W, C), not {self.image_shape!r}")
 
     def to_dict(self):
-        return dataclasses.asdict(self)
+        """The settings; the later fields only when they differ from their defaults, so the cache
+        keys of networks trained before they existed stay valid."""
+        d = dataclasses.asdict(self)
+        for name, default in _LATER_FIELDS.items():
+            if d[name] == default:
+                del d[name]
+        if d.get("image_shape") is not None:
+            d["image_shape"] = list(d["image_shape"])
+        return d
+
+
+_LATER_FIELDS = {"augment_shift": 0, "image_shape": None, "hw_noise": 0.0, "act_bits": 0,
+                 "adc_bits": 12, "float32": False}
 
 
 NETWORKS = {
@@ -174,7 +225,41 @@ NETWORKS = {
         Dense("fc", "p", "logits", 384, 10, bn=False, relu=False),
     )),
 }
+
+# MNIST (28 × 28, golden.data.mnist): a residual CNN of three conv stages whose classifier's
+# 7·7·32 = 1568 inputs span 7 row tiles of 256 (partial sums through the residual input, chained
+# over 7 tiles), and an MLP whose first layer's 784 inputs span 4 row tiles. Small enough to train
+# in minutes on a shared core (about 1 M multiply-adds per image).
+NETWORKS.update({
+    "mnist_cnn": NetConfig("mnist_cnn", (28, 28, 1), (
+        Conv("conv1", "x", "a1", 1, 8),
+        MaxPool("pool1", "a1", "p1", 2),
+        Conv("conv2", "p1", "a2", 8, 16),
+        Conv("conv3", "a2", "a3", 16, 16, residual="a2"),
+        MaxPool("pool2", "a3", "p2", 2),
+        Conv("conv4", "p2", "a4", 16, 32),
+        Dense("fc", "a4", "logits", 7 * 7 * 32, 10, bn=False, relu=False),
+    )),
+    "mnist_mlp": NetConfig("mnist_mlp", (784,), (
+        Dense("fc1", "x", "h1", 784, 256),
+        Dense("fc2", "h1", "h2", 256, 128),
+        Dense("fc3", "h2", "logits", 128, 10, bn=False, relu=False),
+    )),
+})
+# the data set each network is trained and evaluated on (golden.data.load)
+DATASET = {"mlp": "digits", "cnn": "digits", "mnist_cnn": "mnist", "mnist_mlp": "mnist"}
 TRAIN = TrainConfig()
+TRAIN_CONFIGS = {
+    "mnist_cnn": TrainConfig(epochs=15, batch=64, lr=3e-3, augment_shift=2, float32=True),
+    "mnist_mlp": TrainConfig(epochs=30, batch=64, lr=2e-3, augment_shift=2,
+                             image_shape=(28, 28, 1), float32=True),
+}
+
+
+def train_config(name, **changes):
+    """The training settings of network `name` (`TRAIN_CONFIGS`, else `TRAIN`), with `changes`
+    (e.g. hw_noise=1.0, act_bits=4 for hardware-aware 4-bit training)."""
+    return dataclasses.replace(TRAIN_CONFIGS.get(name, TRAIN), **changes)
 
 
 # -- parameters ------------------------------------------------------------------------------------
@@ -313,8 +398,34 @@ def accuracy(logits, y):
 
 # -- training: forward and backward ----------------------------------------------------------------
 
-def forward_train(cfg: NetConfig, params, x, *, noise=None):
+def quantise_codes(a, bits, scale=None):
+    """Fake quantisation to sign + (bits − 1)-bit codes: round(a·s)/s, saturated, with
+    s = x_max / (the 99.99th percentile of |a|, as the compiler chooses its scales) unless
+    `scale` is given. Used with straight-through gradients (the backward pass ignores it)."""
+    x_max = (1 << (bits - 1)) - 1
+    if scale is None:
+        flat = np.abs(a).ravel()
+        if flat.size > 65536:  # a strided sample: the percentile of the whole tensor costs a sort
+            flat = flat[:: flat.size // 65536]
+        peak = float(np.percentile(flat, 99.99))
+        scale = x_max / peak if peak > 0 else 1.0
+    return np.clip(np.rint(a * scale), -x_max, x_max) / scale
+
+
+def _adc_quantise(rows, W, z, adc_bits):
+    """The layer's matmul output as the ADC reads it: both polarities floored to a common step
+    (the largest line charge at the largest ADC gain reads full scale), P − N."""
+    zp = rows @ np.maximum(W, 0.0)
+    zn = zp - z
+    step = max(float(zp.max()), float(zn.max()), 1e-30) * 1.21 / ((1 << adc_bits) - 1)
+    return (np.floor(zp / step) - np.floor(zn / step)) * step
+
+
+def forward_train(cfg: NetConfig, params, x, *, noise=None, act_bits=0, adc_bits=0):
     """Training-mode forward (batch statistics). `noise`: dict op name → additive weight noise.
+    `act_bits` > 0: every matrix layer's input quantised to codes of that width (the network
+    input, in [0, 1], at the compiler's fixed scale x_max); `adc_bits` > 0: its matmul output
+    quantised like the ADC; both with straight-through gradients.
     Returns (logits, cache); the cache feeds `backward` and holds the batch statistics."""
     state = {"x": check_input(cfg, x)}
     cache = []
@@ -326,9 +437,15 @@ def forward_train(cfg: NetConfig, params, x, *, noise=None):
             state[op.dst] = out
             continue
         p = params[op.name]
-        rows = layer_rows(op, a)
+        if act_bits:
+            a_in = quantise_codes(a, act_bits, (1 << (act_bits - 1)) - 1 if op.src == "x" else None)
+            rows = layer_rows(op, a_in)
+        else:
+            rows = layer_rows(op, a)
         W = p["W"] if noise is None or op.name not in noise else p["W"] + noise[op.name]
         z = rows @ W
+        if adc_bits:
+            z = _adc_quantise(rows, W, z, adc_bits)
         c = {"rows": rows, "W": W, "shape": a.shape}
         if op.bn:
             mu, var = z.mean(axis=0), z.var(axis=0)
@@ -415,19 +532,57 @@ def cross_entropy(logits, y):
 
 # -- training loop ---------------------------------------------------------------------------------
 
-def _weight_noise(cfg, params, sigma, rng):
-    if sigma <= 0:
+def _weight_noise(cfg, params, sigma, rng, hw_noise=0.0):
+    if sigma <= 0 and hw_noise <= 0:
         return None
     out = {}
     for op in cfg.matrix_ops:
         W = params[op.name]["W"]
-        out[op.name] = rng.normal(0.0, 1.0, W.shape) * (sigma * np.abs(W).max(axis=0))
+        wmax = np.abs(W).max(axis=0)
+        s = sigma if hw_noise <= 0 else np.sqrt((hw_perturb(W, wmax) * hw_noise) ** 2 + sigma ** 2)
+        out[op.name] = (rng.normal(0.0, 1.0, W.shape) * (s * wmax)).astype(W.dtype, copy=False)
     return out
 
 
-def _recalibrate_bn(cfg, params, x):
+HW_NOISE_TIME = 86400.0     # the device spread hardware-aware training injects is that at 1 day
+
+
+def hw_perturb(W, wmax, t=HW_NOISE_TIME):
+    """Per weight, σ of the tile's conductance error at time t relative to the column's max |W|
+    (the compiler maps max |W| to g_max), from the tile model's device fits at
+    G = |W|/wmax · g_max of the default tile: programming noise (`prog_noise_sigma`), the spread
+    of drift the global compensation leaves (G·σ_ν(G)·ln((t + t0)/t0), `drift_nu_stats`) and the
+    1/f read noise (`read_noise_sigma`), in quadrature, over g_max (at 1 day about 1 % of
+    full scale at G = 0, 8 % at full scale)."""
+    from golden import tile as gt  # the device fits live in the tile model, once
+
+    tcfg = gt.TileConfig(name="pcm")
+    g = np.abs(W) / np.where(wmax > 0, wmax, 1.0) * tcfg.g_max
+    prog = gt.prog_noise_sigma(tcfg, g)
+    _, nu_sigma = gt.drift_nu_stats(tcfg, g)
+    drift = g * nu_sigma * np.log((t + tcfg.t0) / tcfg.t0)
+    read = g * gt.read_noise_sigma(tcfg, g, t)
+    return np.sqrt(prog * prog + drift * drift + read * read) / tcfg.g_max
+
+
+def augment(x, shape, shift, rng):
+    """Every image of the batch x (N, ...) translated by a random (dy, dx) in [−shift, shift]²,
+    zero fill; `shape` (H, W, C) is the image layout of a sample."""
+    h, w, c = (int(d) for d in shape)
+    n = x.shape[0]
+    img = np.asarray(x).reshape(n, h, w, c)
+    pad = np.pad(img, ((0, 0), (shift, shift), (shift, shift), (0, 0)))
+    dy = rng.integers(0, 2 * shift + 1, n)
+    dx = rng.integers(0, 2 * shift + 1, n)
+    out = np.empty_like(img)
+    for i in range(n):  # a slice per image: the batch is small
+        out[i] = pad[i, dy[i]:dy[i] + h, dx[i]:dx[i] + w]
+    return out.reshape(x.shape)
+
+
+def _recalibrate_bn(cfg, params, x, act_bits=0):
     """Running statistics := the statistics of the whole training set (one full-batch pass)."""
-    _, cache = forward_train(cfg, params, x)
+    _, cache = forward_train(cfg, params, x, act_bits=act_bits)
     for op, _, c in cache:
         if isinstance(op, MATRIX_OPS) and op.bn:
             params[op.name]["mean"] = c["mu"].copy()
@@ -438,22 +593,33 @@ def train(cfg: NetConfig, tcfg: TrainConfig, x, y, *, progress=True, x_test=None
     """Train from a seeded initialisation; returns (params, history)."""
     rng = np.random.default_rng(tcfg.seed)
     params = init_params(cfg, rng)
+    if tcfg.float32:
+        params = {k: {n: a.astype(np.float32) for n, a in p.items()} for k, p in params.items()}
+        x = np.asarray(x, dtype=np.float32)
     m = {k: {n: np.zeros_like(v) for n, v in p.items() if n in TRAINABLE} for k, p in params.items()}
     v = {k: {n: np.zeros_like(a) for n, a in p.items() if n in TRAINABLE} for k, p in params.items()}
     b1, b2, step = 0.9, 0.999, 0
     history = []
     t0 = time.time()
     n = x.shape[0]
+    shape = tcfg.image_shape or cfg.input_shape
+    if tcfg.augment_shift and (len(shape) != 3 or int(np.prod(shape)) != int(np.prod(cfg.input_shape))):
+        raise ValueError(f"`augment_shift` needs an (H, W, C) `image_shape` of "
+                         f"{int(np.prod(cfg.input_shape))} values, not {shape!r}")
     for epoch in range(tcfg.epochs):
-        lr = tcfg.lr * 0.5 * (1 + np.cos(np.pi * epoch / tcfg.epochs))  # cosine schedule
+        lr = float(tcfg.lr * 0.5 * (1 + np.cos(np.pi * epoch / tcfg.epochs)))  # cosine schedule
         order = rng.permutation(n)
         losses = []
         for s in range(0, n, tcfg.batch):
             idx = order[s:s + tcfg.batch]
             if idx.size < 2:
                 continue
-            noise = _weight_noise(cfg, params, tcfg.weight_noise, rng)
-            logits, cache = forward_train(cfg, params, x[idx], noise=noise)
+            noise = _weight_noise(cfg, params, tcfg.weight_noise, rng, tcfg.hw_noise)
+            xb = x[idx]
+            if tcfg.augment_shift:
+                xb = augment(xb, shape, tcfg.augment_shift, rng)
+            logits, cache = forward_train(cfg, params, xb, noise=noise, act_bits=tcfg.act_bits,
+                                          adc_bits=tcfg.adc_bits if tcfg.hw_noise > 0 else 0)
             loss, d = cross_entropy(logits, y[idx])
             losses.append(loss)
             grads = backward(cfg, params, cache, d)
@@ -479,7 +645,10 @@ def train(cfg: NetConfig, tcfg: TrainConfig, x, y, *, progress=True, x_test=None
             print(f"\r  training {cfg.name}: epoch {epoch + 1}/{tcfg.epochs}  loss "
                   f"{entry['loss']:.4f}  ({time.time() - t0:.0f} s)", end="", file=sys.stderr,
                   flush=True)
-    _recalibrate_bn(cfg, params, x)
+    if x.shape[0] > RECALIBRATE_MAX:  # a fixed subset: the full-batch pass would need GBs
+        x = x[np.random.default_rng(tcfg.seed + 1).choice(x.shape[0], RECALIBRATE_MAX, replace=False)]
+    _recalibrate_bn(cfg, params, x, tcfg.act_bits)
+    params = {k: {n: a.astype(np.float64) for n, a in p.items()} for k, p in params.items()}
     if progress:
         print(file=sys.stderr)
     if x_test is not None:
@@ -537,15 +706,16 @@ def _load(path, cfg, tcfg):
 def load_or_train(name_or_cfg, tcfg: TrainConfig = None, *, data=None, cache_dir=CACHE_DIR,
                   progress=True, retrain=False):
     """The trained network: loaded from `cache_dir` when a result with the same key exists,
-    else trained (and cached). `data`: a `golden.data.Digits` (default: the fixed split)."""
+    else trained (and cached). `tcfg`: default `train_config(name)`; `data`: a split of
+    `golden.data` (default: the fixed split of the network's data set, `DATASET`)."""
     cfg = NETWORKS[name_or_cfg] if isinstance(name_or_cfg, str) else name_or_cfg
-    tcfg = TRAIN if tcfg is None else tcfg
+    tcfg = train_config(cfg.name) if tcfg is None else tcfg
     path = Path(cache_dir) / f"{cfg.name}-{cache_key(cfg, tcfg)}"
     if not retrain and path.with_suffix(".npz").exists() and path.with_suffix(".json").exists():
         return _load(path, cfg, tcfg)
     if data is None:
-        from golden.data import digits
-        data = digits()
+        from golden.data import load
+        data = load(DATASET.get(cfg.name, "digits"))
     t0 = time.time()
     params, history = train(cfg, tcfg, data.x_train, data.y_train, progress=progress)
     net = Network(cfg, tcfg, params)
@@ -562,9 +732,16 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--retrain", action="store_true", help="ignore the cache")
     ap.add_argument("--cache", type=Path, default=CACHE_DIR)
+    ap.add_argument("--networks", nargs="+", default=list(NETWORKS), choices=list(NETWORKS))
+    ap.add_argument("--hw-noise", type=float, default=None,
+                    help="hardware-aware training: scale of the injected tile noise")
+    ap.add_argument("--act-bits", type=int, default=None, help="quantise layer inputs (4, 8)")
     args = ap.parse_args(argv)
-    for name in NETWORKS:
-        net = load_or_train(name, cache_dir=args.cache, retrain=args.retrain)
+    for name in args.networks:
+        changes = {k: v for k, v in (("hw_noise", args.hw_noise), ("act_bits", args.act_bits))
+                   if v is not None}
+        net = load_or_train(name, train_config(name, **changes), cache_dir=args.cache,
+                            retrain=args.retrain)
         print(f"{name}: test accuracy {100 * net.info['test_accuracy']:.2f} %, train "
               f"{100 * net.info['train_accuracy']:.2f} % ({net.info['train_seconds']} s to train)")
 

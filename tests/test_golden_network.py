@@ -144,3 +144,115 @@ def test_bad_networks_and_inputs():
         bad = NetConfig("bad", (8, 8, 1), (Conv("c", "x", "a", 2, 3),
                                            Dense("fc", "a", "logits", 192, 10)))
         gnet.run(bad, np.zeros((1, 64)), gnet.FloatMatrix(gnet.init_params(bad, np.random.default_rng(0))))
+
+
+# -- MNIST networks, augmentation, hardware-aware training -----------------------------------------
+
+def test_train_config_keys_of_earlier_networks_unchanged():
+    """Fields added later leave the cache key of a config that does not use them as it was
+    (the digits networks stay cached); using one makes another key."""
+    assert gnet.cache_key(gnet.NETWORKS["mlp"], gnet.TRAIN) == "25f78a9bdd177a70"
+    assert gnet.cache_key(gnet.NETWORKS["cnn"], gnet.train_config("cnn")) == "f45cd601b15a5090"
+    assert set(TrainConfig().to_dict()) == {"seed", "epochs", "batch", "lr", "weight_decay",
+                                            "weight_noise", "bn_momentum"}
+    keys = {gnet.cache_key(TINY_MLP, TrainConfig(**kw)) for kw in
+            ({}, {"hw_noise": 1.0}, {"act_bits": 4}, {"augment_shift": 1}, {"float32": True})}
+    assert len(keys) == 5
+
+
+@pytest.mark.parametrize("kw, match", [
+    ({"act_bits": 1}, "`act_bits` must be 0"),
+    ({"act_bits": -4}, "`act_bits` must be a non-negative int"),
+    ({"adc_bits": 0}, "`adc_bits` must be in"),
+    ({"hw_noise": float("nan")}, "`hw_noise` must be a finite number"),
+    ({"augment_shift": 1.5}, "`augment_shift` must be a non-negative int"),
+    ({"image_shape": (28, 28)}, "`image_shape` must be"),
+    ({"batch": 1}, "`batch` >= 2"),
+])
+def test_train_config_errors(kw, match):
+    with pytest.raises(ValueError, match=match):
+        TrainConfig(**kw)
+
+
+def test_augment_translates_with_zero_fill():
+    rng = np.random.default_rng(0)
+    x = rng.random((40, 6 * 5 * 2))
+    out = gnet.augment(x, (6, 5, 2), 2, np.random.default_rng(1))
+    r = np.random.default_rng(1)
+    dy = r.integers(0, 5, 40) - 2
+    dx = r.integers(0, 5, 40) - 2
+    img, got = x.reshape(40, 6, 5, 2), out.reshape(40, 6, 5, 2)
+    for i in range(40):  # plain loops: pixel (y, x) comes from (y + dy, x + dx) or is 0
+        for yy in range(6):
+            for xx in range(5):
+                sy, sx = yy + dy[i], xx + dx[i]
+                want = img[i, sy, sx] if 0 <= sy < 6 and 0 <= sx < 5 else 0.0
+                assert np.all(got[i, yy, xx] == want)
+    assert np.array_equal(gnet.augment(x, (6, 5, 2), 0, rng), x)
+    with pytest.raises(ValueError, match="`augment_shift` needs an"):
+        gnet.train(TINY_MLP, TrainConfig(epochs=1, augment_shift=1), x[:, :64], np.zeros(40, int),
+                   progress=False)
+
+
+def test_quantise_codes():
+    a = np.linspace(-2.0, 2.0, 1001)
+    q = gnet.quantise_codes(a, 4, scale=3.5)          # x_max 7: codes −7..7 at 1/3.5
+    codes = q * 3.5
+    assert np.allclose(codes, np.rint(codes)) and codes.min() == -7 and codes.max() == 7
+    inside = np.abs(a) <= 2.0
+    assert np.all(np.abs(q - a)[inside] <= 0.5 / 3.5 + 1e-12)
+    # default scale: the 99.99th percentile of |a| maps to x_max
+    a = np.arange(10001) / 10000.0                      # 99.99th percentile 0.9999
+    c8 = gnet.quantise_codes(a, 8) * 127 / 0.9999
+    assert np.allclose(c8, np.rint(c8)) and c8.max() == pytest.approx(127)
+
+
+def test_hw_perturb_is_the_tile_fit():
+    """At G = 0 only the programming noise: 0.26348 µS of 25; at full scale and 1 day programming
+    noise, the drift spread and read noise in quadrature (the constants of design/tile.md)."""
+    import math
+    s = gnet.hw_perturb(np.array([[0.0], [2.0]]), np.array([2.0]), t=86400.0).ravel()
+    assert s[0] == pytest.approx(0.26348 / 25.0)
+    prog = 0.26348 + 1.9650 - 1.1731
+    drift = 25.0 * 0.008 * math.log((86400.0 + 20.0) / 20.0)
+    read = 25.0 * 0.0088 * math.sqrt(math.log((86400.0 + 250e-9) / (2 * 250e-9)))
+    assert s[1] == pytest.approx(math.sqrt(prog ** 2 + drift ** 2 + read ** 2) / 25.0)
+
+
+def test_hardware_aware_4bit_training_learns_float32(data):
+    """Hardware-aware training with 4-bit activations and ADC quantisation, in float32, learns
+    the tiny MLP; the parameters come back as float64, reproducibly."""
+    tcfg = TrainConfig(epochs=3, seed=3, lr=0.02, hw_noise=1.0, act_bits=4, float32=True)
+    a, _ = gnet.train(TINY_MLP, tcfg, data.x_train, data.y_train, progress=False)
+    b, _ = gnet.train(TINY_MLP, tcfg, data.x_train, data.y_train, progress=False)
+    assert a["fc1"]["W"].dtype == np.float64 and np.array_equal(a["fc1"]["W"], b["fc1"]["W"])
+    acc = gnet.accuracy(gnet.run(TINY_MLP, data.x_test, gnet.FloatMatrix(a)), data.y_test)
+    assert acc > 0.8
+
+
+def test_adc_quantise_straight_through():
+    """The ADC quantisation of training changes the forward value by at most one step per
+    polarity and leaves the weight gradient the plain one of the quantised output."""
+    rng = np.random.default_rng(5)
+    rows, W = rng.random((30, 12)), rng.normal(size=(12, 4))
+    z = rows @ W
+    zq = gnet._adc_quantise(rows, W, z, 6)
+    step = max((rows @ np.maximum(W, 0)).max(), (rows @ np.maximum(-W, 0)).max()) * 1.21 / 63
+    assert np.all(np.abs(zq - z) <= step + 1e-12) and not np.allclose(zq, z)
+    assert np.allclose(gnet._adc_quantise(rows, W, z, 24), z, atol=1e-5)
+
+
+def test_mnist_networks_span_tiles():
+    """The MNIST CNN's classifier spans more than 4 tiles of 256 rows (partial sums chained
+    through the residual input), its residual layer fits one row tile with room for bias rows;
+    the MLP's first layer spans 4."""
+    from golden import tile as gt
+    cfg = gt.TileConfig(name="pcm")
+    cnn, mlp = gnet.NETWORKS["mnist_cnn"], gnet.NETWORKS["mnist_mlp"]
+    fc = next(op for op in cnn.matrix_ops if op.name == "fc")
+    assert gt.split_layer(cfg, (fc.fan_in, fc.c_out)).row_tiles > 4
+    res = [op for op in cnn.matrix_ops if op.residual is not None]
+    assert res and all(op.fan_in + 32 <= cfg.rows for op in res)
+    assert gt.split_layer(cfg, (784, 256)).row_tiles == 4 and mlp.matrix_ops[0].fan_in == 784
+    assert gnet.DATASET["mnist_cnn"] == gnet.DATASET["mnist_mlp"] == "mnist"
+    assert cnn.input_shape == (28, 28, 1)
