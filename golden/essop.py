@@ -3,7 +3,8 @@
 One function per hardware step, exact on np.int64; the unit functions compose them. Step 1
 `normalise`, step 2 `lfsr_leap` (clock by clock: `random_sequence`), step 3 `bitstreams`, step 4
 `accumulate`, step 5 `exponent`; `outer_product` is one product, `product_stream` a sequence of
-them as the `i` stream delivers them, `tiled_outer_product` a layer larger than the array.
+them as the `i` stream delivers them, `tiled_outer_product` a layer larger than the array;
+`readout` is the `o` stream of a product (`rows_per_beat` rows per beat).
 `outer_product_fast` is the statistical stand-in for training runs; `decode` turns (C, E) into
 ΔW.
 
@@ -72,7 +73,7 @@ __all__ = [
     "converter_seeds", "reseed", "check_state", "check_registers",
     "normalise", "bitstreams", "accumulate", "exponent",
     "outer_product", "product_stream", "tile_beats", "tiled_outer_product", "tile_map",
-    "outer_product_fast", "quantised_product", "decode",
+    "outer_product_fast", "quantised_product", "decode", "readout",
 ]
 
 
@@ -502,3 +503,22 @@ def decode(cfg: ESSOPConfig, c, e):
     e = _ranged("E", e, *cfg.exp_range)
     return np.ldexp(c.astype(np.float64), e)
 
+
+
+def readout(cfg: ESSOPConfig, c, exp, error):
+    """The read-out beats of products: counts C (…, rows, cols), E and error (…) become
+    `readout_beats` = rows / R beats per product, R = `rows_per_beat` rows each, row-major (the
+    beat's first row in c[…, 0 : cols]). Returns a dict of beat arrays with a last axis of
+    beats: c (…, beats, R·cols), exp, error and last (1 on a product's final beat)."""
+    c = _ranged("C", c, *cfg.count_range)
+    if c.shape[-2:] != (cfg.rows, cfg.cols):
+        raise ValueError(f"`c` must end in (rows, cols) = ({cfg.rows}, {cfg.cols}), not {c.shape}")
+    exp = _ranged("E", exp, *cfg.exp_range)
+    error = _ranged("error", error, 0, 1)
+    beats = cfg.readout_beats
+    lead = c.shape[:-2]
+    last = (np.arange(beats) == beats - 1).astype(np.int64)
+    return {"c": c.reshape(lead + (beats, cfg.rows_per_beat * cfg.cols)),
+            "exp": np.broadcast_to(np.asarray(exp)[..., None], lead + (beats,)),
+            "error": np.broadcast_to(np.asarray(error)[..., None], lead + (beats,)),
+            "last": np.broadcast_to(last, lead + (beats,))}

@@ -31,9 +31,11 @@ def input_layout(cfg: ESSOPConfig):
 
 
 def output_layout(cfg: ESSOPConfig):
-    """One read-out beat: a row of counts, the product's exponent E, its error flag, and `last`
-    on the product's final row."""
-    return data.StructLayout({"c": data.ArrayLayout(signed(cfg.count_bits), cfg.cols),
+    """One read-out beat: `rows_per_beat` rows of counts (row-major: the beat's first row in
+    c[0 : cols]), the product's exponent E, its error flag, and `last` on the product's final
+    beat."""
+    return data.StructLayout({"c": data.ArrayLayout(signed(cfg.count_bits),
+                                                    cfg.rows_per_beat * cfg.cols),
                               "exp": signed(cfg.exp_bits), "error": unsigned(1),
                               "last": unsigned(1)})
 
@@ -218,7 +220,8 @@ class Magnitudes(wiring.Component):
 class Row(wiring.Component):
     """One row of the array: `cols` signed up/down counters and, double-buffered, their shadow
     registers. While `count`, unit j steps by ±1 when `bx & bd[j]` (−1 when `sx ^ sd[j]`).
-    Read-out shifts the rows up (`shift` loads `below`, the next row's read-out registers):
+    Read-out shifts the rows up (`shift` loads `below`, the read-out registers of the row
+    `rows_per_beat` further down):
     single-buffered the counters themselves shift, and the zeros shifted in from below leave the
     bank clear for the next product; double-buffered, `transfer` moves the counters' next value
     into the shadow and clears the counters in the same clock. Golden: `golden.essop.accumulate`.
@@ -277,11 +280,12 @@ class ESSOP(wiring.Component):
     they carry is still applied); the last two also set the sticky `reg_error` (`clear` resets
     it). `busy`: a product is in flight or a reseed is pending.
 
-    Timing: a product accepted into an idle engine counts `LATENCY` clocks later for BL clocks;
-    its first row is offered on the clock after its last count (`latency` = `LATENCY` + BL to
-    the first output beat). Single-buffered, the next product counts once the read-out has
-    emptied the array: BL + `rows` clocks per product. Double-buffered, read-out overlaps
-    counting: max(BL, `rows`) clocks per product. `o` backpressure stalls counting (LFSRs and
+    Read-out: `rows_per_beat` (R) rows per beat, rows/R beats per product, the array shifting up
+    by R rows per beat. Timing: a product accepted into an idle engine counts `LATENCY` clocks
+    later for BL clocks; its first beat is offered on the clock after its last count (`latency`
+    = `LATENCY` + BL to the first output beat). Single-buffered, the next product counts once
+    the read-out has emptied the array: BL + rows/R clocks per product. Double-buffered,
+    read-out overlaps counting: max(BL, rows/R) clocks per product. `o` backpressure stalls counting (LFSRs and
     counters hold) only when no bank is free, so no count is ever lost.
     Golden: `golden.essop.reseed`, `product_stream`.
     """
@@ -389,7 +393,8 @@ class ESSOP(wiring.Component):
         mask3 = stage(mask, adv3, "mask3")
 
         # -- the engine: count BL clocks, then hand the bank to the read-out
-        rows_left = Signal(range(cfg.rows + 1), name="rows_left")
+        # rows_left counts read-out beats (rows_per_beat rows each)
+        rows_left = Signal(range(cfg.readout_beats + 1), name="rows_left")
         ro_exp = Signal(signed(cfg.exp_bits), name="ro_exp")
         ro_err = Signal(name="ro_err")
         beat_out = self.o.valid & self.o.ready
@@ -405,7 +410,7 @@ class ESSOP(wiring.Component):
         m.d.comb += [go.eq(valid[2] & bank_free & (~last_clock | can_finish)),
                      count.eq(go & ~err3), release.eq(go & last_clock)]
         with m.If(release):
-            m.d.sync += [t.eq(0), rows_left.eq(cfg.rows), ro_exp.eq(Mux(err3, 0, e3)),
+            m.d.sync += [t.eq(0), rows_left.eq(cfg.readout_beats), ro_exp.eq(Mux(err3, 0, e3)),
                          ro_err.eq(err3)]
         with m.Else():
             with m.If(go):
@@ -419,7 +424,7 @@ class ESSOP(wiring.Component):
         bd = Signal(cfg.cols, name="bd")
         m.d.comb += bd.eq(Cat(*[rd[j] < qd3[j] for j in range(cfg.cols)]))
 
-        # the array, rows shifting up towards the output
+        # the array, rows shifting up towards the output by rows_per_beat rows per beat
         rows = []
         for i in range(cfg.rows):
             m.submodules[f"row{i}"] = row = Row(cfg)
@@ -428,12 +433,16 @@ class ESSOP(wiring.Component):
             if cfg.double_buffer:
                 m.d.comb += row.transfer.eq(release)
             rows.append(row)
-        for upper, lower in zip(rows, rows[1:]):
+        step = cfg.rows_per_beat
+        for upper, lower in zip(rows, rows[step:]):
             m.d.comb += upper.below.eq(lower.out)
+        for row in rows[cfg.rows - step:-1]:
+            m.d.comb += row.below.eq(0)
         m.d.comb += rows[-1].below.eq(0)
+        head = Cat(*[row.out for row in rows[:step]])
 
         m.d.comb += [self.o.valid.eq(rows_left != 0),
-                     self.o.payload.eq(Cat(rows[0].out, ro_exp, ro_err, rows_left == 1)),
+                     self.o.payload.eq(Cat(head, ro_exp, ro_err, rows_left == 1)),
                      self.busy.eq(Cat(*valid, rows_left != 0, pending).any())]
         return m
 

@@ -17,8 +17,9 @@ import pytest
 
 from hdl.config import ESSOP_LFSR_POLYS, ESSOP_PRESETS, NMPU_PRESETS, ESSOPConfig, essop_preset
 
-PRESET_NAMES = ["paper", "per_converter", "tiny", "double"]
-INT_FIELDS = ["rows", "cols", "mag_bits", "lfsr_width", "log2_bl_max", "lr_shift_bits"]
+PRESET_NAMES = ["paper", "per_converter", "tiny", "double", "wide"]
+INT_FIELDS = ["rows", "cols", "mag_bits", "lfsr_width", "log2_bl_max", "lr_shift_bits",
+              "rows_per_beat"]
 # binary16: exponent fields 1..30 are finite (0 = subnormal/zero counts as 1, 31 = Inf/NaN)
 EV_LO, EV_HI = 1 - 14, 30 - 14
 
@@ -123,6 +124,32 @@ def test_lr_shift_bits_range(value):
         ESSOPConfig(lr_shift_bits=value)
 
 
+@pytest.mark.parametrize("rows, value", [(32, 0), (32, 33), (4, -1), (1, 2)])
+def test_rows_per_beat_range(rows, value):
+    with pytest.raises(ValueError, match=rf"`rows_per_beat` must be in \[1, {rows}\], not {value}$"):
+        ESSOPConfig(rows=rows, rows_per_beat=value)
+
+
+@pytest.mark.parametrize("rows, value", [(32, 3), (32, 12), (6, 4), (7, 2)])
+def test_rows_per_beat_divides_rows(rows, value):
+    with pytest.raises(ValueError, match=rf"`rows_per_beat` must divide `rows` \({rows}\), not {value}$"):
+        ESSOPConfig(rows=rows, rows_per_beat=value)
+
+
+@pytest.mark.parametrize("rows, value, beats", [(32, 1, 32), (32, 8, 4), (32, 32, 1), (6, 3, 2),
+                                                (1, 1, 1)])
+def test_rows_per_beat_accepted_and_beats(rows, value, beats):
+    cfg = ESSOPConfig(rows=rows, rows_per_beat=value)
+    assert cfg.readout_beats == beats == cfg.derived()["readout_beats"]
+
+
+@pytest.mark.parametrize("double, log2_bl, beats, clocks", [
+    (False, 3, 4, 8 + 4), (True, 3, 4, 8), (True, 1, 4, 4), (True, 4, 32, 32), (False, 0, 32, 33)])
+def test_clocks_per_product(double, log2_bl, beats, clocks):
+    cfg = ESSOPConfig(rows_per_beat=32 // beats, double_buffer=double)
+    assert cfg.clocks_per_product(log2_bl) == clocks
+
+
 @pytest.mark.parametrize("field, value, width", [("rows", 16, 4), ("cols", 16, 4), ("rows", 256, 8),
                                                  ("cols", 1024, 9)])
 def test_per_converter_needs_a_seed_per_converter(field, value, width):
@@ -193,6 +220,10 @@ def test_preset_fields_match_spec():
     assert essop_preset("double") == dataclasses.replace(paper, name="double", double_buffer=True)
     tiny = essop_preset("tiny")
     assert (tiny.rows, tiny.cols, tiny.mag_bits, tiny.lfsr_width, tiny.log2_bl_max) == (4, 4, 3, 8, 4)
+    # issue 13: 32 × 32, 8 rows per beat, counters for BL <= 16, double-buffered
+    assert essop_preset("wide") == dataclasses.replace(paper, name="wide", rows_per_beat=8,
+                                                       log2_bl_max=4, double_buffer=True)
+    assert all(essop_preset(n).rows_per_beat == 1 for n in PRESET_NAMES if n != "wide")
 
 
 @pytest.mark.parametrize("name, expect", [
@@ -204,6 +235,10 @@ def test_preset_fields_match_spec():
     ("per_converter", dict(q_max=255, bl_max=128, count_bits=9, exp_bits=7, lfsrs=64,
                            counter_banks=1)),
     ("double", dict(count_bits=9, exp_bits=7, lfsrs=2, counter_banks=2)),
+    # BL <= 16: C in [-16, 16] -> 6 bits; E in [−26 − 4 − 31, 32] = [−61, 32] -> 7 bits;
+    # 32 rows / 8 per beat = 4 beats
+    ("wide", dict(count_bits=6, exp_bits=7, lfsrs=2, counter_banks=2, readout_beats=4,
+                  bl_max=16, log2_bl_bits=3)),
     # BL <= 16: C in [-16, 16] -> 6 bits; E in [−26 − 4 − 3, 32] = [−33, 32] -> 7 bits;
     # log2_bl 0..4 -> 3 bits; 255 // 4 = 63
     ("tiny", dict(q_max=7, bl_max=16, count_bits=6, exp_bits=7, ev_bits=6, log2_bl_bits=3,
@@ -291,7 +326,7 @@ def test_tag_of_custom_is_name_and_hash():
 def test_tag_differs_for_every_field():
     base = ESSOPConfig(name="base", rows=8, cols=8, mag_bits=4, lfsr_width=8, log2_bl_max=5)
     changes = dict(rows=9, cols=7, mag_bits=5, lfsr_width=9, log2_bl_max=6, rng="per_converter",
-                   double_buffer=True, lr_shift_bits=4)
+                   double_buffer=True, lr_shift_bits=4, rows_per_beat=2)
     assert set(changes) | {"name"} == {f.name for f in dataclasses.fields(ESSOPConfig)}
     tags = {base.tag}
     for field, value in changes.items():

@@ -899,3 +899,35 @@ def test_tiny_exhaustive_over_all_seed_pairs(cfg):
     sign = np.where(nx.sign[:, None] ^ nd.sign[None, :], -1, 1)
     expect = sign * 16 * count(nx.q)[:, None] * count(nd.q)[None, :]
     assert np.array_equal(res.c.sum(axis=0), expect)
+
+
+# -- read-out: rows_per_beat rows per beat ---------------------------------------------------------
+
+@pytest.mark.parametrize("per_beat", [1, 2, 3, 6])
+def test_readout_beats_are_consecutive_rows(per_beat):
+    """Beat b carries rows b·R … b·R + R − 1, the first in c[0 : cols]; E, error repeat on every
+    beat of a product and `last` marks its final beat. R = 1: one row per beat (as before R)."""
+    cfg = ESSOPConfig(rows=6, cols=5, mag_bits=4, lfsr_width=8, log2_bl_max=3,
+                      rows_per_beat=per_beat)
+    rng = np.random.default_rng(3)
+    c = rng.integers(-8, 9, (2, 6, 5))
+    out = g.readout(cfg, c, np.array([-3, 0]), np.array([0, 1]))
+    beats = 6 // per_beat
+    assert out["c"].shape == (2, beats, per_beat * 5)
+    for p in range(2):
+        for b in range(beats):
+            for r in range(per_beat):
+                assert list(out["c"][p, b, r * 5:(r + 1) * 5]) == list(c[p, b * per_beat + r])
+    assert out["exp"].tolist() == [[-3] * beats, [0] * beats]
+    assert out["error"].tolist() == [[0] * beats, [1] * beats]
+    assert out["last"].tolist() == [[0] * (beats - 1) + [1]] * 2
+
+
+def test_readout_rejects_bad_shapes_and_counts():
+    cfg = ESSOPConfig(rows=4, cols=2, mag_bits=3, lfsr_width=8, log2_bl_max=2, rows_per_beat=2)
+    with pytest.raises(ValueError, match=r"`c` must end in \(rows, cols\) = \(4, 2\)"):
+        g.readout(cfg, np.zeros((2, 4), np.int64), 0, 0)
+    with pytest.raises(ValueError, match="C"):
+        g.readout(cfg, np.full((4, 2), 5), 0, 0)   # |C| <= BL_max = 4
+    with pytest.raises(ValueError, match="error"):
+        g.readout(cfg, np.zeros((4, 2), np.int64), 0, 2)

@@ -26,6 +26,11 @@ SMALL = [
     ESSOPConfig(name="wide", rows=3, cols=2, mag_bits=12, lfsr_width=13, log2_bl_max=3),
     ESSOPConfig(name="bl1", rows=5, cols=3, mag_bits=2, lfsr_width=5, log2_bl_max=0,
                 double_buffer=True, rng="per_converter"),
+    # several rows per read-out beat, single- and double-buffered, and all rows in one beat
+    dataclasses.replace(TINY, name="r2", rows_per_beat=2),
+    dataclasses.replace(TINY, name="r4-db", rows_per_beat=4, double_buffer=True),
+    ESSOPConfig(name="r3-db", rows=6, cols=3, mag_bits=3, lfsr_width=8, log2_bl_max=2,
+                rows_per_beat=3, double_buffer=True, rng="per_converter"),
 ]
 
 
@@ -124,11 +129,11 @@ def test_block_max_and_magnitudes(cfg):
 
 def run_stream(cfg, products, ready_p=1.0, seed=0):
     """Drive `products` (x, d, regs, reseed) into the unit with random output stalls; returns
-    the read-out rows (c, exp, error, last) and the (accept, first-row) clocks."""
+    the read-out beats (c, exp, error, last) and the clock of each beat."""
     dut = ESSOP(cfg)
     rng = np.random.default_rng(seed)
-    rows, accepted = [], []
-    total = len(products) * cfg.rows
+    rows, accepted, clocks = [], [], []
+    total = len(products) * cfg.readout_beats
 
     async def source(ctx):
         for x, d, regs, reseed in products:
@@ -144,13 +149,16 @@ def run_stream(cfg, products, ready_p=1.0, seed=0):
         ctx.set(dut.i.valid, 0)
 
     async def sink(ctx):
+        cycle = 0
         while len(rows) < total:
             ready = int(rng.random() < ready_p)
             ctx.set(dut.o.ready, ready)
             if ready and ctx.get(dut.o.valid):
                 p = ctx.get(dut.o.payload)
                 rows.append(([int(c) for c in p.c], int(p.exp), int(p.error), int(p.last)))
+                clocks.append(cycle)
             await ctx.tick()
+            cycle += 1
         await ctx.tick().repeat(3)
         assert ctx.get(dut.busy) == 0
 
@@ -159,11 +167,12 @@ def run_stream(cfg, products, ready_p=1.0, seed=0):
     sim.add_testbench(source)
     sim.add_testbench(sink)
     sim.run()
-    return rows, dut
+    return rows, clocks
 
 
 def expected_rows(cfg, products):
-    """The model of the unit's register semantics (see `ESSOP`) over golden `outer_product`."""
+    """The model of the unit's register semantics (see `ESSOP`) over golden `outer_product`,
+    read out by golden `readout`."""
     state = g.reseed(cfg, 1, 1)
     rows = []
     for x, d, regs, reseed in products:
@@ -177,14 +186,16 @@ def expected_rows(cfg, products):
             res = g.outer_product(cfg, x, d, regs["log2_bl"], regs["lr_shift"], *state)
             state = (res.state_x, res.state_d)
             c, e, err = res.c, int(res.exp), int(res.error)
-        rows += [(list(c[i]), e, err, int(i == cfg.rows - 1)) for i in range(cfg.rows)]
+        out = g.readout(cfg, c, e, err)
+        rows += [(list(out["c"][b]), int(out["exp"][b]), int(out["error"][b]), int(out["last"][b]))
+                 for b in range(cfg.readout_beats)]
     return rows
 
 
 @pytest.mark.parametrize("cfg", SMALL, ids=lambda c: c.tag)
 def test_unit_matches_golden_stream(cfg):
     """A stream of products with reseeds (valid and with a zero seed), Inf/NaN, every log2_bl
-    and random output stalls: every row bit-exact."""
+    and random output stalls: every read-out beat bit-exact."""
     rng = np.random.default_rng(run_seed())
     products = []
     for k in range(14):
@@ -198,7 +209,7 @@ def test_unit_matches_golden_stream(cfg):
     rows, _ = run_stream(cfg, products, ready_p=0.7, seed=run_seed())
     want = expected_rows(cfg, products)
     for k, (a, b) in enumerate(zip(rows, want)):
-        assert a == b, f"row {k} (product {k // cfg.rows}): got {a}, expected {b}"
+        assert a == b, f"beat {k} (product {k // cfg.readout_beats}): got {a}, expected {b}"
     assert len(rows) == len(want)
 
 
@@ -216,3 +227,18 @@ def test_verilog_lint_clean(cfg, tmp_path):
     v_path, _ = write("essop", cfg, tmp_path)
     ok, text = lint(v_path, module_name("essop", cfg))
     assert ok, text
+
+
+@pytest.mark.parametrize("cfg", [c for c in SMALL if c.log2_bl_max >= 1], ids=lambda c: c.tag)
+def test_clocks_per_product(cfg):
+    """Without stalls, consecutive products' first beats are `cfg.clocks_per_product` apart at
+    every BL: BL + rows/R single-buffered, max(BL, rows/R) double-buffered."""
+    rng = np.random.default_rng(5)
+    for log2_bl in range(cfg.log2_bl_max + 1):
+        regs = {"log2_bl": log2_bl, "lr_shift": 0, "seed_x": 1, "seed_d": 1}
+        products = [(fp16_vectors(rng, 1, cfg.rows)[0] & 0x7BFF, fp16_vectors(rng, 1, cfg.cols)[0]
+                     & 0x7BFF, regs, False) for _ in range(4)]
+        _, clocks = run_stream(cfg, products)
+        period = np.diff(clocks[::cfg.readout_beats])
+        assert (period == cfg.clocks_per_product(log2_bl)).all(), \
+            f"log2_bl {log2_bl}: clocks between products {list(period)}"

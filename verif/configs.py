@@ -53,7 +53,8 @@ def random_essop_configs(seed, count):
             mag_bits=int(rng.integers(1, 14)), lfsr_width=int(rng.choice(widths[:13])),
             log2_bl_max=int(rng.integers(0, 6)),
             rng=str(rng.choice(["shared", "per_converter"])),
-            double_buffer=bool(rng.integers(0, 2)), lr_shift_bits=int(rng.integers(1, 5)))
+            double_buffer=bool(rng.integers(0, 2)), lr_shift_bits=int(rng.integers(1, 5)),
+            rows_per_beat=int(rng.integers(1, 4)))
         try:
             cfg = ESSOPConfig(**fields)
         except ValueError:

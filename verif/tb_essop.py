@@ -2,8 +2,8 @@
 
 The bench reads the port map JSON that `hdl.export` wrote (env `TB_META`), drives the product
 stream with the registers of each product beside it, pulses `reseed`, `clear` and `rst`, and
-checks every read-out row (counts, exponent, error, last) against `golden.essop` through the
-in-order scoreboard; the model threads the LFSR state from product to product exactly as the
+checks every read-out beat (`rows_per_beat` rows of counts, exponent, error, last) against
+`golden.essop` (`readout`) through the in-order scoreboard; the model threads the LFSR state from product to product exactly as the
 engine does. Environment (read by verif/bench.py): TB_META, TB_SEED, TB_OUT, TB_SCALE.
 """
 
@@ -44,7 +44,7 @@ class ESSOPModel:
         self.reg_error = False
 
     def accept(self, x, d, regs):
-        """One accepted product with the register values of its clock. Returns (expected rows,
+        """One accepted product with the register values of its clock. Returns (expected beats,
         the golden Product or None for a rejected one, whether it was rejected)."""
         cfg = self.cfg
         reseed, self.pending = self.pending, False
@@ -63,9 +63,10 @@ class ESSOPModel:
             res = g.outer_product(cfg, x, d, regs["log2_bl"], regs["lr_shift"], sx, sd)
             self.state = (res.state_x, res.state_d)
             c, e, err = res.c, int(res.exp), int(res.error)
-        rows = [{"c": c[i], "exp": e, "error": err, "last": int(i == cfg.rows - 1)}
-                for i in range(cfg.rows)]
-        return rows, res, bad
+        out = g.readout(cfg, c, e, err)
+        beats = [{name: out[name][b] for name in ("c", "exp", "error", "last")}
+                 for b in range(cfg.readout_beats)]
+        return beats, res, bad
 
 
 # -- agents ---------------------------------------------------------------------------------------
@@ -95,7 +96,7 @@ class Registers:
 
 
 class ESSOPBench(StreamBench):
-    outputs_per_item = CFG.rows
+    outputs_per_item = CFG.readout_beats
 
     def __init__(self, dut, stalls=("none", "none"), seed_offset=0, corrupt=False, name="essop"):
         self.cfg = CFG
@@ -176,7 +177,7 @@ class ESSOPBench(StreamBench):
         cov.hit("count", "inner", int(((c != 0) & (abs(c) != bl)).sum()))
 
     def on_output(self, cycle):
-        self.cov.hit("row", (self.sink.received - 1 - self.received_base) % self.cfg.rows)
+        self.cov.hit("beat", (self.sink.received - 1 - self.received_base) % self.cfg.readout_beats)
 
     def on_pulse(self, name):
         if name == "clear":
@@ -190,7 +191,7 @@ class ESSOPBench(StreamBench):
 
     async def drain(self, timeout=None):
         """Wait until every queued product went in and all its rows came out."""
-        per = self.cfg.bl_max + self.cfg.rows + 8
+        per = self.cfg.bl_max + self.cfg.readout_beats + 8
         await super().drain(timeout or 200 + 4 * per * (len(self.source.queue) + 2))
 
     async def check_status(self, pending=None):
@@ -202,7 +203,7 @@ class ESSOPBench(StreamBench):
         assert int(self.dut.busy.value) == busy, f"busy: expected {busy}, got {int(self.dut.busy.value)}"
 
     def finish(self, test_name, require=False):
-        products = self.sb.matched // self.cfg.rows
+        products = self.sb.matched // self.cfg.readout_beats
         wall = time.perf_counter() - self.t0
         super().finish(test_name, require, products=products,
                        products_per_s=products / wall if wall else 0.0)
@@ -220,7 +221,7 @@ async def random_vectors(dut, stalls):
     await bench.start()
     bench.cov.require("log2_bl", range(cfg.log2_bl_max + 1))
     bench.cov.require("lr_shift", range(cfg.lr_shift_max + 1))
-    bench.cov.require("row", range(cfg.rows))
+    bench.cov.require("beat", range(cfg.readout_beats))
     sweep = max(cfg.log2_bl_max + 1, cfg.lr_shift_max + 1)
     for k in range(sweep + n_products(6)):
         regs = bench.random_regs(k) if k < sweep else bench.random_regs()
@@ -339,9 +340,9 @@ async def tiled_layer(dut):
     r_tiles, k_tiles = want.exp.shape
     c = tiles.reshape(r_tiles, k_tiles, cfg.rows, cfg.cols).transpose(0, 2, 1, 3)
     c = c.reshape(r_tiles * cfg.rows, k_tiles * cfg.cols)[:m, :n]
-    assert bench.sink.received - got_from == len(xs) * cfg.rows
+    assert bench.sink.received - got_from == len(xs) * cfg.readout_beats
     assert np.array_equal(c, want.c), "reassembled layer differs from tiled_outer_product"
-    assert np.array_equal(rows["exp"][::cfg.rows].reshape(r_tiles, k_tiles), want.exp)
+    assert np.array_equal(rows["exp"][::cfg.readout_beats].reshape(r_tiles, k_tiles), want.exp)
     bench.cov.hit("event", "tiled_layer")
     bench.finish("tiled_layer")
 
@@ -440,9 +441,10 @@ async def statistics(dut):
 
 @cocotb.test()
 async def throughput(dut):
-    """For every BL: K products without stalls. The clocks between the first rows of
-    consecutive products are measured (BL + rows single-buffered, max(BL, rows) double-
-    buffered) and the latency to the first row (`LATENCY` + BL); figures to throughput.json."""
+    """For every BL: K products without stalls. The clocks between the first beats of
+    consecutive products are measured (BL + rows/R single-buffered, max(BL, rows/R) double-
+    buffered, R = `rows_per_beat`: `cfg.clocks_per_product`) and the latency to the first beat
+    (`LATENCY` + BL); figures to throughput.json."""
     bench = ESSOPBench(dut, seed_offset=8)
     cfg = bench.cfg
     await bench.start()
@@ -455,18 +457,19 @@ async def throughput(dut):
                    {"log2_bl": log2_bl, "lr_shift": 0})
         await bench.drain()
         acc, out = bench.accept_cycles[acc0:], bench.out_cycles[out0:]
-        firsts = out[::cfg.rows]
+        firsts = out[::cfg.readout_beats]
         period = np.diff(firsts)
         latency = firsts[0] - acc[0]
         steady = float(period.mean())
-        want = max(bl, cfg.rows) if cfg.double_buffer else bl + cfg.rows
+        want = cfg.clocks_per_product(log2_bl)
         rows.append({"log2_bl": log2_bl, "bl": bl, "products": k, "latency": int(latency),
                      "cycles_per_product": steady, "expected": want,
                      "clocks_total": int(out[-1] - acc[0] + 1)})
         assert latency == META["latency"] + bl, f"BL {bl}: latency {latency}, not {META['latency']} + BL"
         assert (period == want).all(), f"BL {bl}: clocks between products {list(period)}, not {want}"
     result = {"unit": "essop", "tag": cfg.tag, "sim": cocotb.SIM_NAME, "rows": cfg.rows,
-              "cols": cfg.cols, "double_buffer": cfg.double_buffer, "per_bl": rows,
+              "cols": cfg.cols, "rows_per_beat": cfg.rows_per_beat,
+              "double_buffer": cfg.double_buffer, "per_bl": rows,
               "latency": META["latency"], "vectors": k, "clocks": rows[-1]["clocks_total"],
               "cycles_per_vector": rows[-1]["cycles_per_product"]}
     OUT.mkdir(parents=True, exist_ok=True)

@@ -47,7 +47,7 @@ async def run_step(dut, stalls, corrupt=False, name="training_step"):
     await bench.check_status()
     rows = bench.codec_out.decode(words)
     c = rows["c"].reshape(-1, CFG.rows, CFG.cols)
-    e = rows["exp"][::CFG.rows]
+    e = rows["exp"][::CFG.readout_beats]
     assert not rows["error"].any(), "an error product in a training step"
     return bench, c, e
 
