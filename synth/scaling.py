@@ -93,7 +93,7 @@ def _cached(unit, cfg, out_dir):
     return None
 
 
-def run(pts, tools, jobs=1, out_dir=flow.DEFAULT_OUT, reuse=True):
+def run(pts, tools, jobs=1, out_dir=flow.DEFAULT_OUT, reuse=True, engine=None):
     """Synthesise every point (reusing a finished run of the same config); returns the rows."""
     rows, todo = [], []
     for unit, cfg, study, work, bl in pts:
@@ -105,7 +105,8 @@ def run(pts, tools, jobs=1, out_dir=flow.DEFAULT_OUT, reuse=True):
     # the largest first, so that the long runs overlap the short ones
     todo.sort(key=lambda p: -p[3])
     point = {(unit, cfg.tag): (study, work, bl) for unit, cfg, study, work, bl in todo}
-    for unit, cfg, row in flow.run_all([(p[0], p[1]) for p in todo], tools, out_dir, jobs=jobs):
+    for unit, cfg, row in flow.run_all([(p[0], p[1]) for p in todo], tools, out_dir, jobs=jobs,
+                                      engine=engine):
         study, work, bl = point[unit, cfg.tag]
         if "error" in row:
             rows.append(dict(row, study=study, work=work))
@@ -236,6 +237,8 @@ def main(argv=None):
     ap.add_argument("--no-reuse", action="store_true", help="synthesise every point again")
     ap.add_argument("--out", type=Path, default=flow.DEFAULT_OUT)
     ap.add_argument("--report", type=Path, default=flow.REPORT_DIR)
+    ap.add_argument("--scheduler", help="tcp://host:port of a dask scheduler (default: "
+                                        "AIMC_SCHEDULER, else --jobs local worker processes)")
     args = ap.parse_args(argv)
     try:
         tools = flow.Tools.setup(args.out)
@@ -244,7 +247,15 @@ def main(argv=None):
     pts = points(args.quick)
     print(f"scaling: {len(pts)} points, {args.jobs} in parallel", flush=True)
     t0 = time.monotonic()
-    rows = run(pts, tools, args.jobs, args.out, reuse=not args.no_reuse)
+    engine = None
+    if args.scheduler:
+        from engine.executor import Engine
+        engine = Engine(args.jobs, args.scheduler, progress=False)
+    try:
+        rows = run(pts, tools, args.jobs, args.out, reuse=not args.no_reuse, engine=engine)
+    finally:
+        if engine is not None:
+            engine.close()
     fits = write(rows, args.report)
     for f in fits:
         print("  fit:", {k: (round(v, 3) if isinstance(v, float) else v) for k, v in f.items()})
