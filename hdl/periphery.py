@@ -310,8 +310,8 @@ class Periphery(wiring.Component):
         vectors = store["JOB", "vectors"]
         with m.If(pulses["CTRL", "start"] & ~busy):
             with m.If(vectors != 0):
-                m.d.sync += [busy.eq(1), in_left.eq(vectors * beats), out_left.eq(vectors * beats),
-                             out_beat.eq(0)]
+                # out_beat is 0 here: every job ends on a vector boundary (and reset clears it)
+                m.d.sync += [busy.eq(1), in_left.eq(vectors * beats), out_left.eq(vectors * beats)]
             m.d.sync += st["done"].eq(vectors == 0)
         # input gate: exactly the job's beats reach the unit
         open_ = in_left != 0

