@@ -528,6 +528,7 @@ def main(argv=None):
     ap.add_argument("--quality", action="store_true", help="also the search-quality measurement")
     ap.add_argument("--no-synth", action="store_true", help="accuracy only (no synthesis)")
     ap.add_argument("--fresh", action="store_true", help="start the study again")
+    ap.add_argument("--journal", type=Path, help="the study's journal (build/explore/<unit>.journal)")
     ap.add_argument("--out", type=Path, default=REPORT_DIR)
     args = ap.parse_args(argv)
     if args.trials < 1 or args.batch < 1:
@@ -539,7 +540,7 @@ def main(argv=None):
         ev = Evaluator(args.unit, eng, acc_limit=args.acc_limit, min_fmax=args.min_fmax,
                        synth=not args.no_synth)
         study = search(args.unit, args.trials, eng, batch=args.batch, seed=args.seed,
-                       evaluator=ev, fresh=args.fresh)
+                       evaluator=ev, storage=args.journal, fresh=args.fresh)
         extra = {}
         if args.quality:
             extra["quality"] = quality(eng, ev)
