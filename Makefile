@@ -53,8 +53,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	touch $@
 
+# The installed `aimc` command (aimc/cli.py, docs/cli.md) is the front door; make calls it too.
 verilog: $(STAMP)
-	$(RUN) $(BIN)/python -m hdl.export --lint
+	$(RUN) $(BIN)/aimc generate --all --lint
+	$(RUN) $(BIN)/aimc schema
 
 sim: $(STAMP)
 	$(PYTEST) -n $(JOBS) -m sim -k "$(SIM)"
@@ -96,7 +98,7 @@ power: $(STAMP)
 
 # The PPA report alone, from the last synthesis and simulation results.
 ppa: $(STAMP)
-	$(RUN) $(BIN)/python -m synth.report
+	$(RUN) $(BIN)/aimc report
 
 # The deliberate update of the committed PPA baseline from a full `make synth`:
 #   make baseline REASON="why the numbers moved"
