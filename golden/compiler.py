@@ -52,9 +52,10 @@ OFFSET_MARGIN = 0.5         # share of the NMPU offset range the digital bias ma
 MAX_BIAS_ROWS = 32
 
 
-def round_int8(y):
-    """The ideal int8 code of a real value: nearest, ties to even, saturated."""
-    return np.clip(np.rint(y), -128, 127).astype(np.int64)
+def round_int8(y, x_max=X_MAX):
+    """The ideal int8 code of a real value: nearest, ties to even, saturated (to the codes of
+    sign + `x_max` magnitude width, [−x_max − 1, x_max], for narrower activations)."""
+    return np.clip(np.rint(y), -x_max - 1, x_max).astype(np.int64)
 
 
 def fold_bn(op, p):
@@ -133,17 +134,23 @@ class Plan:
     bias_mode: str
     layers: dict
     input_scale: float
+    adc_gain: str = "calibrated"
+
+    @property
+    def x_max(self):
+        """Largest activation code magnitude: the PWM input range (127 for 8-bit, 7 for 4-bit)."""
+        return self.tile_cfg.x_max
 
     def encode_input(self, x):
         return encode_input(self, x)
 
 
 def encode_input(plan, x):
-    """Network input [0, 1] → PWM codes round(x·127)."""
+    """Network input [0, 1] → PWM codes round(x·x_max) (x_max 127 for 8-bit inputs)."""
     x = np.asarray(x, dtype=np.float64)
     if not np.all(np.isfinite(x)):
         raise ValueError("network input holds NaN or infinity")
-    return np.clip(np.rint(x * plan.input_scale), -X_MAX, X_MAX).astype(np.int64)
+    return np.clip(np.rint(x * plan.input_scale), -plan.x_max, plan.x_max).astype(np.int64)
 
 
 def _scale_groups(cfg):
@@ -182,22 +189,33 @@ def _nominal_shift_caps(nmpu_cfg, alpha):
 
 
 def plan(net: Network, x_calib, *, tile_cfg=None, nmpu_cfg=None, ldpu_cfg=None,
-         bias_mode="split", calib_vectors=4096, seed=0):
-    """The `Plan` of `net`, calibrated on the training inputs `x_calib` (see the module doc)."""
+         bias_mode="split", calib_vectors=4096, seed=0, adc_gain="calibrated"):
+    """The `Plan` of `net`, calibrated on the inputs `x_calib` (see the module doc).
+
+    Activations are codes of the tile's `input_bits` (sign + magnitude; 8: int8, 4: [−7, 7]),
+    which must be the NMPU's `out_bits`. `adc_gain`: "calibrated" (every line's gains estimated
+    from reference reads, as the chip calibrates) or "fixed" (AnalogNets: one nominal gain,
+    the lines' spread left uncorrected)."""
     tile_cfg = gt.TileConfig(name="pcm") if tile_cfg is None else tile_cfg
     nmpu_cfg = NMPU_PRESETS["paper"] if nmpu_cfg is None else nmpu_cfg
     ldpu_cfg = LDPU_PRESETS["paper"] if ldpu_cfg is None else ldpu_cfg
     if bias_mode not in ("split", "digital"):
         raise ValueError(f"`bias_mode` must be 'split' or 'digital', not {bias_mode!r}")
+    if adc_gain not in ("calibrated", "fixed"):
+        raise ValueError(f"`adc_gain` must be 'calibrated' or 'fixed', not {adc_gain!r}")
     if tile_cfg.cols > nmpu_cfg.columns or tile_cfg.cols > ldpu_cfg.columns:
         raise ValueError(f"the tile has {tile_cfg.cols} lines but the NMPU/LDPU serve "
                          f"{nmpu_cfg.columns}/{ldpu_cfg.columns} columns")
     if tile_cfg.adc_bits != nmpu_cfg.adc_bits or tile_cfg.adc_bits != ldpu_cfg.adc_bits:
         raise ValueError(f"ADC width differs: tile {tile_cfg.adc_bits}, NMPU {nmpu_cfg.adc_bits}, "
                          f"LDPU {ldpu_cfg.adc_bits} bits")
-    if tile_cfg.x_max != X_MAX:
-        raise ValueError(f"the compiler drives int8 codes: `input_bits` must be 8, not "
-                         f"{tile_cfg.input_bits}")
+    xm = tile_cfg.x_max  # the activation code range of this plan
+    if nmpu_cfg.out_bits > 8:
+        raise ValueError(f"the NMPU's `out_bits` ({nmpu_cfg.out_bits}) must be at most 8 (the "
+                         f"activation codes also pass the LDPU's int8)")
+    if xm != (1 << (nmpu_cfg.out_bits - 1)) - 1:
+        raise ValueError(f"the tile's `input_bits` must be {nmpu_cfg.out_bits} (the NMPU's "
+                         f"`out_bits`: activations are its output codes), not {tile_cfg.input_bits}")
     cfg = net.cfg
     for op in cfg.matrix_ops:  # validate every layer before the calibration pass uses it
         if op.name not in net.params:
@@ -216,12 +234,12 @@ def plan(net: Network, x_calib, *, tile_cfg=None, nmpu_cfg=None, ldpu_cfg=None,
         q = float(np.percentile(np.abs(a), OUT_PERCENTILE))
         g = find(name)
         peak[g] = max(peak.get(g, 0.0), q)
-    s_of = {"x": float(X_MAX)}
+    s_of = {"x": float(xm)}
     for name in trace:
         if name != "x":
             if peak[find(name)] <= 0:
                 raise ValueError(f"tensor {name!r} is zero on the calibration data")
-            s_of[name] = X_MAX / peak[find(name)]
+            s_of[name] = xm / peak[find(name)]
     rng = np.random.default_rng(seed)
     layers = {}
     for op in cfg.ops:
@@ -246,7 +264,7 @@ def plan(net: Network, x_calib, *, tile_cfg=None, nmpu_cfg=None, ldpu_cfg=None,
         # layer inputs on the calibration data, as codes
         src = trace[op.src]
         rows = layer_rows(op, src)
-        xc = np.clip(np.rint(rows * s_in), -X_MAX, X_MAX)
+        xc = np.clip(np.rint(rows * s_in), -xm, xm)
         if xc.shape[0] > calib_vectors:
             xc = xc[rng.choice(xc.shape[0], calib_vectors, replace=False)]
         # bias split: the first pass fixes the LSB without bias rows, then the digital cap
@@ -256,7 +274,7 @@ def plan(net: Network, x_calib, *, tile_cfg=None, nmpu_cfg=None, ldpu_cfg=None,
         else:
             cap = _nominal_shift_caps(nmpu_cfg, a_unit * lsb0 / tile_cfg.g_max)
             beta_d = np.clip(beta, -cap, cap)
-        need = (beta - beta_d) / (X_MAX * a_unit)        # Σ w over the bias rows, per column
+        need = (beta - beta_d) / (xm * a_unit)        # Σ w over the bias rows, per column
         n_b = int(np.ceil(np.abs(need).max() - 1e-12)) if np.any(need != 0) else 0
         if n_b > MAX_BIAS_ROWS:
             j = int(np.argmax(np.abs(need)))
@@ -265,7 +283,7 @@ def plan(net: Network, x_calib, *, tile_cfg=None, nmpu_cfg=None, ldpu_cfg=None,
         w_bias = np.repeat((need / max(n_b, 1))[None, :], n_b, axis=0)
         weights = np.concatenate([w_main, w_bias], axis=0)
         weights = np.clip(weights, -1.0, 1.0)
-        x_full = np.concatenate([xc, np.full((xc.shape[0], n_b), X_MAX)], axis=1)
+        x_full = np.concatenate([xc, np.full((xc.shape[0], n_b), xm)], axis=1)
         # bias rows only add charge: the LSB grows, α with it, the shift can only drop and the
         # offset range only widen, so the digital part chosen at lsb0 still fits
         lsb = _adc_lsb(tile_cfg, x_full, weights)
@@ -281,7 +299,7 @@ def plan(net: Network, x_calib, *, tile_cfg=None, nmpu_cfg=None, ldpu_cfg=None,
                              f"split over {lp.split.row_tiles} tiles: the NMPU has one residual "
                              f"input")
     return Plan(net=net, tile_cfg=tile_cfg, nmpu_cfg=nmpu_cfg, ldpu_cfg=ldpu_cfg,
-                bias_mode=bias_mode, layers=layers, input_scale=float(X_MAX))
+                bias_mode=bias_mode, layers=layers, input_scale=float(xm), adc_gain=adc_gain)
 
 
 def _adc_lsb(tile_cfg, x_codes, weights):
@@ -339,12 +357,15 @@ class ProgrammedNetwork:
             for r in range(sp.row_tiles):
                 for k in range(sp.col_tiles):
                     t = tiles[r][k]
-                    self.gains[name, r, k] = _calibrate(t, calibration_reads, lp.lsb)
+                    self.gains[name, r, k] = (
+                        _calibrate(t, calibration_reads, lp.lsb) if plan.adc_gain == "calibrated"
+                        else (np.ones(t.gain_pos.size), np.ones(t.gain_neg.size)))
                     self.ref0[name, r, k] = self._reference(lp, r, t, self.T_PROGRAM)
         self._images = {}
 
     def _ref_inputs(self, lp, r):
-        x = np.concatenate([lp.x_ref, np.full((lp.x_ref.shape[0], lp.bias_rows), X_MAX)], axis=1)
+        x = np.concatenate([lp.x_ref, np.full((lp.x_ref.shape[0], lp.bias_rows), self.plan.x_max)],
+                           axis=1)
         return lp.split.inputs(x, r)
 
     def _reference(self, lp, r, tile, t):
@@ -489,8 +510,9 @@ class AnalogMatrix:
         prog = self.prog
         lp = prog.plan.layers[op.name]
         sp = lp.split
-        x = np.clip(np.asarray(rows, dtype=np.int64), -X_MAX, X_MAX)
-        x = np.concatenate([x, np.full((x.shape[0], lp.bias_rows), X_MAX, dtype=np.int64)], axis=1)
+        xm = prog.plan.x_max
+        x = np.clip(np.asarray(rows, dtype=np.int64), -xm, xm)
+        x = np.concatenate([x, np.full((x.shape[0], lp.bias_rows), xm, dtype=np.int64)], axis=1)
         nm_cfg, ld_cfg = prog.plan.nmpu_cfg, prog.plan.ldpu_cfg
         outs, budget = [], {q: [] for q in PATHS}
         digest = hashlib.sha1()
@@ -512,11 +534,13 @@ class AnalogMatrix:
                     acc_float = acc_float + part
                     if r == sp.row_tiles - 1:
                         y = acc_float + (0 if res is None else res)
-                        partial["float"] = round_int8(np.maximum(y, 0) if lp.relu else y)
+                        partial["float"] = round_int8(np.maximum(y, 0) if lp.relu else y, xm)
                 for q in ("nmpu", "ldpu"):
                     if q == self.path or self.record is not None:
                         prev = rr if r == 0 else partial[q]
                         partial[q] = post_process(q, nm_cfg, ld_cfg, img, p, n, prev)
+                        if q == "ldpu" and xm < X_MAX:  # the int8 output at the code width
+                            partial[q] = np.clip(partial[q], -xm - 1, xm)
             outs.append(partial[self.path])
             if self.record is not None:
                 for q in PATHS:

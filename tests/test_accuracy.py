@@ -141,3 +141,110 @@ def test_bench_tile_smoke():
     assert r["vectors"] == 16 and r["rows"] == 32 and r["cols"] == 16
     assert r["tile_seconds"] > 0 and r["ratio_to_matmul"] == pytest.approx(
         r["tile_seconds"] / r["matmul_seconds"])
+
+
+# -- 4-bit activations, fixed ADC gain, the MNIST study's bookkeeping ------------------------------
+
+def _nmpu4():
+    from hdl.config import NMPU_PRESETS
+    return dataclasses.replace(NMPU_PRESETS["paper"], name="paper-out4", out_bits=4)
+
+
+def test_4bit_path_codes_and_agreement(net, data):
+    """At 4 bits the inputs are PWM codes −7..7, every path's activations 4-bit codes; on an
+    ideal tile the NMPU and FP16 paths agree with the ideal float path on most outputs."""
+    tile = gt.TileConfig(name="pcm4", input_bits=4).ideal
+    plan = gc.plan(net, data.x_train, tile_cfg=tile, nmpu_cfg=_nmpu4())
+    assert plan.x_max == 7 and plan.input_scale == 7.0
+    x = gc.encode_input(plan, data.x_test[:60])
+    assert x.min() >= 0 and x.max() == 7
+    prog = gc.ProgrammedNetwork(plan, 0)
+    outs = {}
+    for path in gc.PATHS:
+        trace = {}
+        outs[path] = gnet.run(TINY, x, prog.matrix(path, 60.0), trace=trace)
+        assert trace["h1"].min() >= 0 and trace["h1"].max() <= 7      # ReLU'd 4-bit codes
+        assert outs[path].min() >= -8 and outs[path].max() <= 7
+    for path in ("nmpu", "ldpu"):
+        assert np.mean(np.abs(outs[path] - outs["float"]) <= 1) > 0.95
+    with pytest.raises(ValueError, match="`input_bits` must be 4"):
+        gc.plan(net, data.x_train, tile_cfg=gt.TileConfig(name="pcm"), nmpu_cfg=_nmpu4())
+    with pytest.raises(ValueError, match="`input_bits` must be 8"):
+        gc.plan(net, data.x_train, tile_cfg=tile)
+
+
+def test_fixed_adc_gain_skips_calibration(net, data):
+    cal = gc.ProgrammedNetwork(gc.plan(net, data.x_train), 0)
+    fixed = gc.ProgrammedNetwork(gc.plan(net, data.x_train, adc_gain="fixed"), 0)
+    for key, (gp, gn_) in fixed.gains.items():
+        assert np.all(gp == 1.0) and np.all(gn_ == 1.0)
+        assert not np.allclose(cal.gains[key][0], 1.0)
+    with pytest.raises(ValueError, match="`adc_gain` must be 'calibrated' or 'fixed'"):
+        gc.plan(net, data.x_train, adc_gain="per-layer")
+
+
+def test_seeds_at_reads_a_subset(net, data):
+    r = ga.evaluate(net, data, seeds=[0, 1, 2], times=TIMES, seeds_at={86400.0: [0, 1, 2],
+                    60.0: [1]}, progress=False, budget=False)
+    got = sorted({(x["seed"], x["t"]) for x in r["runs"]})
+    assert got == [(0, 86400.0), (1, 60.0), (1, 86400.0), (2, 86400.0)]
+    rows = ga.summarise(r)
+    assert {x["t"]: x["seeds"] for x in rows if x["path"] == "analog_nmpu"} == {60.0: 1, 86400.0: 3}
+    with pytest.raises(ValueError, match="`seeds_at` names times"):
+        ga.evaluate(net, data, seeds=[0], times=TIMES, seeds_at={3600.0: [0]}, progress=False)
+
+
+def test_paired_and_unpaired_differences():
+    d = ga._paired({0: 98.0, 1: 97.0, 2: 99.0}, {0: 97.5, 1: 97.0, 2: 98.0, 3: 50.0})
+    assert d["seeds"] == 3 and d["mean"] == pytest.approx(0.5)
+    assert d["se"] == pytest.approx(np.std([0.5, 0.0, 1.0], ddof=1) / np.sqrt(3))
+    u = ga._unpaired({0: 1.0, 1: 3.0}, {0: 0.0, 1: 0.0, 2: 0.0})
+    assert u["mean"] == pytest.approx(2.0) and u["se"] == pytest.approx(np.sqrt(2.0 / 2))
+
+
+def test_mnist_variants_and_targets(monkeypatch, tmp_path, net, data):
+    """The MNIST study on a tiny stand-in (network, data, 2 seeds): every variant runs with its
+    own NMPU width and ADC gain, the targets are computed from the per-seed rows, the files land."""
+    vs = ga.mnist_variants(["mnist_cnn"], ["paper", "exp"])
+    assert [(v.act_bits, v.hat, v.nmpu, v.adc_gain) for v in vs] == [
+        (8, False, "paper", "calibrated"), (8, True, "paper", "calibrated"),
+        (4, False, "paper", "calibrated"), (4, True, "paper", "calibrated"),
+        (4, True, "paper", "fixed"), (8, False, "exp", "calibrated")]
+    assert vs[0].main and vs[0].times == ga.MNIST_TIMES and not any(v.main for v in vs[1:])
+    assert vs[3].train_config().act_bits == 4 and vs[3].train_config().hw_noise == ga.HAT_NOISE
+    assert vs[2].train_config() == gnet.train_config("mnist_cnn")
+    assert vs[3].nmpu_cfg().out_bits == 4 and vs[3].tile_cfg().input_bits == 4
+    assert vs[0].nmpu_cfg() is __import__("hdl.config").config.NMPU_PRESETS["paper"]
+
+    small = data._replace(x_test=data.x_test[:80], y_test=data.y_test[:80])
+    trained = {}
+
+    def fake_train(name, tcfg=None, **kw):  # the tiny network for every variant
+        trained[tcfg.act_bits, tcfg.hw_noise] = True
+        return net
+
+    monkeypatch.setattr(gnet, "load_or_train", fake_train)
+    monkeypatch.setattr(ga, "mnist_variants", lambda nets, presets, quick=False: [
+        ga.Variant("tiny", 8, False, "paper", (60.0, 86400.0, ga.YEAR), main=True),
+        ga.Variant("tiny", 8, True, "paper", (86400.0,)),
+        ga.Variant("tiny", 4, True, "paper", (86400.0,))])
+    import golden.data
+    monkeypatch.setattr(golden.data, "mnist", lambda: small)
+    doc = ga.main(["--suite", "mnist", "--seeds", "3", "--curve-seeds", "2", "--networks", "mlp",
+                   "--nmpu-presets", "paper", "--out", str(tmp_path)])
+    assert set(trained) == {(0, 0.0), (0, ga.HAT_NOISE), (4, ga.HAT_NOISE)}
+    names = [t["target"].split(":")[0] for t in doc["targets"]]
+    assert names == ["MNIST CNN, t = 1 day", "drift", "tiny"]
+    main_rows = doc["variants"][0]["rows"]
+    nm = {r["t"]: r for r in main_rows if r["path"] == "analog_nmpu"}
+    assert nm[86400.0]["seeds"] == 3 and nm[60.0]["seeds"] == 2
+    t0 = doc["targets"][0]
+    assert t0["mean"] == pytest.approx(nm[86400.0]["paired_nmpu_minus_ldpu"]["mean"])
+    assert t0["met"] == (abs(t0["mean"]) <= 0.12 and abs(t0["mean"]) + 2 * t0["se"] <= 0.2
+                         and t0["image_points"] <= 0.1)
+    assert t0["image_points"] == pytest.approx(100 / 80) and not t0["met"]   # 80 images: too few
+    csv = (tmp_path / "accuracy_mnist_seeds.csv").read_text().splitlines()
+    assert csv[0] == "variant,seed,t,path,accuracy" and len(csv) == 1 + 3 * (3 + 2 + 2 + 2 + 2)
+    text = (tmp_path / "accuracy_mnist.md").read_text()
+    assert "## Targets" in text and "| tiny 8-bit float-trained NMPU paper | 1 year | 2 |" in text
+    assert (tmp_path / "accuracy_mnist_drift.png").stat().st_size > 1000
