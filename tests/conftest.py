@@ -3,6 +3,11 @@
 The seed comes from TB_SEED (the Makefile sets it from the clock and prints it); without it a
 fixed default keeps plain `pytest` reproducible. The controller process fixes it in the
 environment before xdist starts workers, so all workers draw the same random configs.
+
+Tests marked `regress` run only in `make regress` (TB_REGRESS=1) or when a `-m` expression asks
+for them; `make test` deselects them. `regress_only(value)` marks one parameter so: the cocotb
+runs of the full-size presets, whose bulk data the fast path checks in `make test`
+(tests/test_fastpath.py).
 """
 
 import os
@@ -23,6 +28,25 @@ def pytest_configure(config):
 def pytest_report_header(config):
     return (f"seed: TB_SEED={run_seed()} (random configs and stimulus; replay with "
             f"`make test SEED={run_seed()}`)")
+
+
+def pytest_collection_modifyitems(config, items):
+    if os.environ.get("TB_REGRESS") == "1" or config.getoption("markexpr"):
+        return
+    drop = [item for item in items if item.get_closest_marker("regress")]
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = [item for item in items if not item.get_closest_marker("regress")]
+
+
+def regress_only(value, when=True):
+    """`value` as a parameter that runs only in `make regress` (if `when`)."""
+    return pytest.param(value, marks=pytest.mark.regress) if when else value
+
+
+def small_first(presets, small="tiny"):
+    """A unit's presets for a cocotb matrix: `small` in `make test`, the others regress-only."""
+    return [regress_only(cfg, name != small) for name, cfg in presets.items()]
 
 
 @pytest.fixture(scope="session")

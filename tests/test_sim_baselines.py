@@ -1,7 +1,8 @@
-"""cocotb regression of the generated FP16 baseline Verilog on Icarus and Verilator: every
-LDPU preset and one random valid LDPU config run verif/tb_ldpu.py (the NMPU's post-processing
-bench with the LDPU's golden model), every FP16Outer preset and one random config
-verif/tb_fp16outer.py."""
+"""cocotb regression of the generated FP16 baseline Verilog on Icarus and Verilator: the LDPU
+`tiny` preset and one random valid LDPU config run verif/tb_ldpu.py (the NMPU's post-processing
+bench with the LDPU's golden model), FP16Outer `tiny` and one random config
+verif/tb_fp16outer.py; the other presets too in `make regress` (in `make test` their bulk data
+goes through the fast path, tests/test_fastpath.py)."""
 
 import os
 
@@ -14,9 +15,13 @@ from verif.runner import SIMULATORS, run_bench
 from .conftest import run_seed
 
 REGRESS = os.environ.get("TB_REGRESS") == "1"
-CASES = ([("ldpu", c) for c in list(LDPU_PRESETS.values()) + random_ldpu_configs(run_seed(), 1)]
-         + [("fp16outer", c) for c in list(FP16_OUTER_PRESETS.values())
-            + random_fp16outer_configs(run_seed(), 1)])
+# full-size presets: cocotb in `make regress`, their data through the fast path in `make test`
+CASES = ([pytest.param("ldpu", c, marks=pytest.mark.regress) if c.name != "tiny" else ("ldpu", c)
+          for c in LDPU_PRESETS.values()]
+         + [("ldpu", c) for c in random_ldpu_configs(run_seed(), 1)]
+         + [pytest.param("fp16outer", c, marks=pytest.mark.regress) if c.name != "tiny"
+            else ("fp16outer", c) for c in FP16_OUTER_PRESETS.values()]
+         + [("fp16outer", c) for c in random_fp16outer_configs(run_seed(), 1)])
 
 
 @pytest.mark.sim

@@ -1,6 +1,7 @@
-"""cocotb regression of the generated ESSOP Verilog on Icarus and Verilator: every preset and
-two random valid configs (drawn from the run's printed seed) run every scenario of
-verif/tb_essop.py on both simulators."""
+"""cocotb regression of the generated ESSOP Verilog on Icarus and Verilator: the `tiny` preset
+and two random valid configs (drawn from the run's printed seed) run every scenario of
+verif/tb_essop.py on both simulators; the other presets too in `make regress` (in `make test`
+their bulk data goes through the fast path, tests/test_fastpath.py)."""
 
 import os
 
@@ -10,10 +11,11 @@ from hdl.config import ESSOP_PRESETS
 from verif.configs import random_essop_configs
 from verif.runner import SIMULATORS, run_bench
 
-from .conftest import run_seed
+from .conftest import run_seed, small_first
 
 REGRESS = os.environ.get("TB_REGRESS") == "1"
-CONFIGS = list(ESSOP_PRESETS.values()) + random_essop_configs(run_seed(), 2)
+# full-size presets: cocotb in `make regress`, their data through the fast path in `make test`
+CONFIGS = small_first(ESSOP_PRESETS) + random_essop_configs(run_seed(), 2)
 
 
 @pytest.mark.sim

@@ -1,7 +1,9 @@
 """cocotb regression of the generated NMPU Verilog on Icarus and Verilator.
 
-Every preset and three random valid configs (drawn from the run's printed seed) run every
-scenario of verif/tb_nmpu.py on both simulators; the `tiny` preset is also checked exhaustively
+The `tiny` preset and three random valid configs (drawn from the run's printed seed) run every
+scenario of verif/tb_nmpu.py on both simulators (the other presets too in `make regress`; in
+`make test` their bulk data goes through the fast path, tests/test_fastpath.py); the `tiny`
+preset is also checked exhaustively
 (all register settings on Verilator, a seed-rotated share on Icarus; all on both in
 `make regress`).
 """
@@ -14,10 +16,11 @@ from hdl.config import NMPU_PRESETS
 from verif.configs import random_nmpu_configs
 from verif.runner import SIMULATORS, run_bench
 
-from .conftest import run_seed
+from .conftest import run_seed, small_first
 
 REGRESS = os.environ.get("TB_REGRESS") == "1"
-CONFIGS = list(NMPU_PRESETS.values()) + random_nmpu_configs(run_seed(), 3)
+# full-size presets: cocotb in `make regress`, their data through the fast path in `make test`
+CONFIGS = small_first(NMPU_PRESETS) + random_nmpu_configs(run_seed(), 3)
 
 
 @pytest.mark.sim
