@@ -6,6 +6,7 @@
     aimc sim      (CONFIG | --unit U --preset P) [--sim icarus|verilator|both] [--seed N] [--json]
     aimc synth    (CONFIG | --unit U --preset P) [--period NS] [--json]
     aimc report   [--no-breakdown]
+    aimc explore  [the options of studies/explore.py: aimc explore -h]
 
 CONFIG is a JSON or TOML file with a `unit` field and any fields of that unit's config (`aimc
 schema` writes their JSON Schemas); it is checked completely before anything is written.
@@ -117,6 +118,12 @@ def _show_logs(paths, verbose):
             print(p.read_text(errors="replace").rstrip(), file=sys.stderr)
 
 
+def _newest(path):
+    """The latest modification time of a file, or of anything in a folder."""
+    return max([path.stat().st_mtime, *(p.stat().st_mtime for p in path.rglob("*"))]
+               if path.is_dir() else [path.stat().st_mtime])
+
+
 def _describe(unit, cfg):
     """One line: how a preset differs from the unit's defaults."""
     default = _units()[unit][0]()
@@ -181,8 +188,12 @@ def cmd_generate(args):
         _lint_ready()
     results, written, failed = [], [], 0
     for unit, cfg in jobs:
+        t0 = time.time()
         v_path, j_path = write(unit, cfg, args.out)
-        written += [v_path, j_path]
+        # and what the writer puts beside them (a periphery top's register map, FuseSoC core)
+        extras = sorted(p for p in Path(args.out).glob(f"{unit}_{cfg.tag}*")
+                        if p not in (v_path, j_path) and _newest(p) >= t0 - 1)
+        written += [v_path, j_path, *extras]
         row = {"unit": unit, "tag": cfg.tag, "module": module_name(unit, cfg),
                "verilog": str(v_path), "json": str(j_path), "lint": None}
         if args.lint:
@@ -297,6 +308,20 @@ def cmd_report(args):
         return exc.code or EXIT_OK
 
 
+def cmd_explore(args):
+    """The design-space search of studies/explore.py, with its own options (`aimc explore -h`)."""
+    try:
+        from studies import explore
+    except ImportError as exc:
+        raise _Exit(EXIT_TOOL, f"the design-space search is not available: {exc}") from None
+    try:
+        return explore.main(args.explore_args) or EXIT_OK
+    except SystemExit as exc:       # its own usage errors and messages
+        if isinstance(exc.code, str):
+            raise _Exit(EXIT_FAILED, exc.code) from None
+        return exc.code or EXIT_OK
+
+
 # -- argument parsing --------------------------------------------------------------------------
 
 def _config_args(p, many):
@@ -367,6 +392,12 @@ def _parser():
                    help="synth.json and synth.md, merged with earlier rows (default build/report)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
+    p = sub.add_parser("explore", add_help=False, parents=[common],
+                       help="the multi-objective design-space search (studies/explore.py; its "
+                            "options: aimc explore -h)",
+                       description="the multi-objective design-space search")
+    p.set_defaults(func=cmd_explore)
+
     p = add("report", cmd_report, "the PPA report from the last synthesis and simulations "
                                   "(build/report/ppa.md, .json, .png)")
     p.add_argument("--no-breakdown", action="store_true",
@@ -380,7 +411,11 @@ def main(argv=None):
     """Entry point of the `aimc` console script; returns the exit code."""
     ap = _parser()
     try:
-        args = ap.parse_args(argv)
+        args, extra = ap.parse_known_args(argv)
+        if args.command == "explore":       # everything after `explore` is the search's own
+            args.explore_args = extra
+        elif extra:
+            ap.error(f"unrecognized arguments: {' '.join(extra)}")
     except SystemExit as exc:       # --help (0) and usage errors (2)
         return exc.code if isinstance(exc.code, int) else EXIT_INPUT
     try:

@@ -40,13 +40,17 @@ def subcommands():
 # -- help and presets ---------------------------------------------------------------------------
 
 def test_subcommands_are_the_documented_ones():
-    assert set(subcommands()) >= {"presets", "schema", "generate", "sim", "synth", "report"}
+    assert set(subcommands()) == {"presets", "schema", "generate", "sim", "synth", "report",
+                                  "explore"}
 
 
 @pytest.mark.parametrize("command", [None, *subcommands()])
 def test_help_of_every_subcommand(capsys, command):
     code, out, _ = run(capsys, *([command] if command else []), "--help")
     assert code == 0
+    if command == "explore":        # the search's own parser (studies/explore.py) answers
+        assert out.startswith("usage: ") and "--trials" in out
+        return
     assert out.startswith(f"usage: aimc {command or ''}".rstrip())
     if command in ("generate", "sim", "synth"):
         assert "CONFIG" in out and "--unit" in out and "--preset" in out
@@ -55,6 +59,12 @@ def test_help_of_every_subcommand(capsys, command):
 def test_no_subcommand_is_a_usage_error(capsys):
     code, _, err = run(capsys)
     assert code == cli.EXIT_INPUT and "COMMAND" in err
+
+
+@pytest.mark.parametrize("argv", [["presets", "--bogus"], ["explore", "--bogus"]])
+def test_unknown_option_is_a_usage_error(capsys, argv):
+    code, _, err = run(capsys, *argv)
+    assert code == cli.EXIT_INPUT and "unrecognized arguments: --bogus" in err
 
 
 def test_presets_json_lists_every_preset_with_its_derived_widths(capsys):
@@ -284,6 +294,25 @@ def test_generate_config_file_and_lint(capsys, tmp_path):
     assert code == 0 and json.loads(out)["results"][0]["tag"] == cfg.tag
 
 
+def test_generate_lists_what_the_writer_puts_beside_the_verilog(capsys, tmp_path, monkeypatch):
+    """Files a writer adds for a config (a periphery top's FuseSoC core, register map) are
+    listed with the Verilog; older files of other configs are not."""
+    write = export.write
+    (tmp_path / "fp16outer_paper.v").write_text("// an older file of another config\n")
+
+    def write_with_extras(unit, cfg, out_dir):
+        paths = write(unit, cfg, out_dir)
+        (Path(out_dir) / f"{unit}_{cfg.tag}.core").write_text("CAPI=2:\n")
+        (Path(out_dir) / f"{unit}_{cfg.tag}_regs").mkdir(exist_ok=True)
+        return paths
+    monkeypatch.setattr(export, "write", write_with_extras)
+    code, out, _ = run(capsys, "generate", "--unit", "fp16outer", "--preset", "tiny", "--out",
+                       tmp_path, "--json")
+    assert code == 0
+    assert sorted(json.loads(out)["written"]) == [
+        str(tmp_path / f"fp16outer_tiny{s}") for s in (".core", ".json", ".v", "_regs")]
+
+
 def test_generate_reports_a_lint_failure(capsys, tmp_path, monkeypatch):
     """A failing lint is exit 1 with Verilator's text (a planted failure: the checker can fail)."""
     monkeypatch.setattr(export, "lint", lambda v, m: (False, "%Warning-PLANTED: planted"))
@@ -316,7 +345,7 @@ def test_export_bad_config_writes_nothing(tmp_path):
 
 def test_sim_tiny_on_icarus(capsys):
     code, out, err = run(capsys, "sim", "--unit", "fp16outer", "--preset", "tiny", "--sim",
-                         "icarus", "--seed", 7, "--testcase", "products", "--json")
+                         "icarus", "--seed", 7, "--testcase", "throughput", "--json")
     assert code == 0, err
     doc = json.loads(out)
     (r,) = doc["results"]
