@@ -24,7 +24,7 @@ from hdl.config import NMPUConfig, RoundMode
 
 __all__ = [
     "NMPULayer", "NMPUParams", "Compiled",
-    "check_layer", "check_params",
+    "check_layer", "check_params", "static_fields",
     "products", "accumulate", "affine", "total_shift", "compress", "relu", "residual", "saturate",
     "forward", "frame", "pack", "unpack", "pack_params", "unpack_params", "compile_params",
 ]
@@ -57,13 +57,27 @@ class NMPUParams:
     @classmethod
     def zeros(cls, cfg):
         z = np.zeros(cfg.columns, dtype=np.int64)
-        return cls(sp=z, sn=z if cfg.dual else None, o=z, e=z if cfg.exp_bits else None)
+        return cls(sp=z, sn=z if cfg.two_scales else None, o=z, e=z if cfg.exp_bits else None)
 
 
 # -- checks ----------------------------------------------------------------------------------------
 
+def static_fields(cfg: NMPUConfig):
+    """The layer fields a `static_layer` config fixes at elaboration ({} otherwise): callers
+    build their `NMPULayer` with them."""
+    if not cfg.static_layer:
+        return {}
+    return dict(shift=cfg.static_shift, pre_cut=cfg.static_pre_cut, round_mode=cfg.static_round)
+
+
 def check_layer(cfg: NMPUConfig, layer: NMPULayer):
-    """The layer registers as int64 arrays, validated against `cfg`."""
+    """The layer registers as int64 arrays, validated against `cfg`. A `static_layer` config
+    takes only its fixed shift, pre-cut and round mode (there are no registers to set)."""
+    for name, value in static_fields(cfg).items():
+        got = _ints(name, getattr(layer, name))
+        if got.size and np.any(got != value):
+            bad = got[got != value].flat[0]
+            raise ValueError(f"`{name}` is fixed at {value} by the config's `static_layer`, not {bad}")
     residual_en = _ranged("residual_en", layer.residual_en, 0, 1)
     if not cfg.residual and residual_en.any():
         raise ValueError("`residual_en` is set but the config has no residual path (`residual` False)")
@@ -85,15 +99,16 @@ def check_layer(cfg: NMPUConfig, layer: NMPULayer):
 
 def check_params(cfg: NMPUConfig, params: NMPUParams):
     """The parameter codes as int64 arrays, validated against `cfg`."""
-    if cfg.dual and params.sn is None:
+    if cfg.two_scales and params.sn is None:
         raise ValueError("dual input mode needs `sn`")
-    if not cfg.dual and params.sn is not None:
-        raise ValueError("signed input mode has no `sn`")
+    if not cfg.two_scales and params.sn is not None:
+        raise ValueError("signed input mode has no `sn`" if not cfg.dual else
+                         "`single_scale` has no `sn`: one scale `sp` serves both branches")
     if cfg.exp_bits == 0 and params.e is not None and np.any(_ints("e", params.e)):
         raise ValueError("`e` is set but the config has no per-column exponent (`exp_bits` 0)")
     out = dict(
         sp=_ranged("sp", params.sp, 0, cfg.scale_max),
-        sn=_ranged("sn", params.sn, 0, cfg.scale_max) if cfg.dual else None,
+        sn=_ranged("sn", params.sn, 0, cfg.scale_max) if cfg.two_scales else None,
         o=_ranged("o", params.o, *cfg.offset_range),
         e=_ranged("e", params.e if params.e is not None else 0, 0, cfg.e_max),
     )
@@ -103,19 +118,26 @@ def check_params(cfg: NMPUConfig, params: NMPUParams):
 # -- steps -----------------------------------------------------------------------------------------
 
 def products(cfg: NMPUConfig, sp, sn=None, p=None, n=None, x=None):
-    """Branch products: (sp·P, sn·N) in dual mode, (sp·X, None) in signed mode."""
+    """Branch products as the adder takes them, each floored by 2^drop_bits (the dropped LSBs
+    are not built): (sp·P, sn·N) in dual mode, (sp·(P − N), None) with `single_scale`,
+    (sp·X, None) in signed mode."""
     sp = _ranged("sp", sp, 0, cfg.scale_max)
+    d = cfg.drop_bits
     if cfg.dual:
         if p is None or n is None or x is not None:
             raise ValueError("dual input mode takes `p` and `n`, not `x`")
         p = _ranged("p", p, 0, cfg.adc_max)
         n = _ranged("n", n, 0, cfg.adc_max)
+        if cfg.single_scale:
+            if sn is not None:
+                raise ValueError("`single_scale` has no `sn`")
+            return (sp * (p - n)) >> d, None
         sn = _ranged("sn", sn, 0, cfg.scale_max)
-        return sp * p, sn * n
+        return (sp * p) >> d, (sn * n) >> d
     if x is None or p is not None or n is not None:
         raise ValueError("signed input mode takes `x`, not `p` and `n`")
     x = _ranged("x", x, *cfg.x_range)
-    return sp * x, None
+    return (sp * x) >> d, None
 
 
 def accumulate(cfg: NMPUConfig, pp, pn, o):
@@ -266,7 +288,7 @@ def pack_params(cfg: NMPUConfig, params: NMPUParams):
     """Words for every column (a list of Python ints: a word may exceed 64 bits)."""
     prm = check_params(cfg, params)
     cols = {k: np.broadcast_to(v, (cfg.columns,)) for k, v in prm.items() if v is not None}
-    return [pack(cfg, cols["sp"][j], cols["sn"][j] if cfg.dual else None, cols["o"][j],
+    return [pack(cfg, cols["sp"][j], cols["sn"][j] if cfg.two_scales else None, cols["o"][j],
                  cols["e"][j] if cfg.exp_bits else None) for j in range(cfg.columns)]
 
 
@@ -330,7 +352,10 @@ def compile_params(cfg: NMPUConfig, alpha, beta, gain_p=1.0, gain_n=None, shift=
     gain, `gain_n` unused). Chooses the largest layer `shift` (and per-column `e`) for which every
     column's scale and offset codes fit, so the codes use their range best; `shift` may be forced.
     A negative α is served by swapping the column's polarity (returned in `polarity`).
-    Raises ValueError naming the column when a scale or offset cannot be represented at all.
+    With `single_scale` one code serves both branches: the scale of the mean inverse gain
+    (|α|·(1/gp + 1/gn)/2), its error against each branch's exact code in `scale_err_p/n`. A
+    `static_layer` config forces its `static_shift`. Raises ValueError naming the column when a
+    scale or offset cannot be represented at all.
     """
     cols = (cfg.columns,)
     alpha = _floats("alpha", alpha, cols)
@@ -342,14 +367,23 @@ def compile_params(cfg: NMPUConfig, alpha, beta, gain_p=1.0, gain_n=None, shift=
             raise ValueError(f"`{name}` of column {int(np.flatnonzero(g <= 0)[0])} must be positive")
     polarity = np.where(alpha < 0, -1, 1).astype(np.int64)
     mag = np.abs(alpha)
-    # y = acc · 2^-s with acc = (sp·P − sn·N) · 2^scale_align + o · 2^offset_align, so at total
-    # shift s the exact codes are sp = |α|/gp · 2^(s − scale_align), o = β · 2^(s − offset_align).
-    unit_p = mag / gp * 2.0 ** -cfg.scale_align
-    unit_n = (mag / gn if cfg.dual else np.zeros(cols)) * 2.0 ** -cfg.scale_align
+    if cfg.static_layer:
+        if shift is not None and int(shift) != cfg.static_shift:
+            raise ValueError(f"`shift` is fixed at {cfg.static_shift} by the config's "
+                             f"`static_layer`, not {shift}")
+        shift = cfg.static_shift
+    # y = acc · 2^-s with acc ≈ (sp·P − sn·N) · 2^term_align + o · 2^offset_align (the floor of
+    # dropped product LSBs aside), so at total shift s the exact codes are
+    # sp = |α|/gp · 2^(s − term_align), o = β · 2^(s − offset_align).
+    unit_p = mag / gp * 2.0 ** -cfg.term_align
+    unit_n = (mag / gn if cfg.dual else np.zeros(cols)) * 2.0 ** -cfg.term_align
+    # one code for both branches: the mean inverse gain (the residual mismatch is an error)
+    unit_s = (unit_p + unit_n) / 2 if cfg.single_scale else unit_p
     unit_o = np.abs(beta) * 2.0 ** -cfg.offset_align
     o_lo, o_hi = cfg.offset_range
     o_limit = np.where(beta < 0, -o_lo, o_hi)
-    s_scale = _largest_shift(np.maximum(unit_p, unit_n), cfg.scale_max)
+    s_scale = _largest_shift(unit_s if cfg.single_scale else np.maximum(unit_p, unit_n),
+                             cfg.scale_max)
     s_off = np.full(cols, np.inf)
     nz = unit_o > 0
     for lim in (o_hi, -o_lo):
@@ -373,8 +407,8 @@ def compile_params(cfg: NMPUConfig, alpha, beta, gain_p=1.0, gain_n=None, shift=
     exact_p = unit_p * np.exp2(s_tot)
     exact_n = unit_n * np.exp2(s_tot)
     exact_o = np.sign(beta) * unit_o * np.exp2(s_tot)
-    sp = np.round(exact_p).astype(np.int64)
-    sn = np.round(exact_n).astype(np.int64)
+    sp = np.round((unit_s if cfg.single_scale else unit_p) * np.exp2(s_tot)).astype(np.int64)
+    sn = sp if cfg.single_scale else np.round(exact_n).astype(np.int64)
     o = np.round(exact_o).astype(np.int64)
     for name, codes, lo, hi in (("sp", sp, 0, cfg.scale_max), ("sn", sn, 0, cfg.scale_max),
                                 ("o", o, o_lo, o_hi)):
@@ -384,7 +418,8 @@ def compile_params(cfg: NMPUConfig, alpha, beta, gain_p=1.0, gain_n=None, shift=
     with np.errstate(divide="ignore", invalid="ignore"):
         rel_p = np.where(exact_p > 0, (sp - exact_p) / exact_p, 0.0)
         rel_n = np.where(exact_n > 0, (sn - exact_n) / exact_n, 0.0)
-    params = NMPUParams(sp=sp, sn=sn if cfg.dual else None, o=o, e=e if cfg.exp_bits else None)
+    params = NMPUParams(sp=sp, sn=sn if cfg.two_scales else None, o=o,
+                        e=e if cfg.exp_bits else None)
     check_params(cfg, params)
     return Compiled(
         shift=shift, params=params, polarity=polarity,

@@ -69,15 +69,37 @@ def param_memory(m, wr, beat, layout, columns, lanes):
     return words, wr.en & ~in_range
 
 
-def clamp_counter(m, count, clear, fresh, clamped):
+def clamp_counter(m, count, clear, fresh, clamped, stages=0, group=8):
     """Adds to `count` the flags `clamped` of each beat that entered the output register on the
     clock before (`fresh` one clock earlier); saturates at the counter's maximum, and `clear`
-    restarts it from 0."""
+    restarts it from 0.
+
+    `stages` > 0 pipelines the count so that it does not set f_max at many lanes: each stage
+    adds `group` terms of the stage before and registers the partial sums (the flags, gated by
+    the beat's `counted` pulse, enter the first stage), and the last stage's single sum goes into
+    the saturating add. The count stays exact; a beat reaches `count` `stages` clocks later, and
+    events still in the tree when `clear` rises are counted after it."""
     lanes, bits = len(clamped), len(count)
     counted = Signal(name="counted")
     m.d.sync += counted.eq(fresh)
-    events = Signal(range(lanes + 1), name="clamp_events")
-    m.d.comb += events.eq(Mux(counted, popcount(clamped), 0))
+    if stages:
+        terms = [(Mux(counted, clamped[k], 0), 1) for k in range(lanes)]  # (value, its maximum)
+        for level in range(stages):
+            sums = []
+            for g in range(0, len(terms), group):
+                chunk = terms[g:g + group]
+                top_sum = sum(hi for _, hi in chunk)
+                reg = Signal(range(top_sum + 1), name=f"clamp_sum{level}_{g // group}")
+                m.d.sync += reg.eq(_adder_tree(v for v, _ in chunk))
+                sums.append((reg, top_sum))
+            terms = sums
+        if len(terms) != 1:
+            raise ValueError(f"{stages} clamp-count stages of {group} leave {len(terms)} sums "
+                             f"for {lanes} lanes, not one")
+        events = terms[0][0]
+    else:
+        events = Signal(range(lanes + 1), name="clamp_events")
+        m.d.comb += events.eq(Mux(counted, popcount(clamped), 0))
     top = (1 << bits) - 1
     total = Signal(bits + 1 + lanes.bit_length(), name="clamp_total")
     base = Mux(clear, 0, count)
@@ -85,10 +107,15 @@ def clamp_counter(m, count, clear, fresh, clamped):
     m.d.sync += count.eq(Mux(total > top, top, total))
 
 
-def popcount(bits):
-    """Balanced adder tree over the bits of `bits`."""
-    terms = [bits[k] for k in range(len(bits))]
+def _adder_tree(terms):
+    """Balanced adder tree over a list of values."""
+    terms = list(terms)
     while len(terms) > 1:
         paired = [terms[k] + terms[k + 1] for k in range(0, len(terms) - 1, 2)]
         terms = paired + (terms[-1:] if len(terms) % 2 else [])
     return terms[0]
+
+
+def popcount(bits):
+    """Balanced adder tree over the bits of `bits`."""
+    return _adder_tree(bits[k] for k in range(len(bits)))

@@ -9,7 +9,7 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from .common import clamp_counter, framing, param_memory, postproc_signature
-from .config import NMPUConfig, RoundMode
+from .config import CLAMP_GROUP, NMPUConfig, RoundMode
 
 __all__ = ["input_layout", "output_layout", "param_layout", "layer_layout", "Products",
            "Accumulate", "ShiftAmounts", "Compress", "Activate", "Lane", "NMPU"]
@@ -44,10 +44,12 @@ def param_layout(cfg: NMPUConfig):
 
 
 def layer_layout(cfg: NMPUConfig):
-    """Per-layer registers. `round_mode` keeps its raw code so a reserved value can be flagged."""
-    fields = {"shift": unsigned(cfg.shift_bits), "pre_cut": unsigned(cfg.shift_bits),
-              "round_mode": unsigned(cfg.round_bits), "relu_mid": unsigned(1),
-              "relu_out": unsigned(1)}
+    """Per-layer registers. `round_mode` keeps its raw code so a reserved value can be flagged.
+    A `static_layer` config has no `shift`, `pre_cut` or `round_mode`: they are constants."""
+    fields = {} if cfg.static_layer else {
+        "shift": unsigned(cfg.shift_bits), "pre_cut": unsigned(cfg.shift_bits),
+        "round_mode": unsigned(cfg.round_bits)}
+    fields |= {"relu_mid": unsigned(1), "relu_out": unsigned(1)}
     if cfg.residual:
         fields["residual_en"] = unsigned(1)
     return data.StructLayout(fields)
@@ -59,24 +61,33 @@ def layer_layout(cfg: NMPUConfig):
 # arrays makes event-driven simulators re-evaluate every lane whenever any lane changes.
 
 class Products(wiring.Component):
-    """Branch products sp·P and sn·N (signed mode: sp·X). Golden: `golden.nmpu.products`."""
+    """Branch products sp·P and sn·N (`single_scale`: sp·(P − N); signed mode: sp·X), each
+    without its `drop_bits` LSBs: the outputs and everything after them are that much narrower
+    (a floor, as the golden model). Golden: `golden.nmpu.products`."""
 
     def __init__(self, cfg: NMPUConfig):
         self.cfg = cfg
         sig = {"sp": In(cfg.scale_bits)}
-        if cfg.dual:
-            sig |= {"sn": In(cfg.scale_bits), "p": In(cfg.adc_bits), "n": In(cfg.adc_bits),
-                    "pp": Out(cfg.product_bits), "pn": Out(cfg.product_bits)}
+        if cfg.two_scales:
+            sig |= {"sn": In(cfg.scale_bits), "pn": Out(cfg.product_bits),
+                    "pp": Out(cfg.product_bits)}
         else:
-            sig |= {"x": In(signed(cfg.adc_bits + 1)), "pp": Out(signed(cfg.product_bits + 1))}
+            sig |= {"pp": Out(signed(cfg.product_bits))}
+        if cfg.dual:
+            sig |= {"p": In(cfg.adc_bits), "n": In(cfg.adc_bits)}
+        else:
+            sig |= {"x": In(signed(cfg.adc_bits + 1))}
         super().__init__(sig)
 
     def elaborate(self, platform):
         m = Module()
-        if self.cfg.dual:
-            m.d.comb += [self.pp.eq(self.sp * self.p), self.pn.eq(self.sn * self.n)]
+        cfg, d = self.cfg, self.cfg.drop_bits
+        if cfg.two_scales:
+            m.d.comb += [self.pp.eq((self.sp * self.p) >> d), self.pn.eq((self.sn * self.n) >> d)]
+        elif cfg.dual:  # one scale: subtract the counts first, one signed product
+            m.d.comb += self.pp.eq((self.sp * (self.p - self.n)) >> d)
         else:
-            m.d.comb += self.pp.eq(self.sp * self.x)
+            m.d.comb += self.pp.eq((self.sp * self.x) >> d)
         return m
 
 
@@ -87,16 +98,16 @@ class Accumulate(wiring.Component):
     def __init__(self, cfg: NMPUConfig):
         self.cfg = cfg
         sig = {"o": In(signed(cfg.offset_bits)), "acc": Out(signed(cfg.acc_bits))}
-        if cfg.dual:
+        if cfg.two_scales:
             sig |= {"pp": In(cfg.product_bits), "pn": In(cfg.product_bits)}
         else:
-            sig |= {"pp": In(signed(cfg.product_bits + 1))}
+            sig |= {"pp": In(signed(cfg.product_bits))}
         super().__init__(sig)
 
     def elaborate(self, platform):
         m = Module()
         cfg = self.cfg
-        term = self.pp - self.pn if cfg.dual else self.pp
+        term = self.pp - self.pn if cfg.two_scales else self.pp
         # The sum's natural width exceeds acc_bits; the config derives acc_bits from the exact
         # value range, so the assignment drops only redundant sign bits.
         m.d.comb += self.acc.eq((term << cfg.scale_align) + (self.o << cfg.offset_align))
@@ -225,17 +236,19 @@ class Lane(wiring.Component):
 
         # stage 0 -> 1
         m.d.comb += products.sp.eq(self.word.sp)
+        if cfg.two_scales:
+            m.d.comb += products.sn.eq(self.word.sn)
         if cfg.dual:
-            m.d.comb += [products.sn.eq(self.word.sn), products.p.eq(self.p), products.n.eq(self.n)]
+            m.d.comb += [products.p.eq(self.p), products.n.eq(self.n)]
         else:
             m.d.comb += products.x.eq(self.x)
         pp1 = stage(products.pp, "pp1")
-        pn1 = stage(products.pn, "pn1") if cfg.dual else None
+        pn1 = stage(products.pn, "pn1") if cfg.two_scales else None
         o1 = stage(self.word.o, "o1")
         res1 = stage(self.res, "res1") if cfg.residual else None
         # stage 1 -> 2
         m.d.comb += [accumulate.pp.eq(pp1), accumulate.o.eq(o1)]
-        if cfg.dual:
+        if cfg.two_scales:
             m.d.comb += accumulate.pn.eq(pn1)
         acc2 = stage(accumulate.acc, "acc2")
         if cfg.exp_bits:
@@ -274,8 +287,8 @@ class NMPU(wiring.Component):
     with each accepted beat: a write takes effect for beats accepted after it. Parameters survive
     `rst`. Status: sticky `frame_error` (see `golden.nmpu.frame`), sticky `reg_error` (a beat
     accepted with a reserved `round_mode`, or a write to a column beyond `columns`), and
-    `clamp_count`, which saturates and lags the output register by one clock; `clear` resets all
-    three. Golden: `golden.nmpu.forward` and `golden.nmpu.frame`.
+    `clamp_count`, which saturates and lags the output register by 1 + `cfg.clamp_stages` clocks
+    (a pipelined count beyond 16 lanes); `clear` resets all three. Golden: `golden.nmpu.forward` and `golden.nmpu.frame`.
     """
 
     LATENCY = 4
@@ -316,17 +329,26 @@ class NMPU(wiring.Component):
         layer1 = stage(self.layer, "layer1")
         layer2 = stage(layer1, "layer2")
         layer3 = stage(layer2, "layer3")
+        if cfg.static_layer:  # constants: the shifter and the rounding logic fold away
+            shift = C(cfg.static_shift, cfg.shift_bits)
+            pre_cut = C(cfg.static_pre_cut, cfg.shift_bits)
+            round_mode = C(cfg.static_round, cfg.round_bits)
+        else:
+            shift, pre_cut, round_mode = layer1.shift, layer1.pre_cut, layer2.round_mode
         last4 = stage(stage(stage(stage(self.i.payload.last, "last1"), "last2"), "last3"), "last4")
-        if not cfg.exp_bits:  # one shift amount for all lanes
+        if cfg.static_layer and not cfg.exp_bits:  # constants, not registers holding them
+            s2 = C(cfg.static_shift, cfg.total_shift_bits)
+            c2 = C(min(cfg.static_pre_cut, cfg.static_shift), cfg.total_shift_bits)
+        elif not cfg.exp_bits:  # one shift amount for all lanes
             m.submodules.shift_amounts = amounts = ShiftAmounts(cfg)
-            m.d.comb += [amounts.shift.eq(layer1.shift), amounts.pre_cut.eq(layer1.pre_cut)]
+            m.d.comb += [amounts.shift.eq(shift), amounts.pre_cut.eq(pre_cut)]
             s2, c2 = stage(amounts.s, "s2"), stage(amounts.c, "c2")
 
         clamped, ys = [], []
         for l in range(cfg.lanes):
             m.submodules[f"lane{l}"] = lane = Lane(cfg)
             m.d.comb += [lane.advance.eq(advance), lane.word.eq(words[l]),
-                         lane.round_mode.eq(layer2.round_mode),
+                         lane.round_mode.eq(round_mode),
                          lane.relu_mid.eq(layer3.relu_mid), lane.relu_out.eq(layer3.relu_out)]
             for name in ("p", "n") if cfg.dual else ("x",):
                 m.d.comb += getattr(lane, name).eq(self.i.payload[name][l])
@@ -334,7 +356,7 @@ class NMPU(wiring.Component):
                 m.d.comb += [lane.res.eq(self.i.payload.res[l]),
                              lane.residual_en.eq(layer3.residual_en)]
             if cfg.exp_bits:
-                m.d.comb += [lane.shift.eq(layer1.shift), lane.pre_cut.eq(layer1.pre_cut)]
+                m.d.comb += [lane.shift.eq(shift), lane.pre_cut.eq(pre_cut)]
             else:
                 m.d.comb += [lane.s.eq(s2), lane.c.eq(c2)]
             clamped.append(lane.clamped)
@@ -345,8 +367,8 @@ class NMPU(wiring.Component):
                      self.o.payload.eq(Cat(Cat(*ys), last4))]
 
         clamp_counter(m, self.clamp_count, self.clear, fresh=advance & valid[-2],
-                      clamped=Cat(*clamped))
-        bad_mode = accept & (self.layer.round_mode > max(RoundMode))
+                      clamped=Cat(*clamped), stages=cfg.clamp_stages, group=CLAMP_GROUP)
+        bad_mode = C(0, 1) if cfg.static_layer else accept & (self.layer.round_mode > max(RoundMode))
         for flag, event in ((self.frame_error, frame_event), (self.reg_error, bad_mode | bad_write)):
             m.d.sync += flag.eq(Mux(self.clear, 0, flag) | event)
         return m

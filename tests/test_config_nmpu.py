@@ -398,11 +398,14 @@ def test_tag_differs_for_every_field():
     base = NMPUConfig(name="base", columns=8, lanes=2, adc_bits=6, exp_bits=1)
     changes = dict(columns=16, lanes=4, adc_bits=7, input_mode="signed", scale_int=2, scale_frac=6,
                    offset_int=6, offset_frac=2, out_bits=9, residual=False, exp_bits=2,
-                   shift_bits=4, clamp_count_bits=16)
+                   shift_bits=4, clamp_count_bits=16, single_scale=True, drop_bits=2,
+                   static_layer=True, static_shift=3, static_pre_cut=1, static_round=0)
     assert set(changes) | {"name"} == {f.name for f in dataclasses.fields(NMPUConfig)}
     tags = {base.tag}
     for field, value in changes.items():
-        tags.add(dataclasses.replace(base, **{field: value}).tag)
+        extra = {"static_layer": True} if field in ("static_shift", "static_pre_cut",
+                                                     "static_round") else {}
+        tags.add(dataclasses.replace(base, **{field: value}, **extra).tag)
     assert len(tags) == len(changes) + 1
 
 
@@ -448,3 +451,68 @@ def test_from_dict_validates_and_needs_a_dict():
 def test_nmpu_preset_unknown(name):
     with pytest.raises(ValueError, match=rf"unknown NMPU preset {re.escape(repr(name))}; presets: .*paper"):
         nmpu_preset(name)
+
+
+# -- precision knobs ------------------------------------------------------------------------------
+
+def test_precision_knobs_default_off():
+    """The defaults build the unit as before: every preset keeps its widths and word."""
+    cfg = nmpu_preset("paper")
+    assert (cfg.single_scale, cfg.drop_bits, cfg.static_layer) == (False, 0, False)
+    assert (cfg.product_bits, cfg.acc_bits, cfg.word_bits, cfg.term_align) == (20, 22, 24, 0)
+
+
+def test_single_scale_needs_dual():
+    with pytest.raises(ValueError, match="`single_scale` needs `input_mode` 'dual'"):
+        NMPUConfig(input_mode="signed", single_scale=True)
+    cfg = NMPUConfig(single_scale=True)
+    assert [f for f, _ in cfg.word_fields] == ["sp", "o"] and cfg.word_bits == 16
+    # one signed product of P − N: ±255·4095 needs 21 bits
+    assert cfg.product_range == (-255 * 4095, 255 * 4095) and cfg.product_bits == 21
+
+
+@pytest.mark.parametrize("field", ["single_scale", "static_layer"])
+def test_knob_flags_are_bools(field):
+    with pytest.raises(TypeError, match=rf"`{field}` must be a bool, not int 1"):
+        NMPUConfig(**{field: 1})
+
+
+@pytest.mark.parametrize("value", [-1, 20, 24])
+def test_drop_bits_range(value):
+    # paper: a 20-bit product keeps at least one bit
+    with pytest.raises(ValueError, match=rf"`drop_bits` must be in \[0, 19\], not {value}$"):
+        NMPUConfig(drop_bits=value)
+
+
+def test_drop_bits_narrow_the_datapath():
+    """Dropped LSBs shrink the product, the grid and the accumulator; the compiler's view of the
+    exact term moves with them (term_align = scale_align − drop_bits)."""
+    cfg = NMPUConfig(drop_bits=4)
+    assert cfg.product_frac == 3 and cfg.frac == 3 and cfg.scale_align == 0
+    assert cfg.term_align == -4 and cfg.offset_align == 2
+    assert cfg.product_bits == 16 and cfg.acc_bits == 18
+    deep = NMPUConfig(drop_bits=9)  # the kept LSB weighs 4 counts: the offset sets the grid
+    assert deep.product_frac == -2 and deep.frac == 1 and deep.scale_align == 3
+    assert deep.term_align == -6
+
+
+@pytest.mark.parametrize("field,value", [("static_shift", 31 + 1), ("static_pre_cut", -1),
+                                         ("static_round", 3)])
+def test_static_fields_range(field, value):
+    hi = 2 if field == "static_round" else 31
+    with pytest.raises(ValueError, match=rf"`{field}` must be in \[0, {hi}\], not {value}$"):
+        NMPUConfig(static_layer=True, **{field: value})
+
+
+@pytest.mark.parametrize("field,value", [("static_shift", 4), ("static_pre_cut", 1),
+                                         ("static_round", 0)])
+def test_static_fields_need_static_layer(field, value):
+    with pytest.raises(ValueError, match=rf"`{field}` \({value}\) is set but `static_layer` is False"):
+        NMPUConfig(**{field: value})
+
+
+def test_clamp_stages():
+    """The clamp count is flat up to 16 lanes, then reduced 8 lanes per registered stage."""
+    stages = {lanes: NMPUConfig(columns=4096, lanes=lanes).clamp_stages
+              for lanes in (1, 16, 32, 64, 128, 256, 512, 4096)}
+    assert stages == {1: 0, 16: 0, 32: 2, 64: 2, 128: 3, 256: 3, 512: 3, 4096: 4}

@@ -5,6 +5,7 @@ against `ref_nmpu` below, a plain-Python-int reading of docs/nmpu.md written wit
 the golden code (Fraction for the rounding, Python's // for every floor).
 """
 
+import dataclasses
 import math
 from fractions import Fraction
 
@@ -1097,3 +1098,86 @@ def test_compile_non_positive_gain(arg, bad):
     gains[2] = bad
     with pytest.raises(ValueError, match=rf"`{arg}` of column 2 must be positive"):
         g.compile_params(cfg, 0.1, 0.0, **{arg: gains})
+
+
+# -- precision knobs ------------------------------------------------------------------------------
+
+KNOBS = [NMPUConfig(name="d4", drop_bits=4), NMPUConfig(name="s1", single_scale=True, drop_bits=5),
+         NMPUConfig(name="sx", input_mode="signed", drop_bits=3, scale_frac=5),
+         NMPUConfig(name="d9", single_scale=True, drop_bits=9, scale_frac=5, offset_int=5)]
+
+
+@pytest.mark.parametrize("cfg", KNOBS, ids=lambda c: c.name)
+def test_dropped_products_floor_like_python(cfg):
+    """Products with `drop_bits` LSBs floored away, against plain Python integers (// floors),
+    and the accumulator on the coarser grid."""
+    rng = np.random.default_rng(11)
+    n = 400
+    sp = rng.integers(0, cfg.scale_max + 1, n)
+    o = rng.integers(cfg.offset_range[0], cfg.offset_range[1] + 1, n)
+    d = 2 ** cfg.drop_bits
+    if cfg.dual:
+        p, q = rng.integers(0, cfg.adc_max + 1, (2, n))
+        sn = None if cfg.single_scale else rng.integers(0, cfg.scale_max + 1, n)
+        pp, pn = g.products(cfg, sp, sn, p=p, n=q)
+        if cfg.single_scale:
+            want = [int(a) * (int(b) - int(c)) // d for a, b, c in zip(sp, p, q)]
+            assert pn is None
+        else:
+            want = [int(a) * int(b) // d - int(c) * int(e) // d for a, b, c, e in zip(sp, p, sn, q)]
+            pp = pp - pn
+    else:
+        x = rng.integers(cfg.x_range[0], cfg.x_range[1] + 1, n)
+        pp, _ = g.products(cfg, sp, x=x)
+        want = [int(a) * int(b) // d for a, b in zip(sp, x)]
+    assert pp.tolist() == want
+    acc = g.accumulate(cfg, pp, None, o)
+    assert acc.tolist() == [w * 2 ** cfg.scale_align + int(k) * 2 ** cfg.offset_align
+                            for w, k in zip(want, o)]
+
+
+def test_single_scale_has_no_sn():
+    cfg = NMPUConfig(single_scale=True)
+    with pytest.raises(ValueError, match="`single_scale` has no `sn`"):
+        g.check_params(cfg, g.NMPUParams(sp=1, sn=1, o=0))
+    with pytest.raises(ValueError, match="`single_scale` has no `sn`"):
+        g.products(cfg, 1, 1, p=1, n=1)
+    assert [f for f, _ in cfg.word_fields] == ["sp", "o"]
+    assert g.unpack(cfg, g.pack(cfg, sp=200, o=-3)) == {"sp": 200, "o": -3}
+
+
+def test_static_layer_fixes_shift_round_and_pre_cut():
+    cfg = NMPUConfig(static_layer=True, static_shift=9, static_pre_cut=2, static_round=1)
+    assert g.static_fields(cfg) == dict(shift=9, pre_cut=2, round_mode=1)
+    prm = g.NMPUParams(sp=np.full(cfg.columns, 200), sn=np.zeros(cfg.columns, np.int64), o=0)
+    p = np.arange(cfg.columns) * 16
+    y = g.forward(cfg, g.NMPULayer(**g.static_fields(cfg)), prm, p=p, n=0 * p)
+    free = dataclasses.replace(cfg, static_layer=False, static_shift=0, static_pre_cut=0,
+                               static_round=2)
+    assert (y == g.forward(free, g.NMPULayer(shift=9, pre_cut=2, round_mode=1), prm,
+                           p=p, n=0 * p)).all()
+    for field, bad in (("shift", 8), ("pre_cut", 0), ("round_mode", 2)):
+        with pytest.raises(ValueError, match=rf"`{field}` is fixed at \d by the config's "
+                                             rf"`static_layer`, not {bad}"):
+            g.forward(cfg, g.NMPULayer(**(g.static_fields(cfg) | {field: bad})), prm, p=p, n=p)
+
+
+def test_compile_single_scale_and_static():
+    """One code for both branches at the mean inverse gain, its error against each branch's
+    exact code reported; a static layer forces its shift (or names the column that cannot fit)."""
+    cfg = NMPUConfig(single_scale=True, drop_bits=4)
+    rng = np.random.default_rng(5)
+    alpha = rng.uniform(0.01, 0.03, cfg.columns)
+    gp, gn_ = rng.uniform(0.9, 1.1, (2, cfg.columns))
+    c = g.compile_params(cfg, alpha, 0.0, gp, gn_)
+    assert c.params.sn is None
+    exact = alpha * (1 / gp + 1 / gn_) / 2 * 2.0 ** (c.total_shift - cfg.term_align)
+    assert np.all(np.abs(c.params.sp - exact) <= 0.5)
+    np.testing.assert_allclose(c.scale_err_p, c.params.sp - alpha / gp * 2.0 ** (c.total_shift - cfg.term_align))
+    st = dataclasses.replace(cfg, static_layer=True, static_shift=c.shift - 1)
+    assert g.compile_params(st, alpha, 0.0, gp, gn_).shift == c.shift - 1
+    with pytest.raises(ValueError, match=r"`shift` is fixed at \d+ by the config's `static_layer`"):
+        g.compile_params(st, alpha, 0.0, gp, gn_, shift=c.shift)
+    high = dataclasses.replace(st, static_shift=c.shift + 1)
+    with pytest.raises(ValueError, match="does not fit at the forced shift"):
+        g.compile_params(high, alpha, 0.0, gp, gn_)

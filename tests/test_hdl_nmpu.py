@@ -28,7 +28,14 @@ NO_RES = NMPUConfig(name="nores", columns=4, lanes=4, adc_bits=6, residual=False
 # Python simulator fast without losing a case.
 PAPER2 = dataclasses.replace(nmpu_preset("paper"), name="paper2", columns=4, lanes=2)
 EXP2 = dataclasses.replace(nmpu_preset("exp"), name="exp2", columns=4, lanes=2)
-CONFIGS = [nmpu_preset("tiny"), EXP2, SIGNED, NO_RES]
+# precision knobs: one scale for both branches with dropped product LSBs (also below the
+# accumulator's grid: product_frac < 0), and dual scales with drops on the signed input
+SINGLE = NMPUConfig(name="single", columns=4, lanes=2, adc_bits=5, single_scale=True, drop_bits=5,
+                    scale_int=1, scale_frac=4, offset_int=4, offset_frac=1, out_bits=4,
+                    shift_bits=4)
+DROP2 = dataclasses.replace(PAPER2, name="drop2", drop_bits=4)
+DROPS = dataclasses.replace(SIGNED, name="drops", drop_bits=2)
+CONFIGS = [nmpu_preset("tiny"), EXP2, SIGNED, NO_RES, SINGLE, DROP2, DROPS]
 
 
 def run_comb(component, cases, check):
@@ -57,9 +64,10 @@ def test_products_and_accumulate(cfg):
     rng = np.random.default_rng(1)
     n = 300
     cols = dict(sp=draw(rng, 0, cfg.scale_max, n), o=draw(rng, *cfg.offset_range, n))
+    if cfg.two_scales:
+        cols |= dict(sn=draw(rng, 0, cfg.scale_max, n))
     if cfg.dual:
-        cols |= dict(sn=draw(rng, 0, cfg.scale_max, n), p=draw(rng, 0, cfg.adc_max, n),
-                     n=draw(rng, 0, cfg.adc_max, n))
+        cols |= dict(p=draw(rng, 0, cfg.adc_max, n), n=draw(rng, 0, cfg.adc_max, n))
     else:
         cols |= dict(x=draw(rng, *cfg.x_range, n))
     want_pp, want_pn = g.products(cfg, cols["sp"], cols.get("sn"), p=cols.get("p"),
@@ -68,13 +76,13 @@ def test_products_and_accumulate(cfg):
     names = [k for k in ("sp", "sn", "p", "n", "x") if k in cols]
     got = []
     run_comb(Products(cfg), [{k: cols[k][i] for k in names} for i in range(n)],
-             lambda case, get: got.append((get("pp"), get("pn") if cfg.dual else 0)))
+             lambda case, get: got.append((get("pp"), get("pn") if cfg.two_scales else 0)))
     got = np.array(got)
     np.testing.assert_array_equal(got[:, 0], want_pp)
-    if cfg.dual:
+    if cfg.two_scales:
         np.testing.assert_array_equal(got[:, 1], want_pn)
     acc = []
-    cases = [dict(pp=want_pp[i], o=cols["o"][i], **({"pn": want_pn[i]} if cfg.dual else {}))
+    cases = [dict(pp=want_pp[i], o=cols["o"][i], **({"pn": want_pn[i]} if cfg.two_scales else {}))
              for i in range(n)]
     run_comb(Accumulate(cfg), cases, lambda case, get: acc.append(get("acc")))
     np.testing.assert_array_equal(acc, want_acc)
@@ -236,7 +244,7 @@ def test_unit_stream_tiny():
             cycle += 1
         ctx.set(dut.o.ready, 0)
         ctx.set(dut.i.valid, 0)
-        await ctx.tick().repeat(3)
+        await ctx.tick().repeat(3 + cfg.clamp_stages)
         assert ctx.get(dut.clamp_count) == min(clamps[0], (1 << cfg.clamp_count_bits) - 1)
         assert ctx.get(dut.frame_error) == 0
         assert ctx.get(dut.reg_error) == 0
@@ -291,3 +299,93 @@ def test_verilog_lint_clean(cfg, tmp_path):
     v_path, j_path = write("nmpu", cfg, tmp_path)
     ok, text = lint(v_path, module_name("nmpu", cfg))
     assert ok, text
+
+
+@pytest.mark.parametrize("lanes,stages,group,bits", [(5, 0, 8, 6), (5, 3, 2, 6), (6, 1, 8, 4),
+                                                     (9, 4, 2, 5)])
+def test_clamp_counter_pipelined(lanes, stages, group, bits):
+    """The clamp-event count, flat and pipelined (`hdl.common.clamp_counter`), against a clock
+    model: a beat's flags arrive `stages` clocks late and are counted exactly once, the count
+    saturates, `clear` restarts it and events still in the tree count after it."""
+    from amaranth import Module, Signal
+    from hdl.common import clamp_counter
+
+    m = Module()
+    clamped, fresh, clear = Signal(lanes), Signal(), Signal()
+    count = Signal(bits)
+    clamp_counter(m, count, clear, fresh, clamped, stages=stages, group=group)
+    rng = np.random.default_rng(run_seed() + lanes + 10 * stages)
+    n = 300
+    flags = rng.integers(0, 1 << lanes, n)
+    fresh_v = rng.random(n) < 0.7
+    clear_v = rng.random(n) < 0.03
+    top = (1 << bits) - 1
+    # clock model: events of clock k (flags at k, fresh at k − 1) enter the add at k + stages
+    arrive = np.zeros(n + stages + 1, np.int64)
+    for k in range(1, n):
+        if fresh_v[k - 1]:
+            arrive[k + stages] += bin(int(flags[k])).count("1")
+    want, c = [], 0
+    for k in range(n):
+        want.append(c)
+        c = min((0 if clear_v[k] else c) + int(arrive[k]), top)
+    got = []
+
+    async def bench(ctx):
+        for k in range(n):
+            ctx.set(clamped, int(flags[k]))
+            ctx.set(fresh, bool(fresh_v[k]))
+            ctx.set(clear, bool(clear_v[k]))
+            got.append(ctx.get(count))
+            await ctx.tick()
+
+    sim = Simulator(m)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    assert got == want
+    assert top in want  # saturation reached
+
+
+# A tiny instance of the precision knobs: small enough to check the changed arithmetic
+# (products, dropped LSBs, one scale, the accumulator on the coarser grid) for every value.
+TINY_KNOBS = [dataclasses.replace(nmpu_preset("tiny"), name="tiny-single", single_scale=True,
+                                  drop_bits=2),
+              dataclasses.replace(nmpu_preset("tiny"), name="tiny-drop", drop_bits=3)]
+
+
+@pytest.mark.parametrize("cfg", TINY_KNOBS, ids=lambda c: c.name)
+def test_products_and_accumulate_exhaustive_knobs(cfg):
+    """Every (sp, sn, P, N, o) of a tiny knob config through `Products` → `Accumulate`, against
+    the golden steps (which test_golden_nmpu checks against plain integer floors)."""
+    names = ["sp"] + (["sn"] if cfg.two_scales else []) + ["p", "n", "o"]
+    ranges = dict(sp=(0, cfg.scale_max), sn=(0, cfg.scale_max), p=(0, cfg.adc_max),
+                  n=(0, cfg.adc_max), o=cfg.offset_range)
+    grid = np.array(list(itertools.product(*(range(ranges[k][0], ranges[k][1] + 1)
+                                             for k in names))))
+    cols = {k: grid[:, i] for i, k in enumerate(names)}
+    want_pp, want_pn = g.products(cfg, cols["sp"], cols.get("sn"), p=cols["p"], n=cols["n"])
+    want = g.accumulate(cfg, want_pp, want_pn, cols["o"])
+
+    from amaranth import Module
+    m = Module()
+    m.submodules.products = products = Products(cfg)
+    m.submodules.accumulate = accumulate = Accumulate(cfg)
+    m.d.comb += accumulate.pp.eq(products.pp)
+    if cfg.two_scales:
+        m.d.comb += accumulate.pn.eq(products.pn)
+    got = []
+
+    async def bench(ctx):
+        for i in range(len(grid)):
+            for k in names:
+                if k == "o":
+                    ctx.set(accumulate.o, int(cols[k][i]))
+                else:
+                    ctx.set(getattr(products, k), int(cols[k][i]))
+            got.append(ctx.get(accumulate.acc))
+
+    sim = Simulator(m)
+    sim.add_testbench(bench)
+    sim.run()
+    np.testing.assert_array_equal(got, want)

@@ -27,7 +27,14 @@ def random_nmpu_configs(seed, count):
             offset_int=int(rng.integers(1, 9)), offset_frac=int(rng.integers(0, 8)),
             out_bits=int(rng.integers(3, 11)), residual=bool(rng.integers(0, 2)),
             exp_bits=int(rng.choice([0, 0, 1, 2, 3])), shift_bits=int(rng.integers(3, 6)),
-            clamp_count_bits=int(rng.integers(1, 33)))
+            clamp_count_bits=int(rng.integers(1, 33)),
+            # precision knobs (issue 13)
+            single_scale=bool(rng.random() < 0.25), drop_bits=int(rng.choice([0, 0, 1, 3, 6])))
+        if rng.random() < 0.3:
+            top = (1 << fields["shift_bits"]) - 1
+            fields |= dict(static_layer=True, static_shift=int(rng.integers(0, top + 1)),
+                           static_pre_cut=int(rng.integers(0, top + 1)),
+                           static_round=int(rng.integers(0, 3)))
         try:
             cfg = NMPUConfig(**fields)
         except ValueError:

@@ -42,12 +42,17 @@ class NMPUModel(PostProcModel):
     def compute(self, regs, prm, ins):
         cfg = self.cfg
         params = g.NMPUParams(sp=prm["sp"], sn=prm.get("sn"), o=prm["o"], e=prm.get("e"))
+        for k, v in g.static_fields(cfg).items():  # no register: the bench's value is not driven
+            regs[k] = np.full_like(regs["relu_mid"], v)
         if (regs["round_mode"] > max(RoundMode)).any():
             self.reg_error = True
         regs["round_mode"] = np.where(regs["round_mode"] > max(RoundMode), 0, regs["round_mode"])
-        if self.corrupt:
+        if self.corrupt and not cfg.static_layer:
             regs["shift"] = (regs["shift"] + 1) % (cfg.max_shift + 1)
-        return g.forward(cfg, g.NMPULayer(**regs), params, **ins, return_clamped=True)
+        y, clamped = g.forward(cfg, g.NMPULayer(**regs), params, **ins, return_clamped=True)
+        if self.corrupt and cfg.static_layer:  # no shift to corrupt: flip the output LSB
+            y = y ^ 1
+        return y, clamped
 
 
 class NMPUBench(PostProcBench):
@@ -73,7 +78,7 @@ class NMPUBench(PostProcBench):
             pick = rng.random(cfg.columns)
             return np.where(pick < corners / 2, lo, np.where(pick < corners, hi, v))
         return g.NMPUParams(sp=codes(0, cfg.scale_max),
-                            sn=codes(0, cfg.scale_max) if cfg.dual else None,
+                            sn=codes(0, cfg.scale_max) if cfg.two_scales else None,
                             o=codes(*cfg.offset_range),
                             e=None if not cfg.exp_bits else codes(0, cfg.e_max) if e_cycle is None
                             else (np.arange(cfg.columns) + e_cycle) % (cfg.e_max + 1))
@@ -151,7 +156,10 @@ def _require_basic(bench, with_registers=True):
     cfg = bench.cfg
     bench.cov.require("column_beat", range(cfg.beats))
     bench.cov.require("column", range(cfg.columns))
-    if with_registers:
+    if with_registers and cfg.static_layer:
+        for k, v in g.static_fields(cfg).items():
+            bench.cov.require(k, (v,))
+    elif with_registers:
         bench.cov.require("shift", range(cfg.max_shift + 1))
         bench.cov.require("pre_cut", range(cfg.max_shift + 1))
         bench.cov.require("round_mode", range(3))
@@ -197,8 +205,10 @@ async def corner_classes(dut, stalls):
     bench = NMPUBench(dut, stalls, seed_offset=2)
     cfg = bench.cfg
     await bench.start()
-    # a rail is required where the format can reach it (at shift 0, e 0, with the residual)
-    acc_lo, acc_hi = cfg.acc_range
+    # a rail is required where the format can reach it (at shift 0, or the static shift, e 0,
+    # with the residual): bounds that rounding cannot move away from the rail
+    s0 = cfg.static_shift if cfg.static_layer else 0
+    acc_lo, acc_hi = -((-cfg.acc_range[0]) >> s0), cfg.acc_range[1] >> s0
     out_lo, out_hi = cfg.out_range
     reach = (acc_lo + (out_lo if cfg.residual else 0) <= out_lo,
              acc_hi + (out_hi if cfg.residual else 0) >= out_hi)
@@ -207,7 +217,7 @@ async def corner_classes(dut, stalls):
     for e, sp, sn, o in itertools.product(sorted({0, cfg.e_max}), (0, cfg.scale_max),
                                           (0, cfg.scale_max), cfg.offset_range):
         extremes.append(g.NMPUParams(
-            sp=np.full(cfg.columns, sp), sn=np.full(cfg.columns, sn) if cfg.dual else None,
+            sp=np.full(cfg.columns, sp), sn=np.full(cfg.columns, sn) if cfg.two_scales else None,
             o=np.full(cfg.columns, o), e=np.full(cfg.columns, e) if cfg.exp_bits else None))
     for k, params in enumerate(extremes):
         await bench.drain()
@@ -227,12 +237,14 @@ async def corner_classes(dut, stalls):
                 bench.send_vectors(ins, [layer] * n_vec)
     # planted ties: sp = 1, sn = 0, o = 0 and an odd count give acc = odd · 2^scale_align, a
     # tie at s = scale_align + 1 (pre-cut 0), positive and (signed mode) negative
+    # (a static layer has one shift and one mode: its rounding is proven by the exhaustive
+    # compression check and the formal datapath proof, which take the same block)
     s_tie = cfg.scale_align + 1
-    if s_tie <= cfg.max_shift:
+    if s_tie <= cfg.max_shift and not cfg.static_layer:
         bench.cov.require("tie_by_mode", ("FLOOR", "HALF_UP", "HALF_EVEN"))
         await bench.drain()
         z = np.zeros(cfg.columns, np.int64)
-        bench.write_params(g.NMPUParams(sp=z + 1, sn=z if cfg.dual else None, o=z,
+        bench.write_params(g.NMPUParams(sp=z + 1, sn=z if cfg.two_scales else None, o=z,
                                         e=z if cfg.exp_bits else None))
         await bench.drain()  # the writer runs beside the stream (and pauses): land it first
         ins = bench.random_inputs(3)
@@ -281,14 +293,15 @@ async def register_errors(dut):
     bench = NMPUBench(dut, seed_offset=6)
     await bench.start()
     bench.write_params(bench.random_params())
-    layer = bench.useful_layer(bench.random_layer())
-    layer["round_mode"] = 3
-    bench.send_vectors(bench.random_inputs(1), [layer])
-    await bench.drain()
-    await bench.check_status()
-    assert int(dut.reg_error.value) == 1
-    await bench.pulse("clear")
-    await bench.check_status()
+    if not bench.cfg.static_layer:  # a static layer has no round-mode register
+        layer = bench.useful_layer(bench.random_layer())
+        layer["round_mode"] = 3
+        bench.send_vectors(bench.random_inputs(1), [layer])
+        await bench.drain()
+        await bench.check_status()
+        assert int(dut.reg_error.value) == 1
+        await bench.pulse("clear")
+        await bench.check_status()
     await postproc.write_beyond_last_column(bench)
     bench.send_vectors(bench.random_inputs(1), [bench.random_layer()])
     await bench.drain()
@@ -303,7 +316,7 @@ async def clamp_counter(dut):
     cfg = bench.cfg
     await bench.start()
     params = g.NMPUParams(sp=np.full(cfg.columns, cfg.scale_max),
-                          sn=np.zeros(cfg.columns, np.int64) if cfg.dual else None,
+                          sn=np.zeros(cfg.columns, np.int64) if cfg.two_scales else None,
                           o=np.full(cfg.columns, cfg.offset_range[1]),
                           e=np.zeros(cfg.columns, np.int64) if cfg.exp_bits else None)
     bench.write_params(params)
@@ -343,7 +356,7 @@ async def expect_fail_corrupted_model(dut):
     # full-scale codes at a shift where outputs span their range, so that one more bit of
     # shift changes most outputs (a corruption the stimulus cannot hide)
     z = np.zeros(cfg.columns, np.int64)
-    bench.write_params(g.NMPUParams(sp=z + cfg.scale_max, sn=z if cfg.dual else None, o=z,
+    bench.write_params(g.NMPUParams(sp=z + cfg.scale_max, sn=z if cfg.two_scales else None, o=z,
                                     e=z if cfg.exp_bits else None))
     term_max = max(abs(t) for t in cfg.term_range) << cfg.scale_align
     shift = min(cfg.max_shift, max(0, term_max.bit_length() - (cfg.out_bits - 1)))
