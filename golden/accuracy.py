@@ -346,6 +346,12 @@ def main(argv=None):
                          "precision)")
     ap.add_argument("--curve-seeds", type=int, default=None,
                     help="mnist: seeds of every point but the main one (default 5; quick 2)")
+    ap.add_argument("--variants", nargs="+", default=list(VARIANT_KINDS), choices=VARIANT_KINDS,
+                    help="mnist: which variants run (8 = the 8-bit float-trained curve, hat = "
+                         "hardware-aware training, 4 = 4-bit activations, fixed = fixed ADC gain, "
+                         "presets = further NMPU presets)")
+    ap.add_argument("--no-budget", action="store_true",
+                    help="mnist: skip the same-counts error budget (halves the time)")
     ap.add_argument("--out", type=Path, default=Path("build/report"))
     args = ap.parse_args(argv)
     n_seeds = args.seeds if args.seeds is not None else (2 if args.quick else 20)
@@ -432,7 +438,10 @@ class Variant:
         return dataclasses.replace(LDPU_PRESETS["paper"], adc_bits=self.nmpu_cfg().adc_bits)
 
 
-def mnist_variants(networks, nmpu_presets, *, quick=False):
+VARIANT_KINDS = ("8", "8hat", "4", "4hat", "4hat-fixed", "presets")
+
+
+def mnist_variants(networks, nmpu_presets, *, quick=False, kinds=VARIANT_KINDS):
     """The study's variants. Per network: 8-bit float-trained on the whole drift curve (the CNN's
     is the main one: the 20-seed point at 1 day), 8-bit and 4-bit hardware-aware and 4-bit
     float-trained at 1 min / 1 day / 1 year, 4-bit hardware-aware with a fixed ADC gain at 1 day,
@@ -442,16 +451,17 @@ def mnist_variants(networks, nmpu_presets, *, quick=False):
     first, *others = nmpu_presets
     out = []
     for name in networks:
-        out += [Variant(name, 8, False, first, curve, main=name == "mnist_cnn"),
-                Variant(name, 8, True, first, short),
-                Variant(name, 4, False, first, short),
-                Variant(name, 4, True, first, short),
-                Variant(name, 4, True, first, (DAY,), adc_gain="fixed")]
-        out += [Variant(name, 8, False, p, curve) for p in others]
+        mine = [("8", Variant(name, 8, False, first, curve, main=name == "mnist_cnn")),
+                ("8hat", Variant(name, 8, True, first, short)),
+                ("4", Variant(name, 4, False, first, short)),
+                ("4hat", Variant(name, 4, True, first, short)),
+                ("4hat-fixed", Variant(name, 4, True, first, (DAY,), adc_gain="fixed"))]
+        mine += [("presets", Variant(name, 8, False, p, curve)) for p in others]
+        out += [v for kind, v in mine if kind in kinds]
     return out
 
 
-def run_variants(variants, data, *, seeds, curve_seeds, progress=True):
+def run_variants(variants, data, *, seeds, curve_seeds, progress=True, budget=True):
     """evaluate() of every variant: the main variant reads `seeds` at 1 day and `curve_seeds`
     elsewhere, the others `curve_seeds` everywhere. Returns [(variant, result)]."""
     out = []
@@ -463,7 +473,7 @@ def run_variants(variants, data, *, seeds, curve_seeds, progress=True):
         res = evaluate(net, data, seeds=all_seeds, times=list(v.times), nmpu_cfg=v.nmpu_cfg(),
                        ldpu_cfg=v.ldpu_cfg(), tile_cfg=v.tile_cfg(), adc_gain=v.adc_gain,
                        seeds_at=seeds_at, label=v.label, progress=progress,
-                       budget=v.main or v.act_bits < 8)
+                       budget=budget and (v.main or v.act_bits < 8))
         out.append((v, res))
     return out
 
@@ -608,10 +618,11 @@ def main_mnist(args, n_seeds, ap):
     networks = args.networks or [n for n in gnet.NETWORKS if gnet.DATASET.get(n) == "mnist"]
     t0 = time.time()
     data = mnist()
-    variants = mnist_variants(networks, presets, quick=args.quick)
+    variants = mnist_variants(networks, presets, quick=args.quick, kinds=args.variants)
     print(f"accuracy (mnist): {len(variants)} variants, {n_seeds} / {curve_seeds} seeds",
           file=sys.stderr, flush=True)
-    results = run_variants(variants, data, seeds=n_seeds, curve_seeds=curve_seeds)
+    results = run_variants(variants, data, seeds=n_seeds, curve_seeds=curve_seeds,
+                           budget=not args.no_budget)
     doc = {"suite": "mnist", "quick": args.quick, "seeds": n_seeds, "curve_seeds": curve_seeds,
            "nmpu_presets": presets, "test_images": int(data.y_test.size),
            "targets": targets(results, int(data.y_test.size)),

@@ -211,6 +211,9 @@ def test_mnist_variants_and_targets(monkeypatch, tmp_path, net, data):
         (4, False, "paper", "calibrated"), (4, True, "paper", "calibrated"),
         (4, True, "paper", "fixed"), (8, False, "exp", "calibrated")]
     assert vs[0].main and vs[0].times == ga.MNIST_TIMES and not any(v.main for v in vs[1:])
+    only = ga.mnist_variants(["mnist_cnn"], ["paper", "exp"], quick=True, kinds=("8", "4hat"))
+    assert [(v.act_bits, v.hat) for v in only] == [(8, False), (4, True)]
+    assert only[0].times == ga.MNIST_QUICK_TIMES
     assert vs[3].train_config().act_bits == 4 and vs[3].train_config().hw_noise == ga.HAT_NOISE
     assert vs[2].train_config() == gnet.train_config("mnist_cnn")
     assert vs[3].nmpu_cfg().out_bits == 4 and vs[3].tile_cfg().input_bits == 4
@@ -224,7 +227,7 @@ def test_mnist_variants_and_targets(monkeypatch, tmp_path, net, data):
         return net
 
     monkeypatch.setattr(gnet, "load_or_train", fake_train)
-    monkeypatch.setattr(ga, "mnist_variants", lambda nets, presets, quick=False: [
+    monkeypatch.setattr(ga, "mnist_variants", lambda nets, presets, quick=False, kinds=(): [
         ga.Variant("tiny", 8, False, "paper", (60.0, 86400.0, ga.YEAR), main=True),
         ga.Variant("tiny", 8, True, "paper", (86400.0,)),
         ga.Variant("tiny", 4, True, "paper", (86400.0,))])
@@ -248,3 +251,13 @@ def test_mnist_variants_and_targets(monkeypatch, tmp_path, net, data):
     text = (tmp_path / "accuracy_mnist.md").read_text()
     assert "## Targets" in text and "| tiny 8-bit float-trained NMPU paper | 1 year | 2 |" in text
     assert (tmp_path / "accuracy_mnist_drift.png").stat().st_size > 1000
+
+
+def test_bench_network_reads_replays_every_read(net, data):
+    from golden import bench
+    prog = gc.ProgrammedNetwork(gc.plan(net, data.x_train), 0)
+    r = bench.bench_network_reads(prog, net, data.x_test[:30], repeat=1)
+    tiles = [t for layer in prog.tiles.values() for row in layer for t in row]
+    assert r["reads"] == len(tiles) and r["vectors"] == 30 * len(tiles)
+    assert r["reads_seconds"] > 0 and r["matmul_2x_seconds"] > 0
+    assert all("read" not in vars(t) for t in tiles)      # the spies are gone
