@@ -65,14 +65,16 @@ def _err_stats(d):
 
 def evaluate(net, data, *, seeds, times, nmpu_cfg=None, ldpu_cfg=None, tile_cfg=None,
              bias_mode="split", progress=True, budget=True, adc_gain="calibrated",
-             seeds_at=None, label=None):
+             seeds_at=None, label=None, paths=None):
     """Raw results of one network: {"plan": ..., "float": acc, "runs": [per seed × t × path]}.
 
     The plan is calibrated on `data.x_calib` (the MNIST calibration images; the digits' training
     images). `adc_gain`: "calibrated" or "fixed" (`golden.compiler.plan`). `seeds_at`: optional
     {t: seeds} reading only those seeds at t (e.g. 20 seeds at 1 day, 5 on the rest of the
     curve); every seed is programmed once whatever times it reads. `label` names the run in the
-    progress lines.
+    progress lines. `paths`: the analog paths run (default all three; the NMPU path always):
+    leaving out "analog_ldpu" (the bit-exact FP16 golden is 80 % of the time) drops the paired
+    NMPU − FP16 difference.
 
     Every run: seed, t, path, accuracy, correct (per test image, for pairing), saturated (ADC
     clamps), layers (end-to-end error per layer), first_counts (digest of the first layer's
@@ -89,6 +91,9 @@ def evaluate(net, data, *, seeds, times, nmpu_cfg=None, ldpu_cfg=None, tile_cfg=
                              f"`seeds`")
     reads = [(s, t) for s in seeds for t in times
              if seeds_at is None or s in seeds_at.get(t, seeds)]
+    paths = tuple(_ANALOG) if paths is None else tuple(paths)
+    if "analog_nmpu" not in paths or not set(paths) <= set(_ANALOG):
+        raise ValueError(f"`paths` must hold 'analog_nmpu' and only {tuple(_ANALOG)}, not {paths}")
     cfg = net.cfg
     ftrace = {}
     flog = gnet.run(cfg, data.x_test, gnet.FloatMatrix(net.params), trace=ftrace)
@@ -110,6 +115,8 @@ def evaluate(net, data, *, seeds, times, nmpu_cfg=None, ldpu_cfg=None, tile_cfg=
                 print(f"  {label}: seed {seed}, t = {_label(t):>8}  [{done}/{total}]  "
                       f"{time.time() - t_start:.0f} s", file=sys.stderr, flush=True)
             for path, kind in _ANALOG.items():
+                if path not in paths:
+                    continue
                 record = {} if (budget and kind == "nmpu") else None
                 m = prog.matrix(kind, t, record)
                 trace = {}
@@ -152,13 +159,14 @@ def summarise(result):
     runs = result["runs"]
     for t in result["times"]:
         at = [r for r in runs if r["t"] == t]
+        present = [p for p in _ANALOG if any(r["path"] == p for r in runs)]
         by = {p: sorted([r for r in at if r["path"] == p], key=lambda r: r["seed"])
-              for p in _ANALOG}
+              for p in present}
         seeds = [r["seed"] for r in by["analog_nmpu"]]
         rows.append({"network": result["network"], "t": float(t), "time": _label(t),
                      "path": "float", "mean": 100 * result["float"], "std": 0.0,
                      "seeds": len(seeds), "values": [100 * result["float"]] * len(seeds)})
-        for p in _ANALOG:
+        for p in present:
             vals = [100 * r["accuracy"] for r in by[p]]
             if [r["seed"] for r in by[p]] != seeds:
                 raise AssertionError("paths were not run on the same seeds")
@@ -166,7 +174,7 @@ def summarise(result):
             row = {"network": result["network"], "t": float(t), "time": _label(t), "path": p,
                    "mean": m, "std": s, "seeds": len(vals), "values": vals,
                    "adc_saturated_mean": float(np.mean([r["saturated"] for r in by[p]]))}
-            if p == "analog_nmpu":
+            if p == "analog_nmpu" and "analog_ldpu" in by:
                 pairs = list(zip(by["analog_nmpu"], by["analog_ldpu"]))
                 for a, b in pairs:  # pairing: the same seed read the same counts
                     if a["seed"] != b["seed"] or a["first_counts"] != b["first_counts"]:
@@ -192,6 +200,8 @@ def layer_table(result):
     for name in names:
         for p in _ANALOG:
             rr = [r for r in runs if r["path"] == p]
+            if not rr:
+                continue
             e2e = [r["layers"][name] for r in rr]
             row = {"network": result["network"], "layer": name, "path": p,
                    "end_to_end_rms": float(np.mean([e["rms"] for e in e2e])),
@@ -352,6 +362,9 @@ def main(argv=None):
                          "presets = further NMPU presets)")
     ap.add_argument("--no-budget", action="store_true",
                     help="mnist: skip the same-counts error budget (halves the time)")
+    ap.add_argument("--fp16-main-only", action="store_true",
+                    help="mnist: the FP16 LDPU path only in the main variant (the bit-exact FP16 "
+                         "golden is 80 %% of the time); the others run float and NMPU")
     ap.add_argument("--out", type=Path, default=Path("build/report"))
     args = ap.parse_args(argv)
     n_seeds = args.seeds if args.seeds is not None else (2 if args.quick else 20)
@@ -461,7 +474,8 @@ def mnist_variants(networks, nmpu_presets, *, quick=False, kinds=VARIANT_KINDS):
     return out
 
 
-def run_variants(variants, data, *, seeds, curve_seeds, progress=True, budget=True):
+def run_variants(variants, data, *, seeds, curve_seeds, progress=True, budget=True,
+                 fp16_main_only=False):
     """evaluate() of every variant: the main variant reads `seeds` at 1 day and `curve_seeds`
     elsewhere, the others `curve_seeds` everywhere. Returns [(variant, result)]."""
     out = []
@@ -473,7 +487,9 @@ def run_variants(variants, data, *, seeds, curve_seeds, progress=True, budget=Tr
         res = evaluate(net, data, seeds=all_seeds, times=list(v.times), nmpu_cfg=v.nmpu_cfg(),
                        ldpu_cfg=v.ldpu_cfg(), tile_cfg=v.tile_cfg(), adc_gain=v.adc_gain,
                        seeds_at=seeds_at, label=v.label, progress=progress,
-                       budget=budget and (v.main or v.act_bits < 8))
+                       budget=budget and (v.main or v.act_bits < 8),
+                       paths=None if (v.main or not fp16_main_only)
+                       else ("analog_float", "analog_nmpu"))
         out.append((v, res))
     return out
 
@@ -556,11 +572,12 @@ def markdown_mnist(doc):
     for var in doc["variants"]:
         for t in var["times"]:
             r = {x["path"]: x for x in var["rows"] if x["t"] == t}
-            pd = r["analog_nmpu"]["paired_nmpu_minus_ldpu"]
+            pd = r["analog_nmpu"].get("paired_nmpu_minus_ldpu")
             L.append(f"| {var['label']} | {_label(t)} | {r['analog_nmpu']['seeds']} | "
                      f"{r['float']['mean']:.2f} | "
-                     + " | ".join(f"{r[p]['mean']:.2f} ± {r[p]['std']:.2f}" for p in _ANALOG)
-                     + f" | {pd['mean']:+.3f} ± {pd['se']:.3f} |")
+                     + " | ".join(f"{r[p]['mean']:.2f} ± {r[p]['std']:.2f}" if p in r else "–"
+                                  for p in _ANALOG)
+                     + (f" | {pd['mean']:+.3f} ± {pd['se']:.3f} |" if pd else " | – |"))
     L += ["", "## Drift curve (NMPU path unless noted; %, mean over seeds)", ""]
     curve = [v for v in doc["variants"] if len(v["times"]) > 3]
     if curve:
@@ -622,7 +639,7 @@ def main_mnist(args, n_seeds, ap):
     print(f"accuracy (mnist): {len(variants)} variants, {n_seeds} / {curve_seeds} seeds",
           file=sys.stderr, flush=True)
     results = run_variants(variants, data, seeds=n_seeds, curve_seeds=curve_seeds,
-                           budget=not args.no_budget)
+                           budget=not args.no_budget, fp16_main_only=args.fp16_main_only)
     doc = {"suite": "mnist", "quick": args.quick, "seeds": n_seeds, "curve_seeds": curve_seeds,
            "nmpu_presets": presets, "test_images": int(data.y_test.size),
            "targets": targets(results, int(data.y_test.size)),

@@ -261,3 +261,15 @@ def test_bench_network_reads_replays_every_read(net, data):
     assert r["reads"] == len(tiles) and r["vectors"] == 30 * len(tiles)
     assert r["reads_seconds"] > 0 and r["matmul_2x_seconds"] > 0
     assert all("read" not in vars(t) for t in tiles)      # the spies are gone
+
+
+def test_paths_subset_skips_fp16(net, data):
+    r = ga.evaluate(net, data, seeds=[0], times=(60.0,), paths=("analog_float", "analog_nmpu"),
+                    progress=False, budget=False)
+    assert {x["path"] for x in r["runs"]} == {"analog_float", "analog_nmpu"}
+    rows = ga.summarise(r)
+    assert [x["path"] for x in rows] == ["float", "analog_float", "analog_nmpu"]
+    assert "paired_nmpu_minus_ldpu" not in rows[-1]
+    assert {x["path"] for x in ga.layer_table(r)} == {"analog_float", "analog_nmpu"}
+    with pytest.raises(ValueError, match="`paths` must hold 'analog_nmpu'"):
+        ga.evaluate(net, data, seeds=[0], times=(60.0,), paths=("analog_ldpu",), progress=False)
