@@ -24,10 +24,27 @@ from cocotbext.axi import (AxiLiteBus, AxiLiteMaster, AxiResp, AxiStreamBus, Axi
 
 from hdl.regmap import RegModel
 from sw.driver import BusError, Driver
-from verif.bench import META, SEED
+from verif.bench import META, OUT, SEED
+from verif.coverage import Coverage
 
 JOB = json.loads(Path(os.environ["TB_JOB"]).read_text()) if "TB_JOB" in os.environ else None
 ROOT_OUT = Path(os.environ["TB_META"]).parent if "TB_META" in os.environ else None
+
+# Coverage of the whole bench (cumulative over its tests, written after each): bus responses,
+# every kind of refused access, and the job situations.
+COV = Coverage(META["module"] if META else "periphery")
+COV.require("bus_resp", ["read_OKAY", "read_SLVERR", "write_OKAY", "write_SLVERR"])
+COV.require("job", ["chain_through_residual", "stalls", "no_stalls", "reset_mid_job",
+                    "frame_error", "refused_while_busy"])
+REFUSALS = ["unmapped read", "unmapped write", "read of CTRL", "read of the window",
+            "write of GEOMETRY", "write of STATUS", "reserved bit", "partial strobe", "unaligned",
+            "JOB while busy", "LAYER while busy", "parameters while busy", "start while busy"]
+COV.require("refused", REFUSALS)
+
+
+def _cover(test):
+    COV.write(OUT / "coverage" / "periphery.json")
+    print(COV.summary())
 
 
 class AxilPort:
@@ -38,11 +55,13 @@ class AxilPort:
 
     async def write(self, addr, value):
         resp = await self.master.write(addr, int(value).to_bytes(4, "little"))
+        COV.hit("bus_resp", f"write_{AxiResp(resp.resp).name}")
         if resp.resp != AxiResp.OKAY:
             raise BusError("write", addr)
 
     async def read(self, addr):
         resp = await self.master.read(addr, 4)
+        COV.hit("bus_resp", f"read_{AxiResp(resp.resp).name}")
         if resp.resp != AxiResp.OKAY:
             raise BusError("read", addr)
         return int.from_bytes(resp.data, "little")
@@ -117,6 +136,8 @@ class PeripheryBench:
                 assert lasts == [drv.beats * (v + 1) for v in range(vectors)], \
                     f"output tlast after beats {lasts}"
                 check_outputs(f"column tile {chain['k']}, row tile {r}", y, tile["y"])
+                if r and tile["layer"].get("residual_en"):
+                    COV.hit("job", "chain_through_residual")
                 st = await drv.status()
                 assert st == {"busy": 0, "done": 1, "frame_error": 0, "reg_error": 0,
                               "bus_error": 0}, f"status after a tile: {st}"
@@ -156,6 +177,8 @@ async def layer_from_compiler_image(dut, stalls):
     check_layer(results, JOB["expected"])
     want = sum(t["clamped"] for c in JOB["chains"] for t in c["tiles"])
     assert await tb.drv.clamp_count() == want, "clamp count over the layer"
+    COV.hit("job", "stalls" if stalls else "no_stalls")
+    _cover("layer")
     _stats("layer", sum(np.size(v) for v in JOB["expected"].values()))
 
 
@@ -171,7 +194,7 @@ async def corrupted_expectation_is_caught(dut):
     check_layer(results, expected)
 
 
-async def expect_refused(tb, op, what):
+async def expect_refused(tb, op, what, kind):
     try:
         await op
     except BusError:
@@ -181,6 +204,7 @@ async def expect_refused(tb, op, what):
     st = await tb.drv.status()
     assert st["bus_error"], f"{what}: STATUS.bus_error not set"
     await tb.drv.clear()
+    COV.hit("refused", kind)
 
 
 @cocotb.test()
@@ -198,37 +222,41 @@ async def illegal_accesses(dut):
     unmapped = [a for a in range(0, win, 4) if a not in {r.address for r in model.regs.values()}]
     assert unmapped, "no unmapped register address to try"
     cases = [
-        (bus.read(unmapped[0]), f"read of unmapped {unmapped[0]:#x}"),
-        (bus.write(unmapped[0], 1), f"write of unmapped {unmapped[0]:#x}"),
-        (bus.read(model.address("CTRL")), "read of write-only CTRL"),
-        (bus.read(win), "read of the write-only parameter window"),
-        (bus.write(model.address("GEOMETRY"), 0), "write of read-only GEOMETRY"),
-        (bus.write(model.address("STATUS"), 0x1f), "write of read-only STATUS"),
+        (bus.read(unmapped[0]), f"read of unmapped {unmapped[0]:#x}", "unmapped read"),
+        (bus.write(unmapped[0], 1), f"write of unmapped {unmapped[0]:#x}", "unmapped write"),
+        (bus.read(model.address("CTRL")), "read of write-only CTRL", "read of CTRL"),
+        (bus.read(win), "read of the write-only parameter window", "read of the window"),
+        (bus.write(model.address("GEOMETRY"), 0), "write of read-only GEOMETRY",
+         "write of GEOMETRY"),
+        (bus.write(model.address("STATUS"), 0x1f), "write of read-only STATUS",
+         "write of STATUS"),
     ]
     if model["JOB"].fields["vectors"][1] < 32:
         cases.append((bus.write(job_addr, 1 << model["JOB"].fields["vectors"][1]),
-                      "reserved bit of JOB"))
+                      "reserved bit of JOB", "reserved bit"))
     if drv.stride > n_sub:
-        cases.append((bus.write(win + 4 * n_sub, 1), "hole in a parameter slot"))
+        cases.append((bus.write(win + 4 * n_sub, 1), "hole in a parameter slot", "window hole"))
     cols_span = drv.columns * drv.stride * 4
     if cols_span < win:  # the window is larger than its columns
-        cases.append((bus.write(win + cols_span, 1), "column beyond `columns`"))
+        cases.append((bus.write(win + cols_span, 1), "column beyond `columns`",
+                      "window column"))
     word_bits = META["derived"]["core"]["word_bits"]
     top = word_bits - (n_sub - 1) * 32
     if top < 32:
         cases.append((bus.write(win + 4 * (n_sub - 1), 1 << top),
-                      "bit above the parameter word"))
-    for op, what in cases:
-        await expect_refused(tb, op, what)
+                      "bit above the parameter word", "window reserved bit"))
+    for op, what, kind in cases:
+        await expect_refused(tb, op, what, kind)
         assert await drv.read_reg("JOB") == {"vectors": 1}, f"{what} changed JOB"
     # partial strobe and unaligned address straight through the master
-    for addr, data, what in ((job_addr, b"\x05\x00", "partial write strobe"),
-                             (job_addr + 1, b"\x05\x00\x00\x00", "unaligned write")):
+    for addr, data, what in ((job_addr, b"\x05\x00", "partial strobe"),
+                             (job_addr + 1, b"\x05\x00\x00\x00", "unaligned")):
         resp = await tb.axil.write(addr, data)
         assert resp.resp == AxiResp.SLVERR, f"{what}: {resp.resp}"
         assert (await drv.status())["bus_error"] and dut.irq.value, f"{what}: no flag or irq"
         assert await drv.read_reg("JOB") == {"vectors": 1}, f"{what} changed JOB"
         await drv.clear()
+        COV.hit("refused", what)
     assert not dut.irq.value, "irq stays up after CTRL.clear"
     # while a job runs: JOB, LAYER, parameter words and a second start are refused
     chain = JOB["chains"][0]
@@ -242,7 +270,7 @@ async def illegal_accesses(dut):
                      (bus.write(first_layer.address, 0), "LAYER while busy"),
                      (drv.write_params([0], columns=[0]), "parameters while busy"),
                      (drv.write_reg("CTRL", start=1), "start while busy")):
-        await expect_refused(tb, op, what)
+        await expect_refused(tb, op, what, what)
     beats = drv.input_beats(p=np.array(tile["p"]), n=np.array(tile["n"]))
     await tb.source.send(AxiStreamFrame(beats))
     out = []
@@ -251,6 +279,8 @@ async def illegal_accesses(dut):
     check_outputs("after refused writes during the job", drv.outputs(out), tile["y"])
     st = await drv.status()
     assert st["done"] and not st["busy"] and not st["bus_error"], st
+    COV.hit("job", "refused_while_busy")
+    _cover("illegal")
 
 
 @cocotb.test()
@@ -284,6 +314,8 @@ async def reset_in_the_middle_of_a_job(dut):
         out += list((await tb.sink.recv()).tdata)
     check_outputs("after a reset mid-job", drv.outputs(out), tile["y"])
     assert (await drv.status())["done"]
+    COV.hit("job", "reset_mid_job")
+    _cover("reset")
 
 
 @cocotb.test()
@@ -309,3 +341,5 @@ async def malformed_tlast(dut):
     assert lasts == [drv.beats * (v + 1) for v in range(vectors)], lasts
     st = await drv.status()
     assert st["frame_error"] and st["done"] and not st["busy"], st
+    COV.hit("job", "frame_error")
+    _cover("frame")
