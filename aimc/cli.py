@@ -218,7 +218,7 @@ def cmd_generate(args):
 
 
 def cmd_sim(args):
-    from verif.runner import run_bench, setup_tools
+    from verif.runner import BUILD, run_bench, setup_tools
     (unit, cfg), = _select(args, many=False)
     sims = SIMS if args.sim == "both" else (args.sim,)
     seed = args.seed if args.seed is not None else int(os.environ.get("TB_SEED", time.time()))
@@ -237,7 +237,6 @@ def cmd_sim(args):
             failed.append(sim)
             summary = {"unit": unit, "tag": cfg.tag, "sim": sim, "seed": seed, "passed": False,
                        "error": str(exc)}
-        from verif.runner import BUILD
         build_dir = BUILD / "sim" / sim / f"{unit}_{cfg.tag}"
         logs = [build_dir / "build.log", build_dir / "run_all" / "sim.log"]
         _show_logs(logs, args.verbose)
