@@ -102,13 +102,11 @@ def test_nmpu_periphery_bus(sim, seed, tmp_path):
     _run("nmpu_small", sim, seed, tmp_path)
 
 
-@pytest.mark.sim
-def test_ldpu_periphery_bus(seed, tmp_path):
-    _run("ldpu_small", "icarus", seed, tmp_path)
-
-
+# The LDPU top shares the register block and the job gate (its register block is checked in
+# test_regmap.py, its configs fuzzed): its cocotb runs keep `make test` short.
 @pytest.mark.regress
-@pytest.mark.parametrize("preset,sim", [("ldpu_small", "verilator"), ("nmpu_paper", "verilator")])
+@pytest.mark.parametrize("preset,sim", [("ldpu_small", "icarus"), ("ldpu_small", "verilator"),
+                                        ("nmpu_paper", "verilator")])
 def test_periphery_bus_regress(preset, sim, seed, tmp_path):
     _run(preset, sim, seed, tmp_path)
 
