@@ -132,3 +132,21 @@ def test_flow_proof_catches_short_drain_bound(tmp_path):
     result = run_proof(short, folder=tmp_path, timeout=300)
     assert result["status"] == "FAIL", result
     assert any("drain_bound" in line or "periphery.py" in line for line in result["detail"]), result
+
+
+def test_wrapper_area_rows(tmp_path):
+    """synth/wrappers.py: a top's wrapper area is its area minus its unit's row; tops without a
+    result or without their unit's row are left out."""
+    import json
+    from synth import wrappers
+    small = PERIPHERY_PRESETS["nmpu_small"]
+    d = tmp_path / f"periphery_{small.tag}"
+    d.mkdir()
+    (d / "result.json").write_text(json.dumps({"area_um2": 1100.0, "fmax_mhz": 200.0}))
+    rows = [{"unit": "nmpu", "preset": small.core.tag, "area_um2": 1000.0, "fmax_mhz": 210.0},
+            {"unit": "ldpu", "preset": "paper", "area_um2": 5.0}]
+    (w,) = wrappers.wrapper_rows(rows, tmp_path)
+    assert (w["top"], w["wrapper_area_um2"], w["wrapper_share"]) == ("nmpu_small", 100.0, 0.1)
+    assert "| nmpu_small | 0.001 | 0.001 | 0.0001 | 10.0% | 210.0 / 200.0 |" in \
+        wrappers.markdown(rows, {"wrappers": [w]})
+    assert wrappers.wrapper_rows(rows[1:], tmp_path) == []
