@@ -222,3 +222,23 @@ def test_errors_name_the_problem(mlp, cnn, data):
         gc.encode_input(plan, np.full((1, 64), np.nan))
     with pytest.raises(ValueError, match=r"takes inputs of shape \(N, 64\)"):
         prog.logits("nmpu", 60.0, np.zeros((2, 60)))
+
+
+def test_static_layer_compiles_at_its_fixed_shift(mlp, data):
+    """A `static_layer` NMPU: the plan (polarity, bias caps) works from the run-time-layer
+    twin, every tile is compiled at the fixed shift and the NMPU path runs with it; a shift no
+    column fits is an error naming the column."""
+    free = dataclasses.replace(NMPU_PRESETS["paper"], name="free", scale_frac=5, offset_int=5,
+                               drop_bits=8)
+    plan = gc.plan(mlp, data.x_train, tile_cfg=SMALL, nmpu_cfg=free)
+    shifts = [img.nmpu.shift for img in gc.ProgrammedNetwork(plan, 2).compile(3600.0).values()]
+    fixed = dataclasses.replace(free, name="fixed", static_layer=True, static_shift=min(shifts))
+    plan = gc.plan(mlp, data.x_train, tile_cfg=SMALL, nmpu_cfg=fixed)
+    prog = gc.ProgrammedNetwork(plan, 2)
+    assert {img.nmpu.shift for img in prog.compile(3600.0).values()} == {min(shifts)}
+    x = gc.encode_input(plan, data.x_test[:20])
+    assert gnet.run(mlp.cfg, x, prog.matrix("nmpu", 3600.0)).shape == (20, 10)
+    too_high = dataclasses.replace(fixed, static_shift=max(shifts) + 1)
+    prog = gc.ProgrammedNetwork(gc.plan(mlp, data.x_train, tile_cfg=SMALL, nmpu_cfg=too_high), 2)
+    with pytest.raises(ValueError, match=r"column \d+ does not fit at the forced shift"):
+        prog.compile(3600.0)

@@ -14,7 +14,7 @@ from amaranth.sim import Simulator
 from golden import nmpu as g
 from hdl.config import NMPU_PRESETS, NMPUConfig, RoundMode, nmpu_preset
 from hdl.export import lint, module_name, write
-from hdl.nmpu import NMPU, Accumulate, Activate, Compress, Products, ShiftAmounts
+from hdl.nmpu import NMPU, Accumulate, Activate, Compress, Products, ShiftAmounts, layer_layout
 from verif.configs import random_nmpu_configs
 from verif.runner import setup_tools
 
@@ -389,3 +389,20 @@ def test_products_and_accumulate_exhaustive_knobs(cfg):
     sim.add_testbench(bench)
     sim.run()
     np.testing.assert_array_equal(got, want)
+
+
+# Static layers: one with per-column exponents (shift + e through the stage registers), one
+# without (constant s and c: the shifter folds away), both with a rounding mode other than floor.
+STATIC = [dataclasses.replace(nmpu_preset("tiny"), name="tiny-static", static_layer=True,
+                              static_shift=2, static_pre_cut=1, static_round=1),
+          dataclasses.replace(SINGLE, name="single-static", static_layer=True, static_shift=3,
+                              static_pre_cut=1, static_round=2)]
+
+
+@pytest.mark.parametrize("cfg", STATIC, ids=lambda c: c.name)
+def test_unit_stream_static(cfg):
+    """The whole unit with a static layer: random beats with stalls and writes, against the
+    golden model at the config's fixed shift, pre-cut and mode (the fuzz bench)."""
+    from .test_fuzz_configs import simulate_nmpu
+    assert "shift" not in {name for name, _ in layer_layout(cfg)}
+    simulate_nmpu(cfg, n_beats=160)
