@@ -106,10 +106,16 @@ def test_search_resumes_from_its_journal_and_marks_presets(tmp_path):
     assert len(doc["front"]) == len(fr)
 
 
-def test_quality_measures_against_the_exhaustive_front():
+def test_quality_measures_against_the_exhaustive_front(tmp_path):
     fake = Fake(acc_limit=100.0)
     q = ex.quality(None, fake, seeds=(1, 2), log=lambda s: None)
     assert q["points"] == q["evaluated"] == 98 and q["budget"] == 32
     # the exhaustive front of the fake: loss and bits trade off along adc_bits/scale_frac
     assert q["exhaustive_front"] and all(0 <= r["share"] <= 1 for r in q["runs"])
-    assert q["mean_share"] == pytest.approx(sum(r["share"] for r in q["runs"]) / 2)
+    nsga = [r for r in q["runs"] if r["sampler"] == "NSGA-II"]
+    assert len(nsga) == 2 and all(r["evaluations"] == 32 for r in nsga)
+    assert q["mean_share"]["NSGA-II"] == pytest.approx(sum(r["share"] for r in nsga) / 2)
+    study = ex.search("nmpu", 2, None, batch=2, evaluator=fake, storage=tmp_path / "j",
+                      sp={"adc_bits": (11, 12)}, log=lambda s: None)
+    ex.write_reports("nmpu", study, fake, 1.0, tmp_path, extra={"quality": q})
+    assert "| NSGA-II |" in (tmp_path / "explore.md").read_text()
