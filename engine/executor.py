@@ -91,23 +91,44 @@ class Engine:
     """A dask.distributed client over a local, remote or batch cluster (see the module doc)."""
 
     def __init__(self, workers=2, scheduler=None, mem_gb=None, progress=True, quiet=True):
-        from dask.distributed import Client
         if not isinstance(workers, int) or workers < 1:
             raise ValueError(f"`workers` must be a positive integer, not {workers!r}")
+        self.workers, self.quiet = workers, quiet
         self.scheduler = scheduler or os.environ.get(SCHEDULER_ENV) or None
         self.progress = progress
-        self.cluster = None
+        self.cluster = self._client = None
         if self.scheduler is None:
-            from dask.distributed import LocalCluster
             self.mem_gb = mem_gb or _mem_gb_default(workers)
-            self.cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                        dashboard_address=":0", host="127.0.0.1",
-                                        memory_limit=f"{self.mem_gb}GiB",
-                                        resources={"MEM": self.mem_gb},
-                                        silence_logs=40 if quiet else 30)
-            self.client = Client(self.cluster)
             self.where = f"local: {workers} worker process(es) x 1 thread, {self.mem_gb} GB each"
         elif self.scheduler.lower() in JOBQUEUE:
+            self.mem_gb = mem_gb or 4
+            self.where = f"{self.scheduler}: {workers} job(s) of 1 core, {self.mem_gb} GB"
+        else:
+            if not self.scheduler.startswith(("tcp://", "tls://", "inproc://", "ucx://")):
+                raise ValueError(f"scheduler must be tcp://host:port, one of {', '.join(JOBQUEUE)}"
+                                 f" or unset, not {self.scheduler!r}")
+            self.mem_gb = mem_gb
+            self.where = f"scheduler {self.scheduler}"
+
+    @property
+    def client(self):
+        """The dask client, connected (and a local or batch cluster started) on first use: a
+        sweep whose every point is in the cache starts nothing."""
+        if self._client is None:
+            self._client = self._connect()
+        return self._client
+
+    def _connect(self):
+        from dask.distributed import Client
+        if self.scheduler is None:
+            from dask.distributed import LocalCluster
+            self.cluster = LocalCluster(n_workers=self.workers, threads_per_worker=1,
+                                        processes=True, dashboard_address=":0", host="127.0.0.1",
+                                        memory_limit=f"{self.mem_gb}GiB",
+                                        resources={"MEM": self.mem_gb},
+                                        silence_logs=40 if self.quiet else 30)
+            return Client(self.cluster)
+        if self.scheduler.lower() in JOBQUEUE:
             try:
                 import dask_jobqueue
             except ImportError:
@@ -115,26 +136,20 @@ class Engine:
                                  f"pip install -e '.[cluster]'") from None
             kind = {"slurm": "SLURMCluster", "pbs": "PBSCluster", "sge": "SGECluster",
                     "lsf": "LSFCluster"}[self.scheduler.lower()]
-            self.mem_gb = mem_gb or 4
             self.cluster = getattr(dask_jobqueue, kind)(
                 cores=1, processes=1, memory=f"{self.mem_gb}GB",
                 worker_extra_args=[f"--resources MEM={self.mem_gb}"])
-            self.cluster.scale(jobs=workers)
-            self.client = Client(self.cluster)
-            self.where = f"{self.scheduler}: {workers} job(s) of 1 core, {self.mem_gb} GB"
-        else:
-            if not self.scheduler.startswith(("tcp://", "tls://", "inproc://", "ucx://")):
-                raise ValueError(f"scheduler must be tcp://host:port, one of {', '.join(JOBQUEUE)}"
-                                 f" or unset, not {self.scheduler!r}")
-            self.mem_gb = mem_gb
-            self.client = Client(self.scheduler, timeout="20s")
-            self.where = f"scheduler {self.scheduler}"
+            self.cluster.scale(jobs=self.workers)
+            return Client(self.cluster)
+        return Client(self.scheduler, timeout="20s")
 
     # -- life cycle
     def close(self):
-        self.client.close()
+        if self._client is not None:
+            self._client.close()
         if self.cluster is not None:
             self.cluster.close()
+        self._client = self.cluster = None
 
     def __enter__(self):
         return self

@@ -71,6 +71,12 @@ def test_resume_runs_only_new_points_and_tool_change_reruns(local, tmp_path):
     # a new Liberty file (another hash) is another tool set: everything it touches runs again
     changed = sweep([0, 1], dict(tools, liberty_sha256="def"))
     assert not any(o.cached for o in changed)
+    # a sweep whose every point is cached starts no cluster at all
+    idle = Engine(workers=1, progress=False)
+    assert all(o.cached for o in idle.map(probe, [0, 1], cache=cache,
+                                          key=lambda x: key(x=x, tools=tools)))
+    assert idle._client is None and idle.cluster is None
+    idle.close()
 
 
 def _free_port():
