@@ -213,7 +213,9 @@ class Engine:
             fut = self.submit(fn, *argf(item), mem_gb=mem_gb,
                               priority=priority(item) if priority else 0)
             pending[fut] = (i, item, k)
-        for fut in as_completed(list(pending)):
+        if not pending:       # every point came from the cache: no cluster, no client
+            return
+        for fut in as_completed(list(pending), loop=self.client.loop):
             i, item, k = pending.pop(fut)
             value, error, seconds = fut.result()
             done += 1

@@ -31,6 +31,19 @@ def _values(outcomes):
     return {o.item: {k: v for k, v in o.value.items() if k != "pid"} for o in outcomes}
 
 
+def test_fully_cached_sweep_starts_nothing(tmp_path):
+    """First in the file, before any client exists in this process: a sweep whose every point
+    is in the cache connects to no scheduler and starts no worker."""
+    cache = Cache(tmp_path)
+    for x in (0, 1):
+        cache.put(key(x=x), {"x": x, "y": x * x})
+    idle = Engine(workers=1, progress=False)
+    outs = list(idle.map(probe, [0, 1], cache=cache, key=lambda x: key(x=x)))
+    assert [o.value["y"] for o in outs] == [0, 1] and all(o.cached for o in outs)
+    assert idle._client is None and idle.cluster is None
+    idle.close()
+
+
 @pytest.fixture(scope="module")
 def local():
     with Engine(workers=2, progress=True) as eng:
@@ -71,12 +84,6 @@ def test_resume_runs_only_new_points_and_tool_change_reruns(local, tmp_path):
     # a new Liberty file (another hash) is another tool set: everything it touches runs again
     changed = sweep([0, 1], dict(tools, liberty_sha256="def"))
     assert not any(o.cached for o in changed)
-    # a sweep whose every point is cached starts no cluster at all
-    idle = Engine(workers=1, progress=False)
-    assert all(o.cached for o in idle.map(probe, [0, 1], cache=cache,
-                                          key=lambda x: key(x=x, tools=tools)))
-    assert idle._client is None and idle.cluster is None
-    idle.close()
 
 
 def _free_port():
