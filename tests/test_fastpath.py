@@ -6,9 +6,11 @@ Verilog bench and leaves a VCD on a failure. The stimulus is the golden data of
 `verif.vectors`, the cocotb benches' generators.
 """
 
+import json
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -34,9 +36,43 @@ def test_fastpath_verilator(unit, preset, seed):
     stalls = [tuple(map(int, m)) for m in STALLS.findall(log)]
     # no stalls: no gaps, o__ready always high (i__ready may still push back: ESSOP is busy)
     assert stalls[0][::2] == (0, 0) and all(g > 0 and o > 0 for g, _, o in stalls[1:]), log
-    per_beat = fp.values_per_beat(unit, fp.build(unit, cfg)[1])
-    assert s["values"] == 3 * per_beat * len(vv.draw(unit, cfg, fp.build(unit, cfg)[1]["ports"],
-                                                    COUNT[unit], seed).outputs)
+    # every value of every expected beat, once per stall mode
+    m = json.loads((Path(s["log"]).parent / "fast.json").read_text())
+    per_item = cfg.rows if unit in ("essop", "fp16outer") else cfg.beats
+    assert m["out_beats"] == COUNT[unit] * per_item
+    assert s["values"] == 3 * m["values"] and m["values"] % m["out_beats"] == 0
+
+
+# every other preset of every unit (the cocotb runs of these are regress-only): bulk golden data
+# with random and bursty stalls on both sides, in a second or two of simulation each
+PRESETS = [(u, p) for u in ("nmpu", "essop", "ldpu", "fp16outer") for p in UNITS[u][1] if p != "tiny"]
+PRESET_COUNT = {"nmpu": 200, "essop": 24, "ldpu": 24, "fp16outer": 64}
+
+
+@pytest.mark.sim
+@pytest.mark.parametrize("unit, preset", PRESETS, ids=[f"{u}-{p}" for u, p in PRESETS])
+def test_fastpath_presets(unit, preset, seed):
+    cfg = UNITS[unit][1][preset]
+    s = fp.check(unit, cfg, "verilator", PRESET_COUNT[unit], seed, ("random", "bursty"),
+                 name="presets")
+    log = open(s["log"]).read()
+    assert log.count("PASS") == 2 and s["values"] > 0, log
+    print(f"{unit} {preset}: {s['values']} values in {s['wall_s']} s of simulation "
+          f"({s['values_per_s']:.0f}/s)")
+
+
+def test_bulk_plan_sizes():
+    """`make regress`'s bulk check reaches the sizes of issue 16 and shards them."""
+    plan = fp.bulk_plan()
+    items = {u: sum(p[2] for p in plan if p[0] == u) for u in fp.BULK}
+    cols = {u: UNITS[u][1][fp.BULK[u][0]].columns for u in ("nmpu", "ldpu")}
+    assert items["nmpu"] * cols["nmpu"] >= 10**8 and items["ldpu"] * cols["ldpu"] >= 10**7
+    assert items["essop"] >= 10**6 and items["fp16outer"] >= 10**6
+    assert all(p[2] <= fp.BULK[p[0]][2] for p in plan)
+    assert len({(p[0], p[3]) for p in plan}) == len(plan)     # one seed per shard
+    assert {p[4] for p in plan} == set(fp.BULK_STALLS)
+    small = fp.bulk_plan(["essop"], scale=1e-6)
+    assert [p[2] for p in small] == [1]
 
 
 def _flip(folder, beat, word=0, bit=0):

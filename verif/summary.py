@@ -35,15 +35,17 @@ def collect(build=BUILD):
 
 def rates_by_unit(runs):
     """Values and products per second of simulation, summed per unit × config × bench × sim."""
-    acc = defaultdict(lambda: [0, 0, 0.0])
+    acc = defaultdict(lambda: [0, 0, 0.0, 0.0])
     for r in runs:
         a = acc[(r["unit"], r["tag"], r["bench"], r["sim"])]
         a[0] += r["values"]
         a[1] += r.get("products", 0)
         a[2] += r["wall_s"]
+        a[3] += r.get("cpu_s", 0.0)
     return [{"unit": u, "tag": t, "bench": b, "sim": s, "values": v, "products": p, "wall_s": w,
-             "values_per_s": v / w if w else 0.0, "products_per_s": p / w if w else 0.0}
-            for (u, t, b, s), (v, p, w) in sorted(acc.items())]
+             "values_per_s": v / w if w else 0.0, "products_per_s": p / w if w else 0.0,
+             "cpu_s": c, "values_per_cpu_s": v / c if c else None}
+            for (u, t, b, s), (v, p, w, c) in sorted(acc.items())]
 
 
 def main():
@@ -63,13 +65,16 @@ def main():
                      f"{r['tests']} | {r['values']} | {r['wall_s']} | {r['values_per_s']:.0f} |")
     lines += ["", "## Values checked per second, per unit, bench and simulator", "",
               "Summed over the runs: values (and products) over simulation wall seconds (cocotb: "
-              "the cocotb run; fast path: the compiled bench, stimulus generation excluded).", "",
-              "| unit | config | bench | simulator | values | wall s | values/s | products/s |",
-              "|---|---|---|---|---:|---:|---:|---:|"]
+              "the cocotb run; fast path: the compiled bench, stimulus generation excluded) and, "
+              "for the fast path, over the bench's CPU seconds (what a busy machine does not "
+              "change).", "",
+              "| unit | config | bench | simulator | values | wall s | values/s | products/s | "
+              "values/cpu s |", "|---|---|---|---|---:|---:|---:|---:|---:|"]
     for r in rates:
+        cpu = f"{r['values_per_cpu_s']:.0f}" if r["values_per_cpu_s"] else ""
         lines.append(f"| {r['unit']} | {r['tag']} | {r['bench']} | {r['sim']} | {r['values']} | "
                      f"{r['wall_s']:.2f} | {r['values_per_s']:.0f} | "
-                     + (f"{r['products_per_s']:.0f} |" if r["products"] else "|"))
+                     + (f"{r['products_per_s']:.0f}" if r["products"] else "") + f" | {cpu} |")
     totals = defaultdict(lambda: [0, 0.0])
     for r in runs:
         totals[r["sim"]][0] += r["values"]

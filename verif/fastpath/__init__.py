@@ -3,7 +3,8 @@ by a Verilator-compiled C++ bench (verif/fastpath/harness.cpp) at full speed, or
 Verilog bench of `verif.vectors` under Icarus; no Python per clock.
 
     python -m verif.fastpath [--unit U ...] [--preset P ...] [--sim verilator|icarus]
-                             [--count N] [--shards K] [--seed S] [--stalls MODE ...]
+                             [--count N] [--seed S] [--stalls MODE ...]
+    python -m verif.fastpath --bulk [--unit U ...] [--scale F] [--jobs N] [--seed S]
 
 The stimulus is the cocotb benches' golden data: `verif.vectors.GENERATORS` (the same golden
 functions, parameter packing and payload codec). One build per unit × config in
@@ -30,8 +31,8 @@ from hdl.export import UNITS, VERILATOR_WAIVERS, write
 from verif import vectors as vv
 from verif.runner import _locked, verilator_env
 
-__all__ = ["BUILD", "HARNESS", "STALLS", "VALUE_FIELD", "build", "stimulus", "replay", "check",
-           "main"]
+__all__ = ["BUILD", "HARNESS", "STALLS", "VALUE_FIELD", "BULK", "build", "stimulus", "replay",
+           "check", "bulk_plan", "bulk", "main"]
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 BUILD = ROOT / "build" / "fastpath"
@@ -86,17 +87,21 @@ def _port_lists(unit, cfg, meta):
     return list(vec.regs), list(vec.pulses), list(vec.status)
 
 
-def build(unit, cfg, sim="verilator", variant=None, verilog=None, trace=False):
+def build(unit, cfg, sim="verilator", variant=None, verilog=None, trace=False, elaborate=True):
     """Write the Verilog and build the bench for `sim` (once; later calls reuse it). Returns
     (build_dir, meta). `verilog` (text of the same module, e.g. a mutant's) replaces the
     generated Verilog in a build folder of its own, `<unit>_<tag>_<variant>`; `trace` builds
-    with the FST tracer (in `..._trace`: only for a failure's waveform, it triples the C++)."""
+    with the FST tracer (in `..._trace`: only for a failure's waveform, it triples the C++).
+    `elaborate=False` trusts a finished build (the bulk check's workers, after the driver
+    built it) instead of elaborating the Amaranth design again."""
     if sim not in SIMULATORS:
         raise ValueError(f"`sim` must be one of {', '.join(SIMULATORS)}, not {sim!r}")
     if (variant is None) != (verilog is None):
         raise ValueError("`variant` and `verilog` go together")
     name = f"{unit}_{cfg.tag}" + (f"_{variant}" if variant else "") + ("_trace" if trace else "")
     build_dir = BUILD / sim / name
+    if not elaborate and (build_dir / "built.json").exists() and (build_dir / "obj" / "fastsim").exists():
+        return build_dir, json.loads((build_dir / "built.json").read_text())["meta"]
     with _locked(BUILD / sim / f".{name}.lock"):
         v_path, j_path = write(unit, cfg, build_dir)
         meta = json.loads(j_path.read_text())
@@ -192,11 +197,12 @@ def stimulus(unit, cfg, meta, folder, count, seed):
     return manifest, vec
 
 
-_TIME = re.compile(r"time: load ([\d.]+) s, simulation ([\d.]+) s")
+_TIME = re.compile(r"time: load ([\d.]+) s, simulation ([\d.]+) s, cpu ([\d.]+) s")
 
 
 def replay(build_dir, folder, seed=1, stalls="random", fill=0, wave=True):
-    """Run the Verilator bench on the stimulus in `folder`; returns (ok, output, sim seconds)."""
+    """Run the Verilator bench on the stimulus in `folder`; returns (ok, output, simulation
+    seconds); the CPU seconds of the simulation are in the output (`cpu_seconds`)."""
     gap, hold, burst = STALLS[stalls]
     cmd = [str(Path(build_dir) / "obj" / "fastsim"), str(folder), "--seed", str(seed),
            "--gap", str(gap), "--hold", str(hold), "--burst", str(burst),
@@ -208,6 +214,18 @@ def replay(build_dir, folder, seed=1, stalls="random", fill=0, wave=True):
     last = (proc.stdout.strip().splitlines() or [""])[-1]
     return proc.returncode == 0 and last.startswith("PASS"), proc.stdout + proc.stderr, \
         float(m.group(2)) if m else 0.0
+
+
+def cpu_seconds(output):
+    """The simulation's CPU seconds from the bench's output (0 if it printed none)."""
+    return sum(float(m.group(3)) for m in _TIME.finditer(output))
+
+
+def _child_cpu():
+    import resource
+
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
 
 
 def _replay_icarus(build_dir, meta, vec, folder, seed, stalls):
@@ -223,10 +241,11 @@ def _replay_icarus(build_dir, meta, vec, folder, seed, stalls):
         if proc.returncode:
             return False, proc.stdout + proc.stderr, 0.0
     plus = [f"+seed={seed}"] + (["+nostall"] if stalls == "none" else [])
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), _child_cpu()
     proc = vv.run_tb(folder, *plus)
-    secs = time.perf_counter() - t0
+    secs, cpu = time.perf_counter() - t0, _child_cpu() - c0
     out = proc.stdout + proc.stderr
+    out += f"time: load 0 s, simulation {secs:.3f} s, cpu {cpu:.3f} s (vvp, with its file reading)\n"
     last = (proc.stdout.strip().splitlines() or [""])[-1]
     ok = proc.returncode == 0 and last.startswith("PASS")
     if not ok:
@@ -239,20 +258,20 @@ def _replay_icarus(build_dir, meta, vec, folder, seed, stalls):
 
 
 def check(unit, cfg, sim="verilator", count=None, seed=1, stalls=("random",), name="fast",
-          wave=True, variant=None, verilog=None, reuse=False):
+          wave=True, variant=None, verilog=None, reuse=False, elaborate=True):
     """Build, draw `count` items of golden stimulus, replay it once per stall mode; writes
     `run_<name>/summary.json` (values checked per second of simulation) and raises
     AssertionError with the first mismatch and the waveform's path on a failure. `reuse`
     replays the stimulus files already in the run folder (as edited by a test)."""
     count = vv.DEFAULT_COUNT[unit] if count is None else count
-    build_dir, meta = build(unit, cfg, sim, variant, verilog)
+    build_dir, meta = build(unit, cfg, sim, variant, verilog, elaborate=elaborate)
     folder = build_dir / f"run_{name}"
     if reuse:
         m, vec = json.loads((folder / "fast.json").read_text()), None
     else:
         shutil.rmtree(folder, ignore_errors=True)
         m, vec = stimulus(unit, cfg, meta, folder, count, seed)
-    sim_s, log = 0.0, []
+    sim_s, cpu_s, log = 0.0, 0.0, []
     for mode in stalls:
         if sim == "verilator":
             ok, out, secs = replay(build_dir, folder, seed, mode, m["fill"], False)
@@ -264,6 +283,7 @@ def check(unit, cfg, sim="verilator", count=None, seed=1, stalls=("random",), na
         else:
             ok, out, secs = _replay_icarus(build_dir, meta, vec, folder, seed, mode)
         sim_s += secs
+        cpu_s += cpu_seconds(out)
         log.append(f"== stalls {mode}, seed {seed}\n{out}")
         (folder / "sim.log").write_text("\n".join(log))
         if not ok:
@@ -273,11 +293,97 @@ def check(unit, cfg, sim="verilator", count=None, seed=1, stalls=("random",), na
     summary = {"unit": unit, "tag": cfg.tag, "sim": sim, "seed": seed, "bench": "fastpath",
                "stalls": list(stalls), "tests": runs, "failed": [],
                "values": m["values"] * runs, "products": m["products"] * runs,
-               "wall_s": round(sim_s, 3), "golden_s": m["golden_s"],
+               "wall_s": round(sim_s, 3), "cpu_s": round(cpu_s, 3), "golden_s": m["golden_s"],
                "values_per_s": round(m["values"] * runs / sim_s, 1) if sim_s else 0.0,
+               "values_per_cpu_s": round(m["values"] * runs / cpu_s, 1) if cpu_s else 0.0,
                "log": str(folder / "sim.log")}
     (folder / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     return summary
+
+
+# `make regress`: the bulk random check, per unit: (preset, values to check, items per shard).
+# Items are NMPU/LDPU vectors (256 column values each on `paper`) and ESSOP/FP16 products; each
+# shard draws its own golden stimulus (seed + shard number) and replays it with the stall mode
+# of its turn. The golden model's stimulus generation, not the simulation, sets the wall time.
+BULK = {"nmpu": ("paper", 10**8, 25_000), "essop": ("paper", 10**6, 20_000),
+        "ldpu": ("paper", 10**7, 10_000), "fp16outer": ("paper", 10**6, 50_000)}
+BULK_STALLS = ("random", "bursty", "none")
+# `make fastpath` without --count: vectors or products per config
+FAST_COUNT = {"nmpu": 2000, "essop": 200, "ldpu": 200, "fp16outer": 500}
+
+
+def bulk_plan(units=None, scale=1.0, seed=1):
+    """The shards of the bulk check: (unit, preset, items, seed, stalls, name) each."""
+    plan = []
+    for unit in units or BULK:
+        preset, target, per_shard = BULK[unit]
+        cfg = UNITS[unit][1][preset]
+        # products, or vectors of `columns` values
+        want = target if unit in ("essop", "fp16outer") else -(-target // cfg.columns)
+        want = max(1, int(round(want * scale)))
+        for k in range(-(-want // per_shard)):
+            n = min(per_shard, want - k * per_shard)
+            plan.append((unit, preset, n, seed + k, BULK_STALLS[k % len(BULK_STALLS)], f"bulk{k:03d}"))
+    return plan
+
+
+def bulk_shard(unit, preset, count, seed, stalls, name):
+    """One shard: stimulus, replay, then the stimulus files go (the summary and log stay)."""
+    cfg = UNITS[unit][1][preset]
+    s = check(unit, cfg, "verilator", count, seed, (stalls,), name=name, elaborate=False)
+    folder = Path(s["log"]).parent
+    for f in folder.glob("*.bin"):
+        f.unlink()
+    return s
+
+
+def bulk(units=None, scale=1.0, seed=1, jobs=2, log=print):
+    """The bulk random check of `make regress`, sharded over the sweep engine
+    (engine.executor); writes build/report/fastpath_bulk.{json,md}; raises SystemExit on a
+    failed shard."""
+    from engine.executor import Engine
+
+    plan = bulk_plan(units, scale, seed)
+    for unit in dict.fromkeys(p[0] for p in plan):      # build once, before the workers start
+        build(unit, UNITS[unit][1][BULK[unit][0]])
+    t0 = time.perf_counter()
+    results, errors = [], []
+    with Engine(workers=jobs) as eng:
+        for out in eng.map(bulk_shard, plan, args=lambda p: p,
+                           label=lambda p: f"{p[0]} {p[1]} {p[5]} ({p[2]} items, {p[4]})"):
+            (results if out.ok else errors).append(out.value if out.ok else (out.item, out.error))
+    wall = time.perf_counter() - t0
+    rows = []
+    for unit in dict.fromkeys(p[0] for p in plan):
+        rs = [r for r in results if r["unit"] == unit]
+        values, sim_s = sum(r["values"] for r in rs), sum(r["wall_s"] for r in rs)
+        cpu_s = sum(r["cpu_s"] for r in rs)
+        rows.append({"unit": unit, "preset": BULK[unit][0], "shards": len(rs),
+                     "values": values, "products": sum(r["products"] for r in rs),
+                     "sim_s": round(sim_s, 1), "golden_s": round(sum(r["golden_s"] for r in rs), 1),
+                     "cpu_s": round(cpu_s, 1),
+                     "values_per_s": round(values / sim_s) if sim_s else 0,
+                     "values_per_cpu_s": round(values / cpu_s) if cpu_s else 0})
+    out_dir = ROOT / "build" / "report"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    doc = {"seed": seed, "scale": scale, "jobs": jobs, "wall_s": round(wall, 1), "units": rows,
+           "failed": [{"shard": list(item), "error": err} for item, err in errors]}
+    (out_dir / "fastpath_bulk.json").write_text(json.dumps(doc, indent=1) + "\n")
+    lines = ["# Fast-path bulk check (make regress)", "",
+             f"Seed {seed}, scale {scale}, {jobs} workers, {wall:.0f} s wall. Values/s: simulation "
+             "only, per wall and per CPU second of the bench (the CPU figure holds on a busy "
+             "machine); golden s: the stimulus generation (NumPy golden model) of all shards.", "",
+             "| unit | preset | shards | values | products | golden s | simulation s | cpu s | "
+             "values/s | values/cpu s |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines += [f"| {r['unit']} | {r['preset']} | {r['shards']} | {r['values']} | {r['products']} | "
+              f"{r['golden_s']} | {r['sim_s']} | {r['cpu_s']} | {r['values_per_s']} | "
+              f"{r['values_per_cpu_s']} |" for r in rows]
+    lines += ["", f"Failed shards: {len(errors)}"] + [f"- {item}: {err}" for item, err in errors]
+    (out_dir / "fastpath_bulk.md").write_text("\n".join(lines) + "\n")
+    log("\n".join(lines))
+    if errors:
+        raise SystemExit(f"{len(errors)} fast-path shard(s) failed; logs under {BUILD}/verilator/")
+    return doc
 
 
 def main(argv=None):
@@ -287,10 +393,20 @@ def main(argv=None):
     ap.add_argument("--unit", choices=sorted(UNITS), action="append")
     ap.add_argument("--preset", action="append", help="preset name (default: every preset)")
     ap.add_argument("--sim", choices=SIMULATORS, default="verilator")
-    ap.add_argument("--count", type=int, help="vectors or products per run")
+    ap.add_argument("--count", type=int, help="vectors or products per run (default: "
+                    + ", ".join(f"{u} {n}" for u, n in FAST_COUNT.items()) + ")")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--stalls", choices=sorted(STALLS), action="append")
+    ap.add_argument("--bulk", action="store_true", help="the bulk random check of `make regress` "
+                    "(10^8 NMPU, 10^7 LDPU values, 10^6 ESSOP, 10^6 FP16 products) on the engine")
+    ap.add_argument("--scale", type=float, default=1.0, help="bulk size factor (default 1)")
+    ap.add_argument("--jobs", type=int, default=2, help="engine workers for --bulk (default 2)")
     args = ap.parse_args(argv)
+    if args.scale <= 0:
+        ap.error(f"--scale must be positive, not {args.scale}")
+    if args.bulk:
+        bulk(args.unit, args.scale, args.seed, args.jobs)
+        return
     failed = 0
     for unit in args.unit or list(UNITS):
         presets = UNITS[unit][1]
@@ -298,11 +414,11 @@ def main(argv=None):
             if p not in presets:
                 continue
             try:
-                s = check(unit, presets[p], args.sim, args.count, args.seed,
+                s = check(unit, presets[p], args.sim, args.count or FAST_COUNT[unit], args.seed,
                           tuple(args.stalls or ("random",)))
                 print(f"{unit} {p} on {args.sim}: {s['values']} values in {s['wall_s']} s "
-                      f"({s['values_per_s']:.0f}/s)" + (f", {s['products']} products" if s['products'] else ""),
-                      flush=True)
+                      f"({s['values_per_s']:.0f}/s; {s['values_per_cpu_s']:.0f} per CPU second)"
+                      + (f", {s['products']} products" if s['products'] else ""), flush=True)
             except AssertionError as e:
                 failed += 1
                 print(e, flush=True)
