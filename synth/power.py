@@ -173,8 +173,15 @@ class Table:
     def at(self, **point):
         if not self.variables:
             return float(self.values.reshape(-1)[0])
-        coords = [float(point[v]) for v in self.variables]
-        return float(_interp(self.values, self.index, coords))
+        coords = tuple(round(float(point[v]), 9) for v in self.variables)
+        key = (id(self), coords)
+        hit = _AT_CACHE.get(key)
+        if hit is None:     # loads and slews repeat across a netlist: one lookup each
+            hit = _AT_CACHE[key] = (self, float(_interp(self.values, self.index, coords)))
+        return hit[1]
+
+
+_AT_CACHE = {}      # (table id, coordinates) -> (table, value); the table is kept alive
 
 
 def _interp(values, index, coords):
@@ -457,24 +464,7 @@ def parse_netlist(path, clock=flow.CLOCK):
 
 def _statements(body):
     """`;`-terminated statements, a `;` inside an escaped identifier kept."""
-    out, cur, i = [], [], 0
-    while i < len(body):
-        ch = body[i]
-        if ch == "\\":
-            j = i
-            while j < len(body) and not body[j].isspace():
-                j += 1
-            cur.append(body[i:j])
-            i = j
-            continue
-        if ch == ";":
-            out.append("".join(cur))
-            cur = []
-        else:
-            cur.append(ch)
-        i += 1
-    out.append("".join(cur))
-    return out
+    return [m.group(0) for m in re.finditer(r"(?:\\\S*\s|[^;\\])+", body)]
 
 
 def _split_concat(s):
@@ -500,17 +490,24 @@ CLASSES = ("clock", "flip-flops", "logic", "inputs", "leakage")
 
 @dataclasses.dataclass
 class Model:
-    """The netlist and library joined: per net its load and slews, per cell its class; built
-    once per netlist, applied to any toggle counts."""
+    """The netlist and library joined, once per netlist: per net its load and slew, per cell
+    output pin its internal-energy arcs looked up at that load and slew, per input pin its
+    passive energy; `energy` then applies any toggle counts with array arithmetic."""
     lib: PowerLib
     net: Netlist
     load: np.ndarray            # pF per net: input pins driven (+ the port load on outputs)
     slew: np.ndarray            # ns per net (rise, fall averaged)
     ff: list                    # cell indices of flip-flops
     port_load_pf: float
+    arcs: dict = None           # group (output pin), related net, rise / fall energy (pJ)
+    groups: dict = None         # per output pin: net, class (1 flip-flop, 0 logic), block
+    passive: dict = None        # per input pin with a passive table: net, class, rise / fall
+    clock_pf: float = 0.0
+    clock_pj: float = 0.0       # CLK pin internal energy of one clock (rise + fall), all FFs
+    leakage_w: float = 0.0
 
     @classmethod
-    def build(cls, lib, net, port_load_pf=flow.LOAD_PF):
+    def build(cls, lib, net, port_load_pf=flow.LOAD_PF, input_slew_ns=NOMINAL_SLEW_NS):
         load = np.zeros(net.nets)
         ff = []
         for k, (name, ctype, pins) in enumerate(net.cells):
@@ -537,35 +534,26 @@ class Model:
                 vals = [t.at(load=load[n], slew=NOMINAL_SLEW_NS)
                         for _, r, f in cell.pins[o].transition for t in (r, f) if t is not None]
                 slew[n] = float(np.mean(vals))
+        slew[list(net.inputs)] = input_slew_ns
         if net.clock is not None:
             slew[net.clock] = CLOCK_SLEW_NS
-        return cls(lib, net, load, slew, ff, port_load_pf)
+        m = cls(lib, net, load, slew, ff, port_load_pf)
+        m._tables()
+        return m
 
-    def energy(self, rises, falls, clocks, period_ns):
-        """Energy in pJ over a window of `clocks` clocks of `period_ns` with `rises[n]` and
-        `falls[n]` transitions of net n (the clock net's own are ignored: it is ideal and
-        charged per clock). Returns {class: pJ} with `internal` / `switching` splits and the
-        flip-flop energy by block."""
-        lib, net = self.lib, self.net
-        v2 = lib.voltage ** 2
-        rises = np.asarray(rises, dtype=float).copy()
-        falls = np.asarray(falls, dtype=float).copy()
-        if net.clock is not None:
-            rises[net.clock] = falls[net.clock] = 0.0
-        trans = rises + falls
-        switching = 0.5 * self.load * v2 * trans          # pJ per net
-        out = {c: 0.0 for c in CLASSES}
-        split = {"internal": 0.0, "switching": 0.0}
-        blocks = {}
+    def _tables(self):
+        lib, net, ej = self.lib, self.net, self.lib.energy_pj
         ff_set = set(self.ff)
-        leak_w = 0.0
-        clock_pf = 0.0
-        clock_internal = 0.0
+        a_grp, a_rel, a_er, a_ef = [], [], [], []
+        g_net, g_cls, g_block = [], [], []
+        p_net, p_cls, p_er, p_ef, p_block = [], [], [], [], []
+        clock_pf = clock_pj = leak = 0.0
         for k, (name, ctype, pins) in enumerate(net.cells):
             cell = lib.cells[ctype]
-            leak_w += lib.leak_w(ctype)
-            cls_ = "flip-flops" if k in ff_set else "logic"
-            e_int = 0.0
+            leak += lib.leak_w(ctype)
+            is_ff = k in ff_set
+            outs = [pins[o] for o in cell.outputs if not isinstance(pins.get(o, "x"), str)]
+            blk = self.block_of(outs[0]) if is_ff and outs else ""
             for p, n in pins.items():
                 pin = cell.pins[p]
                 if isinstance(n, str):
@@ -573,57 +561,85 @@ class Model:
                 if pin.direction == "input":
                     if pin.clock:       # ideal clock: one rise and one fall per clock
                         clock_pf += pin.cap
-                        for rel, r, f in pin.power:
-                            clock_internal += clocks * ((r.at(slew=CLOCK_SLEW_NS, load=0.0)
-                                                         if r else 0.0)
-                                                        + (f.at(slew=CLOCK_SLEW_NS, load=0.0)
-                                                           if f else 0.0)) * lib.energy_pj
+                        for _, r, f in pin.power:
+                            clock_pj += ((r.at(slew=CLOCK_SLEW_NS, load=0.0) if r else 0.0)
+                                         + (f.at(slew=CLOCK_SLEW_NS, load=0.0) if f else 0.0)) * ej
                         continue
-                    for rel, r, f in pin.power:
-                        s = self.slew[n]
-                        e_int += ((r.at(slew=s, load=0.0) * rises[n] if r else 0.0)
-                                  + (f.at(slew=s, load=0.0) * falls[n] if f else 0.0)) \
-                            * lib.energy_pj
+                    for _, r, f in pin.power:
+                        p_net.append(n)
+                        p_cls.append(is_ff)
+                        p_block.append(blk)
+                        p_er.append((r.at(slew=self.slew[n], load=0.0) if r else 0.0) * ej)
+                        p_ef.append((f.at(slew=self.slew[n], load=0.0) if f else 0.0) * ej)
                     continue
-                if not pin.power or trans[n] == 0:
-                    continue
-                arcs = pin.power
-                rel_nets = [pins.get(rel) for rel, _, _ in arcs]
-                w = np.array([trans[r] if r is not None and not isinstance(r, str) else 0.0
-                              for r in rel_nets])
-                if w.sum() == 0:
-                    w = np.ones(len(arcs))
-                w = w / w.sum()
-                er = ef = 0.0
-                for wk, (rel, r, f), rn in zip(w, arcs, rel_nets):
-                    if wk == 0:
-                        continue
-                    s = (CLOCK_SLEW_NS if rn is not None and rn == net.clock
-                         else self.slew[rn] if rn is not None and not isinstance(rn, str)
+                g = len(g_net)
+                g_net.append(n)
+                g_cls.append(is_ff)
+                g_block.append(blk)
+                for rel, r, f in pin.power:
+                    rn = pins.get(rel)
+                    rn = -1 if rn is None or isinstance(rn, str) else rn
+                    s = (CLOCK_SLEW_NS if rn == net.clock else self.slew[rn] if rn >= 0
                          else NOMINAL_SLEW_NS)
-                    er += wk * (r.at(load=self.load[n], slew=s) if r else 0.0)
-                    ef += wk * (f.at(load=self.load[n], slew=s) if f else 0.0)
-                e_int += (er * rises[n] + ef * falls[n]) * lib.energy_pj
-            e_sw = sum(float(switching[n]) for p, n in pins.items()
-                       if not isinstance(n, str) and cell.pins[p].direction == "output")
-            out[cls_] += e_int + e_sw
-            split["internal"] += e_int
-            split["switching"] += e_sw
-            if cls_ == "flip-flops":
-                q = [n for p, n in pins.items() if cell.pins[p].direction == "output"]
-                block = self.block_of(q[0]) if q else "?"
-                blocks[block] = blocks.get(block, 0.0) + e_int + e_sw
-        e_inputs = float(sum(switching[n] for n in net.inputs if n != net.clock))
-        out["inputs"] = e_inputs
-        split["switching"] += e_inputs
-        clock_sw = clock_pf * v2 * clocks       # charged and discharged once per clock
-        out["clock"] = clock_sw + clock_internal
-        split["switching"] += clock_sw
-        split["internal"] += clock_internal
-        out["leakage"] = leak_w * clocks * period_ns * 1e-9 * 1e12      # J -> pJ
+                    a_grp.append(g)
+                    a_rel.append(rn)
+                    a_er.append((r.at(load=self.load[n], slew=s) if r else 0.0) * ej)
+                    a_ef.append((f.at(load=self.load[n], slew=s) if f else 0.0) * ej)
+        i64 = lambda v: np.array(v, dtype=np.int64)     # noqa: E731
+        self.arcs = {"grp": i64(a_grp), "rel": i64(a_rel), "er": np.array(a_er, float),
+                     "ef": np.array(a_ef, float)}
+        self.groups = {"net": i64(g_net), "ff": np.array(g_cls, bool), "block": g_block}
+        self.passive = {"net": i64(p_net), "ff": np.array(p_cls, bool), "block": p_block,
+                        "er": np.array(p_er, float), "ef": np.array(p_ef, float)}
+        self.clock_pf, self.clock_pj, self.leakage_w = clock_pf, clock_pj, leak
+
+    def energy(self, rises, falls, clocks, period_ns):
+        """Energy in pJ over a window of `clocks` clocks of `period_ns` with `rises[n]` and
+        `falls[n]` transitions of net n (the clock net's own are ignored: it is ideal and
+        charged per clock). Returns {class: pJ} with `internal` / `switching` splits and the
+        flip-flop energy by block."""
+        v2 = self.lib.voltage ** 2
+        rises = np.asarray(rises, dtype=float).copy()
+        falls = np.asarray(falls, dtype=float).copy()
+        if self.net.clock is not None:
+            rises[self.net.clock] = falls[self.net.clock] = 0.0
+        trans = rises + falls
+        switching = 0.5 * self.load * v2 * trans          # pJ per net
+        a, g, p = self.arcs, self.groups, self.passive
+        n_g = len(g["net"])
+        # a multi-input cell's arcs weighted by how often each related input toggled
+        w_raw = np.where(a["rel"] >= 0, trans[np.maximum(a["rel"], 0)], 0.0)
+        w_sum = np.bincount(a["grp"], w_raw, n_g)
+        w_cnt = np.bincount(a["grp"], None, n_g)
+        w = np.where(w_sum[a["grp"]] > 0, w_raw / np.where(w_sum[a["grp"]] > 0,
+                                                           w_sum[a["grp"]], 1.0),
+                     1.0 / np.maximum(w_cnt[a["grp"]], 1))
+        er = np.bincount(a["grp"], w * a["er"], n_g)
+        ef = np.bincount(a["grp"], w * a["ef"], n_g)
+        e_int = er * rises[g["net"]] + ef * falls[g["net"]]
+        e_sw = switching[g["net"]]
+        e_pas = p["er"] * rises[p["net"]] + p["ef"] * falls[p["net"]]
+        out = {c: 0.0 for c in CLASSES}
+        out["flip-flops"] = float(e_int[g["ff"]].sum() + e_sw[g["ff"]].sum()
+                                  + e_pas[p["ff"]].sum())
+        out["logic"] = float(e_int[~g["ff"]].sum() + e_sw[~g["ff"]].sum()
+                             + e_pas[~p["ff"]].sum())
+        out["inputs"] = float(sum(switching[n] for n in self.net.inputs if n != self.net.clock))
+        clock_sw = self.clock_pf * v2 * clocks      # charged and discharged once per clock
+        out["clock"] = clock_sw + self.clock_pj * clocks
+        out["leakage"] = self.leakage_w * clocks * period_ns * 1e-9 * 1e12      # J -> pJ
+        split = {"internal": float(e_int.sum() + e_pas.sum()) + self.clock_pj * clocks,
+                 "switching": float(e_sw.sum()) + out["inputs"] + clock_sw}
+        blocks = {}
+        for i in np.flatnonzero(g["ff"]):
+            b = g["block"][i]
+            blocks[b] = blocks.get(b, 0.0) + float(e_int[i] + e_sw[i])
+        for i in np.flatnonzero(p["ff"]):
+            b = p["block"][i]
+            blocks[b] = blocks.get(b, 0.0) + float(e_pas[i])
         return {"classes": out, "total": sum(out.values()), "split": split,
                 "ff_by_block": dict(sorted(blocks.items(), key=lambda kv: -kv[1])),
-                "clock_pin_pf": clock_pf, "leakage_w": leak_w}
+                "clock_pin_pf": self.clock_pf, "leakage_w": self.leakage_w}
 
     def idle_per_clock(self, period_ns):
         """Clock-only energy of one clock (nothing but the clock toggles): clock + leakage."""
@@ -1014,7 +1030,8 @@ def measure(unit, cfg, lib, synth_dir=flow.DEFAULT_OUT, out_dir=DEFAULT_OUT, cou
                     "timing flow)", "port_load_pf": flow.LOAD_PF,
                     "nominal_slew_ns": NOMINAL_SLEW_NS, "clock_slew_ns": CLOCK_SLEW_NS}
     row["gate_level_beats"] = sum(p["gate_level"]["beats_checked"] for p in results)
-    if glitches if glitches is not None else cfg.tag in GLITCH_PRESETS:
+    if glitches if glitches is not None else (cfg.tag in GLITCH_PRESETS
+                                               and main["cells"] <= GLITCH_MAX_CELLS):
         label, items, manifest = next(pt for pt in points if pt[0] == main["label"])
         row["glitch"] = glitch(manifest["dir"], manifest, netlist, models, lib, period)
     row["wall_s"] = round(time.monotonic() - t0, 2)
@@ -1024,6 +1041,7 @@ def measure(unit, cfg, lib, synth_dir=flow.DEFAULT_OUT, out_dir=DEFAULT_OUT, cou
 
 
 GLITCH_PRESETS = ("tiny",)      # the run with cell delays: the tiny presets (one always per wire)
+GLITCH_MAX_CELLS = 10_000       # ... under this size: the LDPU's tiny (21 k cells) took 7 min
 ITEM = {"nmpu": "vector", "ldpu": "vector", "essop": "product", "fp16outer": "product"}
 # items per window: enough back-to-back items that the pipeline fill is a small part
 POWER_COUNT = {"nmpu": 16, "ldpu": 2, "essop": 4, "fp16outer": 8}

@@ -244,8 +244,8 @@ def test_liberty_energy_matches_opensta(osu, tmp_path):
                 for m in re.finditer(r"^\s*(\S+)\s+(\S+)\s+(\S+)\s+(\S+)\s+(u\d)\s*$", out, re.M)}
     assert set(sta_rows) == {"u1", "u2", "u3"}, out
     net = power.parse_netlist(tmp_path / "xcheck.v")
-    model = power.Model.build(osu, net, port_load_pf=0.01)
-    model.slew[list(net.inputs)] = 0.0          # undriven ports: zero slew in OpenSTA
+    # undriven ports: zero slew in OpenSTA
+    model = power.Model.build(osu, net, port_load_pf=0.01, input_slew_ns=0.0)
     clocks = 1e8                                # one second of a 10 ns clock
     ids = _ids(net)
     for inst, (inp, outp) in {"u1": ("a", "y1"), "u2": ("b", "y2"), "u3": ("c", "y3")}.items():
