@@ -148,9 +148,13 @@ def run_stream(cfg, products, ready_p=1.0, seed=0):
             accepted.append(1)
         ctx.set(dut.i.valid, 0)
 
+    # a fault that loses or adds beats must fail, not hang: a bound far above any schedule
+    limit = 100 + 8 * len(products) * (cfg.bl_max + cfg.rows + 8)
+
     async def sink(ctx):
         cycle = 0
         while len(rows) < total:
+            assert cycle < limit, f"{len(rows)} of {total} beats after {cycle} clocks"
             ready = int(rng.random() < ready_p)
             ctx.set(dut.o.ready, ready)
             if ready and ctx.get(dut.o.valid):
@@ -160,7 +164,7 @@ def run_stream(cfg, products, ready_p=1.0, seed=0):
             await ctx.tick()
             cycle += 1
         await ctx.tick().repeat(3)
-        assert ctx.get(dut.busy) == 0
+        assert ctx.get(dut.busy) == 0, "busy after the expected beats (beats left over)"
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)
