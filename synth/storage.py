@@ -234,7 +234,8 @@ def _row(rows, unit, preset):
 
 
 def _within(a_name, b_name, a, b):
-    """Ratios of unit a against unit b, each computed inside one storage kind."""
+    """Ratios of unit a against unit b, each computed inside one storage kind: area b ÷ a (how
+    many times smaller a is) and items / s / mm² a ÷ b."""
     sa, sb = a["storage"], b["storage"]
     e = {"a": a_name, "b": b_name, "area_ratio": {}, "area_efficiency_ratio": {}}
     for k in KINDS:
@@ -278,8 +279,8 @@ def markdown(rows, rat):
         if not st[key]:
             continue
         lines += ["", f"{title}, within each kind:", "",
-                  "| unit | against | area ratio FF | latch | SRAM | "
-                  "area-efficiency ratio FF | latch | SRAM |", "|---|---|--:|--:|--:|--:|--:|--:|"]
+                  "| unit | against | area ratio (against ÷ unit) FF | latch | SRAM | "
+                  "area-efficiency ratio (unit ÷ against) FF | latch | SRAM |", "|---|---|--:|--:|--:|--:|--:|--:|"]
         for e in st[key]:
             ar, er = e["area_ratio"], e["area_efficiency_ratio"]
             lines.append(f"| {e['a']} | {e['b']} | {ar['ff']:.2f}x | {ar['latch']:.2f}x | "
