@@ -51,14 +51,22 @@ def spec_lane(m, cfg: NMPUConfig, *, p, n, sp, sn, o, e, shift, pre_cut, round_m
     if mutant is not None and mutant not in MUTANTS:
         raise ValueError(f"unknown mutant {mutant!r}; mutants: {', '.join(MUTANTS)}")
     # Exact range of every quantity from the raw field widths alone (not cfg.acc_bits), plus
-    # a margin: nothing below can overflow, so the reference is exact arithmetic.
-    sa = cfg.frac - cfg.scale_frac
-    oa = cfg.frac - cfg.offset_frac
+    # a margin: nothing below can overflow, so the reference is exact arithmetic. Dropped
+    # product LSBs (`drop_bits` d): each product is floored by 2^d, its fraction is
+    # scale_frac − d, and the grid is the finer of that and the offset's (spec text).
+    d = cfg.drop_bits
+    pf = cfg.scale_frac - d
+    grid = max(pf, cfg.offset_frac)
+    sa, oa = grid - pf, grid - cfg.offset_frac
     top = ((1 << cfg.scale_bits) - 1) * ((1 << cfg.adc_bits) - 1) << sa
     half_o = 1 << (cfg.offset_bits - 1)
     wide = signed(bits_for(-top - (half_o << oa), top + (half_o << oa)) + 2)
     acc = Signal(wide, name=f"{prefix}_acc")
-    m.d.comb += acc.eq(sp * p * (1 << sa) - sn * n * (1 << sa) + o * (1 << oa))
+    if sn is None:  # one scale for both branches: one product of the count difference
+        term = (sp * (p - n)) // (1 << d)
+    else:
+        term = (sp * p) // (1 << d) - (sn * n) // (1 << d)
+    m.d.comb += acc.eq(term * (1 << sa) + o * (1 << oa))
     max_shift = (1 << cfg.shift_bits) - 1
     s_max = max_shift + ((1 << cfg.exp_bits) - 1)
     s = Signal(range(s_max + 1), name=f"{prefix}_s")
@@ -119,11 +127,12 @@ class NMPUDatapath(Harness):
             raise ValueError(f"unknown mutant {mutant!r}; mutants: {', '.join(MUTANTS)}")
         self.cfg = cfg
         self.mutant = mutant
-        sig = {"p": In(cfg.adc_bits), "n": In(cfg.adc_bits),
-               "sp": In(cfg.scale_bits), "sn": In(cfg.scale_bits),
+        sig = {"p": In(cfg.adc_bits), "n": In(cfg.adc_bits), "sp": In(cfg.scale_bits),
                "o": In(signed(cfg.offset_bits)),
                "shift": In(cfg.shift_bits), "pre_cut": In(cfg.shift_bits),
                "round_mode": In(cfg.round_bits), "relu_mid": In(1), "relu_out": In(1)}
+        if cfg.two_scales:
+            sig["sn"] = In(cfg.scale_bits)
         if cfg.exp_bits:
             sig["e"] = In(cfg.exp_bits)
         if cfg.residual:
@@ -141,10 +150,10 @@ class NMPUDatapath(Harness):
         m.submodules.amounts = amounts = ShiftAmounts(cfg)
         m.submodules.compress = compress = Compress(cfg)
         m.submodules.activate = activate = Activate(cfg)
-        m.d.comb += [products.sp.eq(self.sp), products.sn.eq(self.sn),
-                     products.p.eq(self.p), products.n.eq(self.n),
-                     accumulate.pp.eq(products.pp), accumulate.pn.eq(products.pn),
-                     accumulate.o.eq(self.o),
+        if cfg.two_scales:
+            m.d.comb += [products.sn.eq(self.sn), accumulate.pn.eq(products.pn)]
+        m.d.comb += [products.sp.eq(self.sp), products.p.eq(self.p), products.n.eq(self.n),
+                     accumulate.pp.eq(products.pp), accumulate.o.eq(self.o),
                      amounts.shift.eq(self.shift), amounts.pre_cut.eq(self.pre_cut),
                      compress.acc.eq(accumulate.acc), compress.s.eq(amounts.s),
                      compress.c.eq(amounts.c), compress.round_mode.eq(self.round_mode),
@@ -156,7 +165,8 @@ class NMPUDatapath(Harness):
             m.d.comb += [activate.res.eq(self.res), activate.residual_en.eq(self.residual_en)]
 
         # -- the reference -------------------------------------------------------------------
-        ref = spec_lane(m, cfg, p=self.p, n=self.n, sp=self.sp, sn=self.sn, o=self.o,
+        ref = spec_lane(m, cfg, p=self.p, n=self.n, sp=self.sp,
+                        sn=self.sn if cfg.two_scales else None, o=self.o,
                         e=self.e if cfg.exp_bits else 0, shift=self.shift,
                         pre_cut=self.pre_cut, round_mode=self.round_mode,
                         relu_mid=self.relu_mid, relu_out=self.relu_out,
