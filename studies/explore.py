@@ -523,7 +523,7 @@ def _plot(recs, fr, path):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--unit", default="nmpu", choices=sorted(BASE))
+    ap.add_argument("--unit", default="nmpu", choices=["nmpu", "essop"])
     ap.add_argument("--trials", type=int, default=32, help="evaluations (default 32)")
     ap.add_argument("--batch", type=int, default=8, help="points asked per generation")
     ap.add_argument("--workers", type=int, default=2, help="local worker processes")
@@ -540,6 +540,7 @@ def main(argv=None):
     args = ap.parse_args(argv)
     if args.trials < 1 or args.batch < 1:
         ap.error("--trials and --batch must be at least 1")
+    base_config(args.unit)        # a unit without a search stops here, saying why
     t0 = time.perf_counter()
     with Engine(args.workers, args.scheduler, progress=False) as eng:
         print(f"explore: {args.unit}, {args.trials} trials, batches of {args.batch}; {eng.where}",
