@@ -119,3 +119,54 @@ def test_quality_measures_against_the_exhaustive_front(tmp_path):
                       sp={"adc_bits": (11, 12)}, log=lambda s: None)
     ex.write_reports("nmpu", study, fake, 1.0, tmp_path, extra={"quality": q})
     assert "| NSGA-II |" in (tmp_path / "explore.md").read_text()
+
+
+class InProcess:
+    """The engine's map, run in this process without cache (for the Evaluator's logic)."""
+    where = "in process"
+
+    def map(self, fn, items, *, args=None, label=None, **_):
+        from engine.executor import Outcome
+        for i, item in enumerate(items):
+            try:
+                yield Outcome(i, item, fn(*(args(item) if args else (item,))), None, 0.5)
+            except Exception as exc:        # noqa: BLE001 - as the engine reports it
+                yield Outcome(i, item, None, f"{type(exc).__name__}: {exc}", 0.5)
+
+
+def test_evaluator_cheap_first_and_constraints(monkeypatch, tmp_path):
+    """Accuracy first; only points within the limit are synthesised; f_max below the minimum,
+    a failed synthesis and a failed accuracy run are infeasible with penalty values."""
+    from synth import flow
+    loss = {6: 2.0, 8: 0.5, 10: 0.2, 12: 0.0}
+    monkeypatch.setattr(ex, "reference_task", lambda protocol: [0.9])
+    monkeypatch.setattr(ex, "accuracy_task", lambda c, p, ref: (
+        {"acc_loss_pp": loss[c["adc_bits"]], "paired_pp": 0.0, "acc_nmpu": 0.9,
+         "acc_fp16_ref": 0.9, "acc_ldpu_same_adc": 0.9} if c["adc_bits"] != 12
+        else 1 / 0))
+    synthesised = []
+
+    def run_all(items, tools, out_dir, engine=None, cache=None):
+        for unit, cfg in items:
+            synthesised.append(cfg.adc_bits)
+            if cfg.adc_bits == 10 and cfg.lanes == 8:
+                yield unit, cfg, {"unit": unit, "preset": cfg.tag, "error": "Yosys failed\nlog"}
+            else:
+                yield unit, cfg, {"area_um2": 1000.0 * cfg.adc_bits, "wall_s": 3.0,
+                                  "fmax_mhz": 40.0 if cfg.adc_bits == 10 else 200.0}
+    monkeypatch.setattr(flow, "run_all", run_all)
+    ev = ex.Evaluator("nmpu", InProcess(), acc_limit=1.0, min_fmax=50.0, work=tmp_path)
+    ev._tools = object()
+    pts = [ex.config_of("nmpu", {"adc_bits": b, "lanes": n})
+           for b, n in ((6, 16), (8, 16), (10, 16), (10, 8), (12, 16))]
+    recs = ev.evaluate([(c, None) for c in pts] + [(None, "`lanes` must divide ...")])
+    status = [r["status"] for r in recs]
+    assert status == ["accuracy_fail", "ok", "slow", "failed", "failed", "invalid"]
+    assert synthesised == [8, 10, 10]                 # the 2 pp point was never synthesised
+    ok = recs[1]
+    assert ok["values"] == [0.5, 8000.0, 200.0 * 1e6 * 16] and max(ok["constraints"]) <= 0
+    assert recs[0]["values"][0] == 2.0 and recs[0]["constraints"][0] > 0
+    assert recs[2]["constraints"][1] == 10.0          # 40 MHz against 50
+    assert recs[3]["error"] == "Yosys failed" and min(recs[3]["constraints"]) >= 1e6
+    assert "ZeroDivisionError" in recs[4]["error"] and recs[4]["values"] == list(ex.WORST.values())
+    assert min(recs[5]["constraints"]) > 0           # invalid: infeasible too
