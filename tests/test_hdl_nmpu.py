@@ -18,7 +18,7 @@ from hdl.nmpu import NMPU, Accumulate, Activate, Compress, Products, ShiftAmount
 from verif.configs import random_nmpu_configs
 from verif.runner import setup_tools
 
-from .conftest import run_seed
+from .conftest import regress_only, run_seed
 
 SIGNED = NMPUConfig(name="signed", columns=6, lanes=3, adc_bits=5, input_mode="signed",
                     scale_int=2, scale_frac=3, offset_int=4, offset_frac=4, out_bits=5,
@@ -290,7 +290,9 @@ def test_rejects_wrong_config_type():
         NMPU({"columns": 4})
 
 
-@pytest.mark.parametrize("cfg", list(NMPU_PRESETS.values()) + random_nmpu_configs(run_seed(), 3)
+# beyond 64 lanes (`precision256`) elaboration alone takes minutes: `make regress`
+@pytest.mark.parametrize("cfg", [regress_only(c, c.lanes > 64) for c in NMPU_PRESETS.values()]
+                         + random_nmpu_configs(run_seed(), 3)
                          + [SIGNED, NO_RES, dataclasses.replace(NO_RES, name="onebeat", columns=4)],
                          ids=lambda c: c.tag)
 def test_verilog_lint_clean(cfg, tmp_path):
