@@ -527,13 +527,14 @@ def targets(results, test_images):
         out.append({"target": "MNIST CNN, t = 1 day: NMPU − FP16 within ±0.12 points, ±2 SE "
                               "inside ±0.2, one image ≤ 0.1 points",
                     "variant": v.label, **d, "image_points": image, "met": bool(ok)})
-        lo = _paired(_by_seed(r, "analog_nmpu", YEAR), _by_seed(r, "analog_nmpu", 60.0)) \
-            if YEAR in v.times else None
-        if lo is not None:
+    first = results[0][0].nmpu if results else None
+    for v, r in results:  # drift: the same devices at 1 year and at 1 min, paired per seed
+        if v.act_bits == 8 and not v.hat and v.adc_gain == "calibrated" \
+                and YEAR in v.times and 60.0 in v.times:
+            lo = _paired(_by_seed(r, "analog_nmpu", YEAR), _by_seed(r, "analog_nmpu", 60.0))
             out.append({"target": "drift: accuracy at 1 year within 1 point of 1 minute (NMPU, "
                                   "global drift compensation)", "variant": v.label, **lo,
                         "met": bool(abs(lo["mean"]) <= 1.0)})
-    first = main[0][0].nmpu if main else None
     for name in sorted({v.network for v, _ in results}):
         a = find.get((name, 4, True, first, "calibrated"))
         b = find.get((name, 8, True, first, "calibrated"))
@@ -579,7 +580,8 @@ def markdown_mnist(doc):
                                   for p in _ANALOG)
                      + (f" | {pd['mean']:+.3f} ± {pd['se']:.3f} |" if pd else " | – |"))
     L += ["", "## Drift curve (NMPU path unless noted; %, mean over seeds)", ""]
-    curve = [v for v in doc["variants"] if len(v["times"]) > 3]
+    curve = [v for v in doc["variants"]
+             if v["act_bits"] == 8 and not v["hat"] and v["adc_gain"] == "calibrated"]
     if curve:
         times = curve[0]["times"]
         L += ["| path | " + " | ".join(_label(t) for t in times) + " |",
