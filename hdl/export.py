@@ -1,7 +1,7 @@
 """The only place Verilog is written: one `.v` and one `.json` (config, widths, port map,
 latency) per unit and config, and the Verilator lint of what was written.
 
-    python -m hdl.export [--unit nmpu|essop|ldpu|fp16outer] [--preset NAME ...] [--config FILE.json] [--out DIR] [--lint]
+    python -m hdl.export [--unit nmpu|essop|ldpu|fp16outer] [--preset NAME ...] [--config FILE.json/.toml] [--out DIR] [--lint]
 """
 
 import argparse
@@ -21,6 +21,7 @@ from .config import (ESSOP_PRESETS, FP16_OUTER_PRESETS, LDPU_PRESETS, NMPU_PRESE
                      FP16OuterConfig, LDPUConfig, NMPUConfig)
 from .essop import ESSOP
 from .nmpu import NMPU
+from .periphery import TOPS
 
 __all__ = ["UNITS", "VERILATOR_WAIVERS", "module_name", "port_map", "write", "lint", "main"]
 
@@ -77,7 +78,7 @@ def port_map(component):
 
 def write(unit, cfg, out_dir):
     """Write `<unit>_<tag>.v` and `.json` into out_dir; returns the two paths."""
-    cls = UNITS[unit][2]
+    cls = {**UNITS, **TOPS}[unit][2]  # TOPS: the periphery tops (hdl/periphery.py)
     dut = cls(cfg)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -85,12 +86,21 @@ def write(unit, cfg, out_dir):
     text = verilog.convert(dut, name=name, emit_src=False)
     v_path = out_dir / f"{unit}_{cfg.tag}.v"
     j_path = out_dir / f"{unit}_{cfg.tag}.json"
-    v_path.write_text(text)
     meta = {"unit": unit, "module": name, "tag": cfg.tag, "config": cfg.to_dict(),
             "derived": cfg.derived(), "latency": dut.latency, "ports": port_map(dut),
             "verilog": v_path.name}
-    j_path.write_text(json.dumps(meta, indent=1) + "\n")
+    if unit in TOPS:  # register map outputs and the FuseSoC core beside the Verilog
+        meta |= dut.write_extras(out_dir, name, v_path, VERILATOR_WAIVERS)
+    _write_atomic(v_path, text)
+    _write_atomic(j_path, json.dumps(meta, indent=1) + "\n")
     return v_path, j_path
+
+
+def _write_atomic(path, text):
+    """Readers (parallel builds, an interrupted run) see the old file or the whole new one."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
 
 
 def verilator_bin():
@@ -111,36 +121,42 @@ def lint(v_path, module):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--unit", choices=sorted(UNITS), action="append")
+    ap.add_argument("--unit", choices=sorted(UNITS) + sorted(TOPS), action="append")
     ap.add_argument("--preset", action="append", help="preset name (default: all)")
-    ap.add_argument("--config", type=Path, help="a JSON file with config fields")
+    ap.add_argument("--config", type=Path,
+                    help="a JSON or TOML file with a `unit` field and config fields")
     ap.add_argument("--out", type=Path, default=Path("build/verilog"))
     ap.add_argument("--lint", action="store_true", help="lint every file with verilator -Wall")
     args = ap.parse_args(argv)
     failed = 0
-    for unit in args.unit or sorted(UNITS):
-        cfg_cls, presets, _ = UNITS[unit]
-        if args.config:
-            try:
-                cfgs = [cfg_cls.from_dict(json.loads(args.config.read_text()))]
-            except (ValueError, TypeError) as exc:
-                sys.exit(f"{args.config}: {exc}")
-        else:
-            names = args.preset or list(presets)
-            unknown = [n for n in names if n not in presets]
-            if unknown:
-                sys.exit(f"unknown {unit} preset(s) {', '.join(unknown)}; presets: {', '.join(presets)}")
-            cfgs = [presets[n] for n in names]
-        for cfg in cfgs:
-            v_path, _ = write(unit, cfg, args.out)
-            status = ""
-            if args.lint:
-                ok, text = lint(v_path, module_name(unit, cfg))
-                status = "  lint clean" if ok else "  LINT FAILED"
-                if not ok:
-                    failed += 1
-                    print(text)
-            print(f"{v_path}{status}")
+    # Every config is checked before the first file is written: the config file names its one
+    # unit (aimc.schema.load: schema, then the config's own rules), and every preset must exist.
+    jobs = []
+    if args.config:
+        from aimc.schema import ConfigError, load
+        if args.preset or len(args.unit or ()) > 1:
+            sys.exit("--config takes no --preset and at most one --unit (the file's `unit`)")
+        try:
+            jobs.append(load(args.config, args.unit[0] if args.unit else None))
+        except ConfigError as exc:
+            sys.exit(str(exc))
+    for unit in [] if args.config else args.unit or sorted(UNITS) + sorted(TOPS):
+        presets = {**UNITS, **TOPS}[unit][1]
+        names = args.preset or list(presets)
+        unknown = [n for n in names if n not in presets]
+        if unknown:
+            sys.exit(f"unknown {unit} preset(s) {', '.join(unknown)}; presets: {', '.join(presets)}")
+        jobs += [(unit, presets[n]) for n in names]
+    for unit, cfg in jobs:
+        v_path, _ = write(unit, cfg, args.out)
+        status = ""
+        if args.lint:
+            ok, text = lint(v_path, module_name(unit, cfg))
+            status = "  lint clean" if ok else "  LINT FAILED"
+            if not ok:
+                failed += 1
+                print(text)
+        print(f"{v_path}{status}")
     if failed:
         sys.exit(f"{failed} file(s) failed lint")
 
