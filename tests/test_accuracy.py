@@ -237,7 +237,7 @@ def test_mnist_variants_and_targets(monkeypatch, tmp_path, net, data):
                    "--nmpu-presets", "paper", "--out", str(tmp_path)])
     assert set(trained) == {(0, 0.0), (0, ga.HAT_NOISE), (4, ga.HAT_NOISE)}
     names = [t["target"].split(":")[0] for t in doc["targets"]]
-    assert names == ["MNIST CNN, t = 1 day", "drift", "tiny"]
+    assert names == ["MNIST CNN, 20 seeds, t = 1 day", "drift", "tiny"]
     assert "| tiny FP16 LDPU |" in (tmp_path / "accuracy_mnist.md").read_text()
     main_rows = doc["variants"][0]["rows"]
     nm = {r["t"]: r for r in main_rows if r["path"] == "analog_nmpu"}
