@@ -11,6 +11,8 @@ report. `update` is the deliberate step: it rewrites the baseline from a report 
 preset of every unit, made with the same tool versions, and records the reason given (and the
 git commit) in the file, so the history of the numbers is in `git log -p synth/baseline.json`.
 `tests/test_synth_baseline.py` synthesises the tiny presets and checks them against it.
+Energy per item (`make power`, build/report/power.json next to the synthesis report) enters
+the rows with its own tolerance once `make baseline` records it.
 """
 
 import argparse
@@ -28,8 +30,12 @@ BASELINE = Path(__file__).resolve().parent / "baseline.json"
 # Yosys + ABC + OpenSTA are deterministic for a given netlist and tool version: the tolerances
 # allow a tool update's small moves, not a design change (one more 8-bit register in the tiny
 # NMPU is 3 % of its area).
-TOLERANCE = {"area_rel": 0.01, "fmax_rel": 0.03}
+TOLERANCE = {"area_rel": 0.01, "fmax_rel": 0.03, "energy_rel": 0.05}
 QUANTITIES = (("area_um2", "area_rel", "µm²"), ("fmax_mhz", "fmax_rel", "MHz"))
+# Energy per item (synth/power.py, `make power`): a fixed stimulus through a deterministic
+# netlist and simulator, so the tolerance only covers tool updates; a baseline made before
+# energy was measured has no entry, and `check` says so instead of passing it silently.
+ENERGY = ("pj_per_item", "energy_rel", "pJ")
 
 
 def key(row):
@@ -57,6 +63,13 @@ def load(path=BASELINE):
                 raise ValueError(f"{path}: `{q}` of {k} must be a positive number, not {v!r}")
             if t not in {**data["tolerance"], **row.get("tolerance", {})}:
                 raise ValueError(f"{path}: no tolerance `{t}` for {k}")
+        if ENERGY[0] in row:
+            v = row[ENERGY[0]]
+            if not isinstance(v, (int, float)) or not v > 0:
+                raise ValueError(f"{path}: `{ENERGY[0]}` of {k} must be a positive number, "
+                                 f"not {v!r}")
+            if ENERGY[1] not in {**data["tolerance"], **row.get("tolerance", {})}:
+                raise ValueError(f"{path}: no tolerance `{ENERGY[1]}` for {k}")
     return data
 
 
@@ -74,10 +87,12 @@ def compare(rows, baseline, require_all=False):
             problems.append(f"{k}: synthesis failed: {row['error'].splitlines()[0]}")
             continue
         tol = {**baseline["tolerance"], **ref.get("tolerance", {})}
-        for q, t, unit in QUANTITIES:
+        checked = QUANTITIES + ((ENERGY,) if ENERGY[0] in ref else ())
+        for q, t, unit in checked:
             measured, expected = row.get(q), ref[q]
             if measured is None:
-                problems.append(f"{k}: no `{q}` in the report")
+                problems.append(f"{k}: no `{q}` in the report"
+                                + (" (run `make power`)" if q == ENERGY[0] else ""))
                 continue
             rel = measured / expected - 1.0
             if abs(rel) > tol[t]:
@@ -125,7 +140,8 @@ def make_baseline(rows, reason, tolerance=None):
                                                            "load_pf")},
         "tolerance": dict(tolerance or TOLERANCE),
         "rows": {k: {"area_um2": by_key[k]["area_um2"], "fmax_mhz": by_key[k]["fmax_mhz"],
-                     "cells": by_key[k]["cells"], "ff_cells": by_key[k]["ff_cells"]}
+                     "cells": by_key[k]["cells"], "ff_cells": by_key[k]["ff_cells"],
+                     **({ENERGY[0]: by_key[k][ENERGY[0]]} if by_key[k].get(ENERGY[0]) else {})}
                  for k in wanted},
     }
 
@@ -134,7 +150,14 @@ def _report_rows(path):
     path = Path(path)
     if not path.is_file():
         sys.exit(f"baseline: no synthesis report at {path}: run `make synth` first")
-    return json.loads(path.read_text())
+    rows = json.loads(path.read_text())
+    energy = path.with_name("power.json")       # `make power`: energy per item, when measured
+    if energy.is_file():
+        per_item = {key(r): r[ENERGY[0]] for r in json.loads(energy.read_text())
+                    if ENERGY[0] in r}
+        rows = [dict(r, **({ENERGY[0]: per_item[key(r)]} if key(r) in per_item else {}))
+                for r in rows]
+    return rows
 
 
 def main(argv=None):
@@ -157,6 +180,11 @@ def main(argv=None):
             return 1
         n = sum(1 for r in rows if key(r) in ref["rows"])
         print(f"PPA baseline: {n} preset(s) within tolerance of {BASELINE.name}")
+        no_energy = [k for k, r in ref["rows"].items() if ENERGY[0] not in r]
+        if no_energy:
+            print(f"PPA baseline: energy NOT checked for {len(no_energy)} preset(s) without an "
+                  f"energy entry in {BASELINE.name} (record it with `make baseline` after "
+                  f"`make synth`)")
         return 0
     try:
         new = make_baseline(rows, args.reason)
