@@ -18,6 +18,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -77,10 +78,10 @@ def _stream(unit, check, **kw):
         if unit == "nmpu":
             from hdl.nmpu import NMPU
             return StreamHarness(lambda: NMPU(NMPU_PRESETS["tiny"]), check, **kw)
-        if unit == "essop":
+        if unit in ("essop", "essop_r2"):
             from hdl.essop import ESSOP
-            cfg = ESSOP_PRESETS["tiny"]
-            return StreamHarness(lambda: ESSOP(cfg), check, per_input=cfg.rows, **kw)
+            cfg = ESSOP_PRESETS["tiny"] if unit == "essop" else ESSOP_TINY_R2
+            return StreamHarness(lambda: ESSOP(cfg), check, per_input=cfg.readout_beats, **kw)
         if unit == "ldpu":
             from hdl.baselines import LDPU
             return StreamHarness(lambda: LDPU(LDPU_PRESETS["tiny"]), check, **kw)
@@ -90,6 +91,9 @@ def _stream(unit, check, **kw):
 
 ESSOP_DRAIN_LOG2_BL = 1
 ESSOP_DRAIN_BOUND = 4 * ((1 << ESSOP_DRAIN_LOG2_BL) + ESSOP_PRESETS["tiny"].rows)
+# issue 13: two rows per read-out beat, double-buffered (the `wide` preset's read-out, tiny)
+ESSOP_TINY_R2 = dataclasses.replace(ESSOP_PRESETS["tiny"], name="tiny-r2", rows_per_beat=2,
+                                    double_buffer=True)
 
 
 def _essop_short_bl(m, dut):
@@ -120,6 +124,13 @@ PROOFS = {p.name: p for p in [
                                 assume=_essop_short_bl), "bmc", 32,
           f"ESSOP tiny, log2_bl <= {ESSOP_DRAIN_LOG2_BL}: no row duplicated; all rows out "
           f"within {ESSOP_DRAIN_BOUND} clocks of a drain", quick=True),
+    Proof("essop_r2_flow", _stream("essop_r2", "flow", drain_bound=ESSOP_DRAIN_BOUND,
+                                   assume=_essop_short_bl), "bmc", 32,
+          f"ESSOP tiny, 2 rows per beat, double-buffered, log2_bl <= {ESSOP_DRAIN_LOG2_BL}: no "
+          f"beat duplicated; all beats out within {ESSOP_DRAIN_BOUND} clocks of a drain"),
+    Proof("essop_r2_hold", _stream("essop_r2", "hold"), "prove", 4,
+          "ESSOP tiny, 2 rows per beat, double-buffered: o.valid and o.payload hold while "
+          "stalled (k-induction)"),
     Proof("essop_flow_all_bl", _stream("essop", "flow", drain_bound=255), "bmc", 50,
           "ESSOP tiny, every BL: never more rows out than products in × rows", quick=True,
           test_depth=30),
@@ -131,6 +142,28 @@ PROOFS = {p.name: p for p in [
     Proof("ldpu_hold", _stream("ldpu", "hold"), "prove", 4,
           "LDPU tiny: o.valid and o.payload hold while stalled (k-induction)", quick=True),
 ]}
+
+
+def _periphery(check, **kw):
+    def make(mutant=None):
+        from hdl.periphery import PERIPHERY_PRESETS, Periphery
+        from .periphery import PeripheryStreamHarness
+        if mutant is not None:
+            raise ValueError("the periphery proofs take no mutant")
+        return PeripheryStreamHarness(lambda: Periphery(PERIPHERY_PRESETS["nmpu_tiny"]), check,
+                                      **kw)
+    return make
+
+
+# The periphery top of the NMPU tiny (hdl/periphery.py, issue 18), every bus input free.
+PROOFS.update({p.name: p for p in [
+    Proof("periphery_flow", _periphery("flow", drain_bound=4), "bmc", 30,
+          "NMPU tiny periphery, any bus traffic: no beat duplicated or lost by the job gate; "
+          "all out within 4 clocks of a drain", quick=True, test_depth=20),
+    Proof("periphery_hold", _periphery("hold"), "prove", 4,
+          "NMPU tiny periphery: m_axis tvalid, tdata, tlast hold while stalled (k-induction)",
+          quick=True),
+]})
 
 
 def _tools_env():

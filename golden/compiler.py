@@ -176,13 +176,23 @@ def _balanced_split(tile_cfg, rows, cols):
     return gt.LayerSplit((rows, cols), r_edges, c_edges)
 
 
+def _free_layer(nmpu_cfg):
+    """The config with run-time layer registers: the plan's polarity query (α = ±1) and bias
+    caps need the shift the codes allow, not a `static_layer`'s fixed one (which
+    `compile_tile` then enforces, naming a column that cannot fit)."""
+    if not nmpu_cfg.static_layer:
+        return nmpu_cfg
+    return dataclasses.replace(nmpu_cfg, static_layer=False, static_shift=0, static_pre_cut=0,
+                               static_round=int(RoundMode.HALF_EVEN))
+
+
 def _nominal_shift_caps(nmpu_cfg, alpha):
     """Per column, the bias (output LSB) the NMPU offset holds at the total shift the scale alone
     allows, times OFFSET_MARGIN (gains and drift move the shift by about one step)."""
     cols = nmpu_cfg.columns
     a = np.zeros(cols)
     a[:alpha.size] = alpha
-    c = gn.compile_params(nmpu_cfg, a, 0.0)
+    c = gn.compile_params(_free_layer(nmpu_cfg), a, 0.0)
     s_tot = np.asarray(c.total_shift, dtype=np.float64)[:alpha.size]
     o_hi = nmpu_cfg.offset_range[1]
     return OFFSET_MARGIN * o_hi * np.exp2(nmpu_cfg.offset_align - s_tot)
@@ -256,7 +266,7 @@ def plan(net: Network, x_calib, *, tile_cfg=None, nmpu_cfg=None, ldpu_cfg=None,
         # polarity from the NMPU compiler (α's sign); the same crossbar serves every path
         alpha_sign = np.zeros(nmpu_cfg.columns)
         alpha_sign[:op.c_out] = np.sign(unit) + (unit == 0)
-        polarity = gn.compile_params(nmpu_cfg, alpha_sign, 0.0).polarity[:op.c_out]
+        polarity = gn.compile_params(_free_layer(nmpu_cfg), alpha_sign, 0.0).polarity[:op.c_out]
         a_unit = np.abs(unit)
         a_unit = np.where(a_unit > 0, a_unit, 1e-12)
         w_main = W / wmax * polarity
@@ -453,8 +463,10 @@ def post_process(path, nmpu_cfg, ldpu_cfg, img: TileImage, p, n, r):
             y = y + rr
         return np.maximum(y, 0.0) if img.relu else y
     if path == "nmpu":
-        layer = gn.NMPULayer(shift=img.nmpu.shift, pre_cut=0, round_mode=RoundMode.HALF_EVEN,
-                             relu_mid=0, relu_out=int(img.relu), residual_en=int(img.residual_en))
+        regs = dict(shift=img.nmpu.shift, pre_cut=0, round_mode=RoundMode.HALF_EVEN)
+        regs |= gn.static_fields(nmpu_cfg)  # a static layer's constants (same shift by then)
+        layer = gn.NMPULayer(**regs, relu_mid=0, relu_out=int(img.relu),
+                             residual_en=int(img.residual_en))
         kw = {"r": rr} if nmpu_cfg.residual else {}
         return gn.forward(nmpu_cfg, layer, _cut(img.nmpu.params, c), p=p, n=n, **kw)
     if path == "ldpu":

@@ -84,6 +84,14 @@ class _ConfigIdentity:
         return f"{self.name}-{digest[:8]}"
 
 
+_STATIC_DEFAULTS = {"static_shift": 0, "static_pre_cut": 0, "static_round": int(RoundMode.HALF_EVEN)}
+
+# The clamp-event count: lanes up to CLAMP_FLAT_LANES are counted in one clock (16 lanes close at
+# 235 MHz, 64 at 185 with the count in one clock); more are summed CLAMP_GROUP at a time per stage.
+CLAMP_FLAT_LANES = 16
+CLAMP_GROUP = 8
+
+
 @dataclass(frozen=True, kw_only=True)
 class NMPUConfig(_ConfigIdentity):
     """Configuration of the Near-Memory Processing Unit (see docs/nmpu.md).
@@ -106,6 +114,13 @@ class NMPUConfig(_ConfigIdentity):
     exp_bits: int = 0              # per-column extra shift `e`; 0 = not built
     shift_bits: int = 5            # width of the `shift` and `pre_cut` layer registers
     clamp_count_bits: int = 32     # width of the saturating clamp counter
+    # -- precision knobs (elaboration time; the defaults build the unit above unchanged) --
+    single_scale: bool = False     # dual mode with sp = sn: one product sp·(P − N), no `sn`
+    drop_bits: int = 0             # product LSBs floored away before the adder (not built)
+    static_layer: bool = False     # shift, pre_cut, round mode fixed below: no registers, no
+    static_shift: int = 0          #   barrel shifter, no mode muxes (ReLU and residual
+    static_pre_cut: int = 0        #   enables stay 1-bit layer registers)
+    static_round: int = int(RoundMode.HALF_EVEN)
 
     def __post_init__(self):
         if not isinstance(self.name, str) or not re.fullmatch(r"[a-z0-9][a-z0-9_\-]*", self.name):
@@ -134,6 +149,22 @@ class NMPUConfig(_ConfigIdentity):
         _check_int("exp_bits", self.exp_bits, 0, 6)
         _check_int("shift_bits", self.shift_bits, 1, 5)  # 6 bits would pass the int64 guard
         _check_int("clamp_count_bits", self.clamp_count_bits, 1, 64)
+        for flag in ("single_scale", "static_layer"):
+            value = getattr(self, flag)
+            if not isinstance(value, bool):
+                raise TypeError(f"`{flag}` must be a bool, not {type(value).__name__} {value!r}")
+        if self.single_scale and not self.dual:
+            raise ValueError("`single_scale` needs `input_mode` 'dual' (P and N counts): "
+                             "'signed' mode already has one product")
+        _check_int("drop_bits", self.drop_bits, 0, self.full_product_bits - 1)
+        _check_int("static_shift", self.static_shift, 0, self.max_shift)
+        _check_int("static_pre_cut", self.static_pre_cut, 0, self.max_shift)
+        _check_int("static_round", self.static_round, min(RoundMode), max(RoundMode))
+        if not self.static_layer:
+            for name in ("static_shift", "static_pre_cut", "static_round"):
+                if getattr(self, name) != _STATIC_DEFAULTS[name]:
+                    raise ValueError(f"`{name}` ({getattr(self, name)}) is set but `static_layer` "
+                                     f"is False: the layer registers decide it at run time")
         if self.acc_bits > INT64_GUARD_BITS:
             raise ValueError(
                 f"formats too wide for the exact int64 golden model: the accumulator needs "
@@ -161,13 +192,25 @@ class NMPUConfig(_ConfigIdentity):
         return self.offset_int + self.offset_frac
 
     @property
+    def product_frac(self):
+        """Fraction bits of a product after `drop_bits` of its LSBs are floored away (may be
+        negative: the kept LSB then weighs more than one count)."""
+        return self.scale_frac - self.drop_bits
+
+    @property
     def frac(self):
         """F: fraction bits of the accumulator."""
-        return max(self.scale_frac, self.offset_frac)
+        return max(self.product_frac, self.offset_frac)
 
     @property
     def scale_align(self):
-        """Left shift that puts a product on the accumulator's grid."""
+        """Left shift that puts a (dropped) product on the accumulator's grid."""
+        return self.frac - self.product_frac
+
+    @property
+    def term_align(self):
+        """acc ≈ (sp·P − sn·N) · 2^term_align: the exact term's weight on the accumulator's grid
+        (`scale_align` − `drop_bits`; the compiler's view)."""
         return self.frac - self.scale_frac
 
     @property
@@ -177,7 +220,18 @@ class NMPUConfig(_ConfigIdentity):
 
     @property
     def dual(self):
+        """P and N counts in (two scales, or one with `single_scale`)."""
         return self.input_mode == "dual"
+
+    @property
+    def two_scales(self):
+        """A scale per branch: the word holds `sn`."""
+        return self.dual and not self.single_scale
+
+    @property
+    def signed_product(self):
+        """One signed product: sp·X (signed mode) or sp·(P − N) (single scale)."""
+        return not self.two_scales
 
     @property
     def beats(self):
@@ -212,18 +266,32 @@ class NMPUConfig(_ConfigIdentity):
         return -(1 << (self.out_bits - 1)), (1 << (self.out_bits - 1)) - 1
 
     @property
+    def full_product_bits(self):
+        """Width of an exact product: unsigned sp·P (two scales), signed sp·X or sp·(P − N)."""
+        return self.scale_bits + self.adc_bits + (1 if self.signed_product else 0)
+
+    @property
+    def product_range(self):
+        """Range of one product after the floor by 2^drop_bits (what the adder sees)."""
+        if self.two_scales:
+            lo, hi = 0, self.scale_max * self.adc_max
+        elif self.dual:
+            lo, hi = -self.scale_max * self.adc_max, self.scale_max * self.adc_max
+        else:
+            lo, hi = self.scale_max * self.x_range[0], self.scale_max * self.x_range[1]
+        return lo >> self.drop_bits, hi >> self.drop_bits
+
+    @property
     def product_bits(self):
-        """Unsigned width of one branch product sp·P (dual mode)."""
-        return self.scale_bits + self.adc_bits
+        """Width of one kept product: unsigned with two scales, else signed."""
+        lo, hi = self.product_range
+        return unsigned_bits(hi) if self.two_scales else signed_bits(lo, hi)
 
     @property
     def term_range(self):
-        """Range of the scaled input term (sp·P − sn·N, or sp·X) before alignment."""
-        if self.dual:
-            top = self.scale_max * self.adc_max
-            return -top, top
-        lo, hi = self.x_range
-        return self.scale_max * lo, self.scale_max * hi
+        """Range of the kept term ((sp·P >> d) − (sn·N >> d), or one product) before alignment."""
+        lo, hi = self.product_range
+        return (-hi, hi) if self.two_scales else (lo, hi)
 
     @property
     def acc_range(self):
@@ -254,7 +322,7 @@ class NMPUConfig(_ConfigIdentity):
     def word_fields(self):
         """(name, bits) of the packed parameter word, least significant field first."""
         fields = [("sp", self.scale_bits)]
-        if self.dual:
+        if self.two_scales:
             fields.append(("sn", self.scale_bits))
         fields.append(("o", self.offset_bits))
         if self.exp_bits:
@@ -273,6 +341,19 @@ class NMPUConfig(_ConfigIdentity):
     def round_bits(self):
         return unsigned_bits(max(RoundMode))
 
+    @property
+    def clamp_stages(self):
+        """Register stages of the clamp-event count (groups of `CLAMP_GROUP` lanes per stage):
+        none up to `CLAMP_FLAT_LANES` lanes, whose one-clock popcount is short; beyond, enough
+        stages to reduce the lanes to one sum, so the count never sets f_max. `clamp_count`
+        shows a beat this many clocks later; the count itself is unchanged."""
+        if self.lanes <= CLAMP_FLAT_LANES:
+            return 0
+        stages, n = 0, self.lanes
+        while n > 1:
+            n, stages = -(-n // CLAMP_GROUP), stages + 1
+        return stages
+
     # -- identity and export -------------------------------------------------------------------
 
     _UNIT = "NMPU"
@@ -284,7 +365,7 @@ class NMPUConfig(_ConfigIdentity):
     def derived(self):
         """The derived widths, for the exported JSON."""
         names = ("beats", "frac", "scale_bits", "offset_bits", "acc_bits", "word_bits", "addr_bits",
-                 "max_shift", "max_total_shift")
+                 "max_shift", "max_total_shift", "clamp_stages")
         return {n: getattr(self, n) for n in names}
 
 
@@ -292,6 +373,13 @@ NMPU_PRESETS = {
     "paper": NMPUConfig(name="paper"),
     "exp": NMPUConfig(name="exp", exp_bits=3),
     "serial": NMPUConfig(name="serial", lanes=1),
+    # issue 13: the narrowest widths within ±0.12 points of FP16 on the accuracy study at 1 day
+    # (MLP and CNN; hand sweep in docs/nmpu.md): 6-bit scales (1,5), 6-bit offsets (5,1), the 6
+    # product LSBs dropped before the adder, 4-bit shifts, a 16-bit clamp count; 64 and 256 lanes.
+    "precision": NMPUConfig(name="precision", scale_frac=5, offset_int=5, drop_bits=6,
+                            shift_bits=4, clamp_count_bits=16),
+    "precision256": NMPUConfig(name="precision256", lanes=256, scale_frac=5, offset_int=5,
+                               drop_bits=6, shift_bits=4, clamp_count_bits=16),
     # Small enough for exhaustive simulation and formal proofs: 4 columns in 2 beats of 2 lanes.
     "tiny": NMPUConfig(name="tiny", columns=4, lanes=2, adc_bits=3, scale_int=1, scale_frac=2,
                        offset_int=2, offset_frac=1, out_bits=3, exp_bits=1, shift_bits=3,
@@ -366,7 +454,11 @@ class ESSOPConfig(_ConfigIdentity):
     converter ("per_converter"); bitstreams are up to `2^log2_bl_max` clocks long; the learning
     rate is 2^−lr_shift with an `lr_shift_bits`-bit register; `double_buffer` builds a second
     bank of counters so the read-out of one product overlaps the counting of the next (timing
-    only: the arithmetic is the same). `name` only labels build folders and test ids.
+    only: the arithmetic is the same). `rows_per_beat` rows of counts leave per read-out beat
+    (it divides `rows`; 1 = one row per beat): `rows` / `rows_per_beat` beats per product, read
+    out while the next product counts when double-buffered. The counters are sized for
+    |C| <= 2^`log2_bl_max` at elaboration: the BL range is the area knob. `name` only labels
+    build folders and test ids.
     """
 
     name: str = "custom"
@@ -378,12 +470,17 @@ class ESSOPConfig(_ConfigIdentity):
     rng: str = "shared"            # "shared": one LFSR per operand; "per_converter": one each
     double_buffer: bool = False
     lr_shift_bits: int = 5
+    rows_per_beat: int = 1
 
     def __post_init__(self):
         if not isinstance(self.name, str) or not re.fullmatch(r"[a-z0-9][a-z0-9_\-]*", self.name):
             raise ValueError(f"`name` must be lower-case letters, digits, '_' or '-', not {self.name!r}")
         _check_int("rows", self.rows, 1, 1024)
         _check_int("cols", self.cols, 1, 1024)
+        _check_int("rows_per_beat", self.rows_per_beat, 1, self.rows)
+        if self.rows % self.rows_per_beat:
+            raise ValueError(f"`rows_per_beat` must divide `rows` ({self.rows}), not "
+                             f"{self.rows_per_beat}")
         _check_int("mag_bits", self.mag_bits, 1, 16)
         if isinstance(self.lfsr_width, bool) or not isinstance(self.lfsr_width, int):
             raise TypeError(f"`lfsr_width` must be an int, not {type(self.lfsr_width).__name__} "
@@ -440,6 +537,17 @@ class ESSOPConfig(_ConfigIdentity):
     @property
     def counter_banks(self):
         return 2 if self.double_buffer else 1
+
+    @property
+    def readout_beats(self):
+        """Output beats per product, `rows_per_beat` rows of counts each."""
+        return self.rows // self.rows_per_beat
+
+    def clocks_per_product(self, log2_bl):
+        """Steady-state clocks per product at BL = 2^log2_bl without stalls: max(BL, beats)
+        double-buffered (read-out overlaps counting), BL + beats single-buffered."""
+        bl = 1 << log2_bl
+        return max(bl, self.readout_beats) if self.double_buffer else bl + self.readout_beats
 
     # -- exponents -----------------------------------------------------------------------------
 
@@ -511,7 +619,8 @@ class ESSOPConfig(_ConfigIdentity):
 
     def derived(self):
         """The derived widths and constants, for the exported JSON."""
-        names = ("q_max", "bl_max", "log2_bl_bits", "count_bits", "counter_banks", "ev_bits",
+        names = ("q_max", "bl_max", "log2_bl_bits", "count_bits", "counter_banks",
+                 "readout_beats", "ev_bits",
                  "lr_shift_max", "exp_bits", "poly_x", "poly_d", "lfsr_max", "lfsrs",
                  "seed_stride_x", "seed_stride_d")
         out = {n: getattr(self, n) for n in names}
@@ -525,6 +634,10 @@ ESSOP_PRESETS = {
     "paper": _ESSOP_PAPER,
     "per_converter": dataclasses.replace(_ESSOP_PAPER, name="per_converter", rng="per_converter"),
     "double": dataclasses.replace(_ESSOP_PAPER, name="double", double_buffer=True),
+    # The throughput point (issue 13): 8 rows per read-out beat, counters for BL <= 16 and
+    # double-buffered, so a product takes max(BL, 32 / 8) clocks instead of BL + 32.
+    "wide": dataclasses.replace(_ESSOP_PAPER, name="wide", rows_per_beat=8, log2_bl_max=4,
+                                double_buffer=True),
     # Small enough for exhaustive simulation: 4 × 4 units, 3-bit magnitudes, BL up to 16.
     "tiny": ESSOPConfig(name="tiny", rows=4, cols=4, mag_bits=3, lfsr_width=8, log2_bl_max=4,
                         lr_shift_bits=2),

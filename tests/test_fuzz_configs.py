@@ -22,7 +22,7 @@ from golden import nmpu as gn
 from hdl.baselines import LDPU
 from hdl.config import ESSOP_LFSR_POLYS, ESSOPConfig, FP16OuterConfig, LDPUConfig, NMPUConfig
 from hdl.export import lint, module_name, write
-from hdl.nmpu import NMPU
+from hdl.nmpu import NMPU, layer_layout
 from verif.runner import setup_tools
 
 from .conftest import run_seed
@@ -78,14 +78,20 @@ def nmpu_configs(draw):
         offset_int=draw(st.integers(1, 5)), offset_frac=draw(st.integers(0, 4)),
         out_bits=draw(st.integers(2, 8)), residual=draw(st.booleans()),
         exp_bits=draw(st.integers(0, 2)), shift_bits=draw(st.integers(4, 5)),
-        clamp_count_bits=draw(st.integers(1, 12))))
+        clamp_count_bits=draw(st.integers(1, 12)),
+        single_scale=draw(st.booleans()), drop_bits=draw(st.integers(0, 4)),
+        **draw(st.one_of(st.just({}), st.fixed_dictionaries(dict(
+            static_layer=st.just(True), static_shift=st.integers(0, 15),
+            static_pre_cut=st.integers(0, 15), static_round=st.integers(0, 2)))))))
 
 
 @st.composite
 def essop_configs(draw):
     mag = draw(st.integers(1, 12))
+    rows = draw(st.integers(1, 4))
     return build(ESSOPConfig, dict(
-        rows=draw(st.integers(1, 4)), cols=draw(st.integers(1, 4)), mag_bits=mag,
+        rows=rows, cols=draw(st.integers(1, 4)), mag_bits=mag,
+        rows_per_beat=draw(st.sampled_from([r for r in range(1, rows + 1) if rows % r == 0])),
         lfsr_width=draw(st.sampled_from([w for w in sorted(ESSOP_LFSR_POLYS) if mag <= w <= 16])),
         log2_bl_max=draw(st.integers(0, 3)), rng=draw(st.sampled_from(["shared", "per_converter"])),
         double_buffer=draw(st.booleans()), lr_shift_bits=draw(st.integers(1, 4))))
@@ -133,10 +139,12 @@ def simulate_nmpu(cfg, n_beats=120):
                      relu_out=int(rng.integers(0, 2)))
         if cfg.residual:
             layer["residual_en"] = int(rng.integers(0, 2))
+        layer |= gn.static_fields(cfg)  # a static layer's fields are constants, not ports
         b["layer"] = layer
         beats.append(b)
     ranges = dict(sp=(0, cfg.scale_max), sn=(0, cfg.scale_max), o=cfg.offset_range, e=(0, cfg.e_max))
     inputs = ("p", "n") if cfg.dual else ("x",)
+    port_layer = {name for name, _ in layer_layout(cfg)}
     expected, got, clamps = [], [], [0]
 
     async def bench(ctx):
@@ -157,7 +165,7 @@ def simulate_nmpu(cfg, n_beats=120):
                     for lane in range(cfg.lanes):
                         ctx.set(dut.i.payload[name][lane], int(b[name][lane]))
                 ctx.set(dut.i.payload.last, b["last"])
-                ctx.set(dut.layer, b["layer"])
+                ctx.set(dut.layer, {k: v for k, v in b["layer"].items() if k in port_layer})
             ready = rng.random() < 0.7
             ctx.set(dut.o.ready, ready)
             if ctx.get(dut.o.valid) and ready:
@@ -179,7 +187,7 @@ def simulate_nmpu(cfg, n_beats=120):
         ctx.set(dut.o.ready, 0)
         ctx.set(dut.i.valid, 0)
         ctx.set(dut.wr.en, 0)
-        await ctx.tick().repeat(3)
+        await ctx.tick().repeat(3 + cfg.clamp_stages)
         assert ctx.get(dut.clamp_count) == min(clamps[0], (1 << cfg.clamp_count_bits) - 1)
         assert (ctx.get(dut.frame_error), ctx.get(dut.reg_error)) == (0, 0)
 
@@ -194,7 +202,8 @@ def simulate_nmpu(cfg, n_beats=120):
 
 def simulate_essop(cfg, n_products=6):
     """Products with reseeds, every log2_bl (an out-of-range one too), Inf/NaN operands and
-    output stalls: every row of counts, E, error and last (`tests/test_hdl_essop.py` bench)."""
+    output stalls: every read-out beat of counts, E, error and last (`tests/test_hdl_essop.py`
+    bench)."""
     rng = rng_for(cfg)
     products = []
     for k in range(n_products):
@@ -208,7 +217,7 @@ def simulate_essop(cfg, n_products=6):
     rows, _ = run_stream(cfg, products, ready_p=0.7, seed=int(rng.integers(1 << 30)))
     want = expected_rows(cfg, products)
     for k, (a, b) in enumerate(zip(rows, want)):
-        assert a == b, f"row {k} (product {k // cfg.rows}): got {a}, expected {b}"
+        assert a == b, f"beat {k} (product {k // cfg.readout_beats}): got {a}, expected {b}"
     assert len(rows) == len(want)
 
 
@@ -313,6 +322,9 @@ INVALID_FIELDS = {
         scale_int=out_of(0, 24), scale_frac=out_of(0, 24), offset_int=out_of(1, 32),
         offset_frac=out_of(0, 32), out_bits=out_of(2, 32), residual=st.sampled_from([0, 1, "yes", None]),
         exp_bits=out_of(0, 6), shift_bits=out_of(1, 5), clamp_count_bits=out_of(1, 64),
+        single_scale=st.sampled_from([0, 1, "yes", None]), drop_bits=out_of(0, 19),
+        static_layer=st.sampled_from([0, 1, "yes", None]), static_shift=out_of(0, 31),
+        static_pre_cut=out_of(0, 31), static_round=out_of(0, 2),
         name=st.sampled_from(["", "Upper", "has space", "-lead", 7])),
     ESSOPConfig: dict(
         rows=out_of(1, 1024), cols=out_of(1, 1024), mag_bits=out_of(1, 16),
@@ -320,6 +332,7 @@ INVALID_FIELDS = {
                              st.integers(min_value=max(ESSOP_LFSR_POLYS) + 1), WRONG_TYPES),
         log2_bl_max=out_of(0, 10), rng=st.sampled_from(["", "Shared", "per-converter", None]),
         double_buffer=st.sampled_from([0, 1, "no", None]), lr_shift_bits=out_of(1, 6),
+        rows_per_beat=st.one_of(out_of(1, 32), st.sampled_from([3, 5, 6, 7, 12, 24])),
         name=st.sampled_from(["", "Upper", "has space", 7])),
     LDPUConfig: dict(
         columns=out_of(1, 4096), adc_bits=out_of(1, 15), residual=st.sampled_from([0, 1, "yes", None]),
@@ -350,3 +363,42 @@ def test_fuzz_invalid_configs(cls):
             cls(**{field: value})
         assert re.search(rf"`{field}`", str(info.value)), (field, value, str(info.value))
     check()
+
+
+# -- periphery tops (hdl/periphery.py, issue 18) --------------------------------------------------
+
+@st.composite
+def periphery_configs(draw):
+    from hdl.periphery import PeripheryConfig
+    unit = draw(st.sampled_from(["nmpu", "ldpu"]))
+    core = draw(nmpu_configs() if unit == "nmpu" else ldpu_configs())
+    return build(PeripheryConfig, dict(unit=unit, core=core, job_bits=draw(st.integers(1, 32))))
+
+
+@seed(run_seed())
+@fuzz_settings(max(1, EXAMPLES // 2))
+@given(cfg=periphery_configs())
+def test_fuzz_periphery(cfg, tmp_path):
+    """A random top: its compiled SystemRDL equals the register map description, and the
+    Verilog (with the unit inside) lints clean."""
+    from hdl.periphery import periphery_regmap
+    from hdl.regmap import RegModel
+    shown("periphery", cfg)
+    lint_clean("periphery", cfg, tmp_path)
+    rm = periphery_regmap(cfg)
+    import json
+    out = tmp_path / cfg.tag
+    meta = json.loads((out / f"periphery_{cfg.tag}.json").read_text())
+    model = RegModel.from_file(out / meta["regmap"]["rdl"])
+    assert {n: (r.address, r.fields) for n, r in model.regs.items()} == {
+        r.name: (r.offset, {f.name: (f.lsb, f.width) for f in r.fields}) for r in rm.regs}
+    assert model.mem[1:3] == (rm.window.offset, rm.window.entries * rm.window.stride)
+
+
+@pytest.mark.parametrize("field,value", [("job_bits", 0), ("job_bits", 33), ("job_bits", 2.0),
+                                         ("unit", "fp16outer"), ("core", "paper")])
+def test_fuzz_invalid_periphery(field, value):
+    from hdl.periphery import PeripheryConfig
+    with pytest.raises((ValueError, TypeError)) as info:
+        PeripheryConfig(**{field: value})
+    assert re.search(rf"`{field}`", str(info.value)), (field, value, str(info.value))
