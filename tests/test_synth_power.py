@@ -279,6 +279,11 @@ def test_gate_level_tiny_nmpu_equals_golden(osu, tmp_path):
     assert row["window_clocks"] >= 4 * cfg.beats
     # the clock alone costs the idle energy; a busy clock costs more
     assert row["pj_per_clock"] > row["idle_pj_per_clock"] > 0
+    # the run with cell delays: every transition counted, at least the sampled ones
+    g = row["glitch"]
+    assert g["result"] == row["gate_level"]["result"]
+    assert g["transitions_all"] >= g["transitions_functional"] > 0
+    assert 0.0 <= g["glitch_share_data"] < 1.0
     saved = json.loads((tmp_path / "power" / f"nmpu_{cfg.tag}" / "power.json").read_text())
     assert saved["pj_per_item"] == row["pj_per_item"]
 
