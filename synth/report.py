@@ -10,7 +10,9 @@ Inputs, all from earlier steps (nothing is assumed or re-derived from a formula)
   (ESSOP at every BL, FP16 array); the simulators must agree, or the row says they do not;
 - `build/report/training.json` (`make train`), when present: the smallest BL whose training
   accuracy stays within 0.5 points of exact outer products, at which the ESSOP ratio is marked;
-- per-block areas of the paper presets (`synth.breakdown`, run here when missing or stale).
+- per-block areas of the paper presets (`synth.breakdown`, run here when missing or stale);
+- `build/report/power.json` (`make power`), when present: energy per item from gate-level
+  switching activity, the NMPU / LDPU and ESSOP / FP16 energy ratios (`synth.power.attach`).
 
 Outputs: `build/report/ppa.json` (one row per unit × preset with unit, preset, area_um2,
 nand2_eq, cells, ff_share, fmax_mhz, cycles_per_item, items_per_s, items_per_s_per_mm2, tool
@@ -25,6 +27,10 @@ from pathlib import Path
 
 from synth import breakdown as bd
 from synth import flow
+from synth import power
+from synth import storage
+from synth import targets
+from synth import wrappers
 
 __all__ = ["throughput", "ppa_rows", "ratios", "write", "main"]
 
@@ -312,7 +318,7 @@ def _plot(rows, rat, brk, ref_bl, path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     ok = [r for r in rows if "error" not in r and r["preset"] != "tiny"]
-    fig, axes = plt.subplots(1, 3, figsize=(16, 4.6))
+    fig, axes = plt.subplots(1, 4, figsize=(21, 4.6))
     ax = axes[0]
     labels = [f"{r['unit']}\n{r['preset']}" for r in ok]
     ax.bar(labels, [r["area_mm2"] for r in ok], color="0.75", label="total (flat)")
@@ -348,6 +354,7 @@ def _plot(rows, rat, brk, ref_bl, path):
     ax.set_yscale("log")
     ax.legend(fontsize=8)
     ax.set_title("ESSOP vs FP16 multiplier array")
+    power.plot_panel(axes[3], rows, rat, ref_bl)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -363,13 +370,21 @@ def write(build=ROOT / "build", run_breakdown=True):
     ref_bl, ref_src = reference_bl(build)
     rows = ppa_rows(synth_rows, build, ref_bl)
     rat = ratios(rows, ref_bl)
+    power.attach(rows, rat, build, ref_bl)
+    storage.attach(rows, rat, build)
+    wrappers.attach(rows, rat, build)  # periphery tops: wrapper area apart from the unit's
     brk = breakdowns(synth_rows, run_breakdown, build / "synth")
     rat["essop_sized_vs_fp16"] = sized_essop(rows, build)
+    rat["targets"] = targets.evaluate(rows, rat, brk)
     doc = {"rows": rows, "ratios": rat, "breakdown": brk, "reference_bl": ref_bl,
            "reference_bl_source": ref_src, "paper_claims": PAPER}
     (report / "ppa.json").write_text(json.dumps(doc, indent=1, ensure_ascii=False) + "\n")
     (report / "ppa.md").write_text(_markdown(rows, rat, brk, ref_bl, ref_src,
-                                             rat["essop_sized_vs_fp16"]))
+                                             rat["essop_sized_vs_fp16"])
+                                    + power.markdown(rows, rat, ref_bl)
+                                    + storage.markdown(rows, rat)
+                                    + wrappers.markdown(rows, rat)
+                                    + targets.markdown(rat["targets"]))
     _plot(rows, rat, brk, ref_bl, report / "ppa.png")
     return doc
 
