@@ -197,18 +197,21 @@ def essop_vectors(cfg, ports, rng, count):
             regs[name].append(value)
         reseeds.append(int(reseed))
         c.append(res.c)
-        exp += [int(res.exp)] * cfg.rows
-        error += [int(res.error)] * cfg.rows
-    last = np.tile(np.arange(cfg.rows) == cfg.rows - 1, count).astype(np.int64)
-    out = {"c": np.concatenate(c), "exp": exp, "error": error, "last": last}
+        exp.append(int(res.exp))
+        error.append(int(res.error))
+    # rows / R read-out beats of R rows each per product (golden.essop.readout)
+    beats = ge.readout(cfg, np.stack(c), np.array(exp), np.array(error))
+    out = {name: np.asarray(v).reshape(-1) for name, v in beats.items() if name != "c"}
+    out["c"] = beats["c"].reshape(count * cfg.readout_beats, cfg.rows_per_beat * cfg.cols)
     bl = 1 << short
     return Vectors(inputs=Codec(ports["i__payload"]).encode({"x": xs, "d": ds}),
                    outputs=Codec(ports["o__payload"]).encode(out), regs=regs,
                    pulses={"reseed": reseeds}, status={"reg_error": 0, "busy": 0},
-                   clocks=count * (bl + cfg.rows), item_clocks=bl + cfg.rows,
-                   golden="golden.essop.reseed, golden.essop.outer_product",
+                   clocks=count * (bl + cfg.readout_beats), item_clocks=bl + cfg.readout_beats,
+                   golden="golden.essop.reseed, golden.essop.outer_product, golden.essop.readout",
                    summary=(f"{count} products of {cfg.rows} x {cfg.cols}, BL up to {bl}, "
-                            f"{cfg.rows} read-out rows each, reseeded on product"
+                            f"{cfg.readout_beats} read-out beats of {cfg.rows_per_beat} row(s) "
+                            f"each, reseeded on product"
                             + (f"s 0 and {count // 2}" if count > 1 else " 0")))
 
 
