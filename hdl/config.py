@@ -638,6 +638,11 @@ ESSOP_PRESETS = {
     # double-buffered, so a product takes max(BL, 32 / 8) clocks instead of BL + 32.
     "wide": dataclasses.replace(_ESSOP_PAPER, name="wide", rows_per_beat=8, log2_bl_max=4,
                                 double_buffer=True),
+    # The same with counters sized for BL <= 8, the smallest BL whose training accuracy stays
+    # within 0.5 points of exact outer products (docs/training.md): one counter bit less per
+    # unit in both banks.
+    "wide8": dataclasses.replace(_ESSOP_PAPER, name="wide8", rows_per_beat=8, log2_bl_max=3,
+                                 double_buffer=True),
     # Small enough for exhaustive simulation: 4 × 4 units, 3-bit magnitudes, BL up to 16.
     "tiny": ESSOPConfig(name="tiny", rows=4, cols=4, mag_bits=3, lfsr_width=8, log2_bl_max=4,
                         lr_shift_bits=2),

@@ -17,7 +17,7 @@ import pytest
 
 from hdl.config import ESSOP_LFSR_POLYS, ESSOP_PRESETS, NMPU_PRESETS, ESSOPConfig, essop_preset
 
-PRESET_NAMES = ["paper", "per_converter", "tiny", "double", "wide"]
+PRESET_NAMES = ["paper", "per_converter", "tiny", "double", "wide", "wide8"]
 INT_FIELDS = ["rows", "cols", "mag_bits", "lfsr_width", "log2_bl_max", "lr_shift_bits",
               "rows_per_beat"]
 # binary16: exponent fields 1..30 are finite (0 = subnormal/zero counts as 1, 31 = Inf/NaN)
@@ -223,7 +223,11 @@ def test_preset_fields_match_spec():
     # issue 13: 32 × 32, 8 rows per beat, counters for BL <= 16, double-buffered
     assert essop_preset("wide") == dataclasses.replace(paper, name="wide", rows_per_beat=8,
                                                        log2_bl_max=4, double_buffer=True)
-    assert all(essop_preset(n).rows_per_beat == 1 for n in PRESET_NAMES if n != "wide")
+    # the same with counters for BL <= 8, the training BL
+    assert essop_preset("wide8") == dataclasses.replace(paper, name="wide8", rows_per_beat=8,
+                                                        log2_bl_max=3, double_buffer=True)
+    assert all(essop_preset(n).rows_per_beat == 1 for n in PRESET_NAMES
+               if n not in ("wide", "wide8"))
 
 
 @pytest.mark.parametrize("name, expect", [
@@ -239,6 +243,9 @@ def test_preset_fields_match_spec():
     # 32 rows / 8 per beat = 4 beats
     ("wide", dict(count_bits=6, exp_bits=7, lfsrs=2, counter_banks=2, readout_beats=4,
                   bl_max=16, log2_bl_bits=3)),
+    # BL <= 8: C in [-8, 8] -> 5 bits; log2_bl 0..3 -> 2 bits
+    ("wide8", dict(count_bits=5, lfsrs=2, counter_banks=2, readout_beats=4, bl_max=8,
+                   log2_bl_bits=2)),
     # BL <= 16: C in [-16, 16] -> 6 bits; E in [−26 − 4 − 3, 32] = [−33, 32] -> 7 bits;
     # log2_bl 0..4 -> 3 bits; 255 // 4 = 63
     ("tiny", dict(q_max=7, bl_max=16, count_bits=6, exp_bits=7, ev_bits=6, log2_bl_bits=3,
