@@ -380,6 +380,10 @@ NMPU_PRESETS = {
                             shift_bits=4, clamp_count_bits=16),
     "precision256": NMPUConfig(name="precision256", lanes=256, scale_frac=5, offset_int=5,
                                drop_bits=6, shift_bits=4, clamp_count_bits=16),
+    # The same widths at one lane: the LDPU's schedule (one column per clock) for the "smaller
+    # at the same throughput" half of the paper's claim, where parameter storage dominates.
+    "precision_serial": NMPUConfig(name="precision_serial", lanes=1, scale_frac=5, offset_int=5,
+                                   drop_bits=6, shift_bits=4, clamp_count_bits=16),
     # Small enough for exhaustive simulation and formal proofs: 4 columns in 2 beats of 2 lanes.
     "tiny": NMPUConfig(name="tiny", columns=4, lanes=2, adc_bits=3, scale_int=1, scale_frac=2,
                        offset_int=2, offset_frac=1, out_bits=3, exp_bits=1, shift_bits=3,

@@ -17,7 +17,7 @@ import pytest
 
 from hdl.config import NMPU_PRESETS, NMPUConfig, RoundMode, nmpu_preset
 
-PRESET_NAMES = ["paper", "exp", "serial", "tiny"]
+PRESET_NAMES = ["paper", "exp", "serial", "tiny", "precision", "precision256", "precision_serial"]
 INT_FIELDS = ["columns", "lanes", "adc_bits", "scale_int", "scale_frac", "offset_int", "offset_frac",
               "out_bits", "exp_bits", "shift_bits", "clamp_count_bits"]
 
@@ -516,3 +516,12 @@ def test_clamp_stages():
     stages = {lanes: NMPUConfig(columns=4096, lanes=lanes).clamp_stages
               for lanes in (1, 16, 32, 64, 128, 256, 512, 4096)}
     assert stages == {1: 0, 16: 0, 32: 2, 64: 2, 128: 3, 256: 3, 512: 3, 4096: 4}
+
+
+def test_precision_presets_share_their_widths():
+    """`precision` at 64, 256 and 1 lane(s): only the lane count (and the name) differs."""
+    base = nmpu_preset("precision")
+    assert (base.scale_bits, base.offset_int, base.offset_frac, base.drop_bits, base.shift_bits,
+            base.clamp_count_bits, base.lanes) == (6, 5, 1, 6, 4, 16, 64)
+    for name, lanes in (("precision256", 256), ("precision_serial", 1)):
+        assert nmpu_preset(name) == dataclasses.replace(base, name=name, lanes=lanes)
