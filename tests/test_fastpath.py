@@ -45,12 +45,20 @@ def test_fastpath_verilator(unit, preset, seed):
 
 # every other preset of every unit (the cocotb runs of these are regress-only): bulk golden data
 # with random and bursty stalls on both sides, in a second or two of simulation each
+# (an NMPU of more than 64 lanes, whose Verilator build alone takes minutes, in `make regress`:
+# `precision256` is `precision` with four times the lanes, the same lane arithmetic)
 PRESETS = [(u, p) for u in ("nmpu", "essop", "ldpu", "fp16outer") for p in UNITS[u][1] if p != "tiny"]
 PRESET_COUNT = {"nmpu": 200, "essop": 24, "ldpu": 24, "fp16outer": 64}
 
 
+def _preset_param(unit, preset):
+    big = unit == "nmpu" and UNITS[unit][1][preset].lanes > 64
+    return pytest.param(unit, preset, id=f"{unit}-{preset}",
+                        marks=[pytest.mark.regress] if big else [])
+
+
 @pytest.mark.sim
-@pytest.mark.parametrize("unit, preset", PRESETS, ids=[f"{u}-{p}" for u, p in PRESETS])
+@pytest.mark.parametrize("unit, preset", [_preset_param(u, p) for u, p in PRESETS])
 def test_fastpath_presets(unit, preset, seed):
     cfg = UNITS[unit][1][preset]
     s = fp.check(unit, cfg, "verilator", PRESET_COUNT[unit], seed, ("random", "bursty"),
