@@ -63,8 +63,9 @@ verilog: $(STAMP)
 sim: $(STAMP)
 	$(PYTEST) -n $(JOBS) -m sim -k "$(SIM)"
 
+# (the slowest 25 tests listed at the end: where the time of the suite goes)
 test: $(STAMP)
-	$(PYTEST) -n $(JOBS)
+	$(PYTEST) -n $(JOBS) --durations=25
 
 # The long regression: every cocotb run of every preset on both simulators, then the fast path's
 # bulk random check (10^8 NMPU, 10^7 LDPU values, 10^6 ESSOP, 10^6 FP16 products on the engine's
