@@ -15,9 +15,9 @@ asserts:
 
 from amaranth import Module, Mux, Signal, Value, signed
 from amaranth.hdl import Assert, Assume
-from amaranth.lib.wiring import In
 
 from .common import Harness
+from .streams import drive_inputs, free_inputs
 
 __all__ = ["PeripheryStreamHarness"]
 
@@ -28,23 +28,13 @@ class PeripheryStreamHarness(Harness):
             raise ValueError(f"`check` must be 'flow' or 'hold', not {check!r}")
         self.dut = make_dut()
         self.check, self.drain_bound, self.count_bits = check, drain_bound, count_bits
-        self._inputs = []
-        sig = {}
-        for path, member, value in self.dut.signature.flatten(self.dut):
-            if member.flow == In:
-                name = "__".join(str(p) for p in path)
-                sig[name] = In(len(Value.cast(value)))
-                self._inputs.append((name, value))
-        if check == "flow":
-            sig["drain"] = In(1)
+        sig, self._inputs = free_inputs(self.dut, drain=check == "flow")
         super().__init__(sig)
 
     def elaborate(self, platform):
         m = Module()
         m.domains.sync = self.cd
-        m.submodules.dut = dut = self.dut
-        for name, value in self._inputs:
-            m.d.comb += Value.cast(value).eq(getattr(self, name))
+        dut = drive_inputs(m, self)
         if self.check == "hold":
             stalled = Signal(name="was_stalled")
             held = Signal(len(dut.m_axis_tdata) + 1, name="was_beat")

@@ -22,7 +22,30 @@ from amaranth.lib.wiring import In
 
 from .common import Harness
 
-__all__ = ["StreamHarness"]
+__all__ = ["StreamHarness", "free_inputs", "drive_inputs"]
+
+
+def free_inputs(dut, drain=False):
+    """The harness signature that makes every input port of `dut` a free solver input (one
+    port per flattened member, named by its path), plus a `drain` input for flow checks;
+    returns (signature members, [(name, dut value)])."""
+    inputs, sig = [], {}
+    for path, member, value in dut.signature.flatten(dut):
+        if member.flow == In:
+            name = "__".join(str(p) for p in path)
+            sig[name] = In(len(Value.cast(value)))
+            inputs.append((name, value))
+    if drain:
+        sig["drain"] = In(1)
+    return sig, inputs
+
+
+def drive_inputs(m, harness):
+    """Add `harness.dut` as a submodule driven from the harness's free inputs; returns it."""
+    m.submodules.dut = dut = harness.dut
+    for name, value in harness._inputs:
+        m.d.comb += Value.cast(value).eq(getattr(harness, name))
+    return dut
 
 
 class StreamHarness(Harness):
@@ -39,23 +62,13 @@ class StreamHarness(Harness):
         self.drain_bound = drain_bound
         self.count_bits = count_bits
         self.assume = assume
-        self._inputs = []
-        sig = {}
-        for path, member, value in self.dut.signature.flatten(self.dut):
-            if member.flow == In:
-                name = "__".join(str(p) for p in path)
-                sig[name] = In(len(Value.cast(value)))
-                self._inputs.append((name, value))
-        if check == "flow":
-            sig["drain"] = In(1)
+        sig, self._inputs = free_inputs(self.dut, drain=check == "flow")
         super().__init__(sig)
 
     def elaborate(self, platform):
         m = Module()
         m.domains.sync = self.cd
-        m.submodules.dut = dut = self.dut
-        for name, value in self._inputs:
-            m.d.comb += Value.cast(value).eq(getattr(self, name))
+        dut = drive_inputs(m, self)
         if self.assume is not None:
             self.assume(m, dut)
         i, o = dut.i, dut.o
