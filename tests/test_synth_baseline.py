@@ -33,10 +33,13 @@ def test_baseline_covers_every_preset(ref):
 @pytest.mark.parametrize("unit", list(UNITS))
 def test_tiny_preset_matches_baseline(unit, tools, ref, tmp_path):
     row = flow.run(unit, UNITS[unit][1]["tiny"], tools, out_dir=tmp_path)
-    assert baseline.compare([row], ref) == []
+    # area and timing (the tiny presets' energy is in the baseline too, but its gate-level run
+    # belongs to `make synth`; without it the check names the missing energy)
+    assert baseline.compare([row], ref, energy=False) == []
+    assert any(baseline.ENERGY[0] in p for p in baseline.compare([row], ref))
     # a design change of a few per cent is outside the tolerance
     moved = dict(row, area_um2=row["area_um2"] * 1.03)
-    assert baseline.compare([moved], ref)
+    assert baseline.compare([moved], ref, energy=False)
 
 
 def _ref_and_row():
