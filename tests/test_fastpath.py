@@ -35,7 +35,10 @@ def test_fastpath_verilator(unit, preset, seed):
     assert log.count("PASS") == 3, log
     stalls = [tuple(map(int, m)) for m in STALLS.findall(log)]
     # no stalls: no gaps, o__ready always high (i__ready may still push back: ESSOP is busy)
-    assert stalls[0][::2] == (0, 0) and all(g > 0 and o > 0 for g, _, o in stalls[1:]), log
+    # with stalls: the output held in each mode, input gaps in at least one of them (a short
+    # bursty run of 12 ESSOP products can draw no gap at all)
+    assert stalls[0][::2] == (0, 0) and all(o > 0 for _, _, o in stalls[1:]), log
+    assert sum(g for g, _, _ in stalls[1:]) > 0, log
     # every value of every expected beat, once per stall mode
     m = json.loads((Path(s["log"]).parent / "fast.json").read_text())
     per_item = cfg.rows if unit in ("essop", "fp16outer") else cfg.beats
