@@ -61,6 +61,11 @@ class _ConfigIdentity:
     def _presets(cls):
         return {}
 
+    def _check_name(self):
+        """`name` labels build folders and test ids: lower-case letters, digits, '_' or '-'."""
+        if not isinstance(self.name, str) or not re.fullmatch(r"[a-z0-9][a-z0-9_\-]*", self.name):
+            raise ValueError(f"`name` must be lower-case letters, digits, '_' or '-', not {self.name!r}")
+
     def to_dict(self):
         return dataclasses.asdict(self)
 
@@ -123,8 +128,7 @@ class NMPUConfig(_ConfigIdentity):
     static_round: int = int(RoundMode.HALF_EVEN)
 
     def __post_init__(self):
-        if not isinstance(self.name, str) or not re.fullmatch(r"[a-z0-9][a-z0-9_\-]*", self.name):
-            raise ValueError(f"`name` must be lower-case letters, digits, '_' or '-', not {self.name!r}")
+        self._check_name()
         _check_int("columns", self.columns, 1, 4096)
         _check_int("lanes", self.lanes, 1, 4096)
         if self.columns % self.lanes:
@@ -477,8 +481,7 @@ class ESSOPConfig(_ConfigIdentity):
     rows_per_beat: int = 1
 
     def __post_init__(self):
-        if not isinstance(self.name, str) or not re.fullmatch(r"[a-z0-9][a-z0-9_\-]*", self.name):
-            raise ValueError(f"`name` must be lower-case letters, digits, '_' or '-', not {self.name!r}")
+        self._check_name()
         _check_int("rows", self.rows, 1, 1024)
         _check_int("cols", self.cols, 1, 1024)
         _check_int("rows_per_beat", self.rows_per_beat, 1, self.rows)
@@ -687,8 +690,7 @@ class LDPUConfig(_ConfigIdentity):
     scale_blocks: int = 2
 
     def __post_init__(self):
-        if not isinstance(self.name, str) or not re.fullmatch(r"[a-z0-9][a-z0-9_\-]*", self.name):
-            raise ValueError(f"`name` must be lower-case letters, digits, '_' or '-', not {self.name!r}")
+        self._check_name()
         _check_int("columns", self.columns, 1, 4096)
         # counts convert to FP16 exactly up to 2^11 and stay finite below 65520: 15 bits at most
         _check_int("adc_bits", self.adc_bits, 1, 15)
@@ -767,8 +769,7 @@ class FP16OuterConfig(_ConfigIdentity):
     cols: int = 32
 
     def __post_init__(self):
-        if not isinstance(self.name, str) or not re.fullmatch(r"[a-z0-9][a-z0-9_\-]*", self.name):
-            raise ValueError(f"`name` must be lower-case letters, digits, '_' or '-', not {self.name!r}")
+        self._check_name()
         _check_int("rows", self.rows, 1, 1024)
         _check_int("cols", self.cols, 1, 1024)
 

@@ -26,7 +26,6 @@ nothing.
 """
 
 import dataclasses
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,8 +66,7 @@ class PeripheryConfig(_ConfigIdentity):
     job_bits: int = 16
 
     def __post_init__(self):
-        if not isinstance(self.name, str) or not re.fullmatch(r"[a-z0-9][a-z0-9_\-]*", self.name):
-            raise ValueError(f"`name` must be lower-case letters, digits, '_' or '-', not {self.name!r}")
+        self._check_name()
         if self.unit not in _CORES:
             raise ValueError(f"`unit` must be one of {', '.join(_CORES)}, not {self.unit!r}")
         cfg_cls, presets = _CORES[self.unit][:2]
