@@ -22,7 +22,7 @@ from amaranth.lib.wiring import In
 
 from .common import Harness
 
-__all__ = ["StreamHarness", "free_inputs", "drive_inputs"]
+__all__ = ["StreamHarness", "free_inputs", "drive_inputs", "assert_flow"]
 
 
 def free_inputs(dut, drain=False):
@@ -87,19 +87,26 @@ class StreamHarness(Harness):
         # solver at depth). It cannot wrap: a negative value fails the assertion first, and a
         # unit owes at most what it holds (it stops taking inputs when full), far below
         # 2^(count_bits − 1).
-        owed = Signal(signed(self.count_bits), name="owed")
-        m.d.sync += owed.eq(owed + Mux(i.valid & i.ready, self.per_input, 0)
-                            - (o.valid & o.ready))
-        m.d.comb += Assert(owed >= 0, "no output beat without its input (none duplicated)")
-        draining = Signal(name="draining")
-        waited = Signal(range(self.drain_bound + 2), name="waited")
-        m.d.sync += draining.eq(draining | self.drain)
-        with m.If(draining):
-            m.d.comb += Assume(self.drain)
-        with m.If(self.drain):
-            m.d.comb += [Assume(~i.valid), Assume(o.ready)]
-            with m.If(waited <= self.drain_bound):
-                m.d.sync += waited.eq(waited + 1)
-        with m.If(waited >= self.drain_bound):
-            m.d.comb += Assert(owed == 0, "every owed beat out within drain_bound clocks")
+        assert_flow(m, self, i.valid & i.ready, o.valid & o.ready, i.valid, o.ready,
+                    self.per_input)
         return m
+
+
+def assert_flow(m, harness, took, gave, in_valid, out_ready, per_input=1):
+    """The `flow` check on `m`: `owed` (inputs taken × per_input − outputs given) never goes
+    negative, and once `harness.drain` rises (and stays; `in_valid` low, `out_ready` high) it
+    reaches zero within `harness.drain_bound` clocks. `harness.count_bits` sizes the counter."""
+    owed = Signal(signed(harness.count_bits), name="owed")
+    m.d.sync += owed.eq(owed + Mux(took, per_input, 0) - gave)
+    m.d.comb += Assert(owed >= 0, "no output beat without its input (none duplicated)")
+    draining = Signal(name="draining")
+    waited = Signal(range(harness.drain_bound + 2), name="waited")
+    m.d.sync += draining.eq(draining | harness.drain)
+    with m.If(draining):
+        m.d.comb += Assume(harness.drain)
+    with m.If(harness.drain):
+        m.d.comb += [Assume(~in_valid), Assume(out_ready)]
+        with m.If(waited <= harness.drain_bound):
+            m.d.sync += waited.eq(waited + 1)
+    with m.If(waited >= harness.drain_bound):
+        m.d.comb += Assert(owed == 0, "every owed beat out within drain_bound clocks")
