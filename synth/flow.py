@@ -679,23 +679,31 @@ def _fmt(x, spec):
     return "—" if x is None else format(x, spec)
 
 
-def collect(rows, report_dir=REPORT_DIR):
-    """Merge rows into build/report/synth.json (keyed by unit and preset) and write synth.md."""
-    report_dir = Path(report_dir)
-    report_dir.mkdir(parents=True, exist_ok=True)
-    j_path = report_dir / "synth.json"
+def merge_rows(rows, j_path):
+    """Merge rows into the JSON list at j_path (keyed by unit and preset: a new row replaces an
+    old one), sorted by units and presets in the order hdl.config lists them (other tags last);
+    writes it and returns all rows."""
+    j_path = Path(j_path)
+    j_path.parent.mkdir(parents=True, exist_ok=True)
     old = json.loads(j_path.read_text()) if j_path.is_file() else []
     merged = {(r["unit"], r["preset"]): r for r in old}
     merged.update({(r["unit"], r["preset"]): r for r in rows})
     from hdl.export import UNITS
     order = {u: i for i, u in enumerate(UNITS)}
 
-    def key(r):     # units and presets in the order hdl.config lists them, other tags last
+    def key(r):
         presets = list(UNITS[r["unit"]][1]) if r["unit"] in UNITS else []
         rank = presets.index(r["preset"]) if r["preset"] in presets else len(presets)
         return order.get(r["unit"], len(order)), rank, r["preset"]
     all_rows = sorted(merged.values(), key=key)
     j_path.write_text(json.dumps(all_rows, indent=1) + "\n")
+    return all_rows
+
+
+def collect(rows, report_dir=REPORT_DIR):
+    """Merge rows into build/report/synth.json (keyed by unit and preset) and write synth.md."""
+    report_dir = Path(report_dir)
+    all_rows = merge_rows(rows, report_dir / "synth.json")
     lines = ["# Synthesis: OSU 0.18 um standard cells (Yosys + ABC, OpenSTA)", "",
              "Area from `stat -liberty`; NAND2 eq = area / NAND2X1 (24 um²); f_max = 1 / (period"
              " − worst slack) over all paths, ports timed as flip-flop to flip-flop; reg2reg: "

@@ -1075,20 +1075,7 @@ def _fmt(x, spec):
 def collect(rows, report_dir=flow.REPORT_DIR):
     """Merge rows into build/report/power.json (keyed by unit and preset) and write power.md."""
     report_dir = Path(report_dir)
-    report_dir.mkdir(parents=True, exist_ok=True)
-    j_path = report_dir / "power.json"
-    old = json.loads(j_path.read_text()) if j_path.is_file() else []
-    merged = {(r["unit"], r["preset"]): r for r in old}
-    merged.update({(r["unit"], r["preset"]): r for r in rows})
-    from hdl.export import UNITS
-    order = {u: i for i, u in enumerate(UNITS)}
-
-    def key(r):
-        presets = list(UNITS[r["unit"]][1]) if r["unit"] in UNITS else []
-        rank = presets.index(r["preset"]) if r["preset"] in presets else len(presets)
-        return order.get(r["unit"], len(order)), rank, r["preset"]
-    all_rows = sorted(merged.values(), key=key)
-    j_path.write_text(json.dumps(all_rows, indent=1) + "\n")
+    all_rows = flow.merge_rows(rows, report_dir / "power.json")
     lines = ["# Energy from gate-level switching activity (OSU 0.18 µm, 1.8 V)", "",
              "Zero-delay Icarus run of the mapped netlist with the library's cell models over a "
              "window of back-to-back items; toggles per net; internal + switching energy from "
