@@ -1,28 +1,34 @@
-"""Periphery tops: a post-processing unit (NMPU or LDPU) behind standard SoC interfaces.
+"""Periphery tops: a unit (the NMPU or the LDPU post-processing, or the ESSOP outer-product
+engine) behind standard SoC interfaces.
 
     s_axil_*   AXI4-Lite slave (32-bit data): identification, job control, status, the layer
-               registers and the parameter window, as `periphery_regmap(cfg)` describes them
-    s_axis_*   AXI4-Stream in: one beat of the unit's input (counts, residuals), `tlast` on the
-               final beat of a vector
-    m_axis_*   AXI4-Stream out: one beat of the unit's output (int8 activations), `tlast` on the
-               final beat of each vector
+               registers and (NMPU, LDPU) the parameter window, as `periphery_regmap(cfg)`
+               describes them
+    s_axis_*   AXI4-Stream in: one beat of the unit's input (NMPU, LDPU: counts, residuals,
+               `tlast` on the final beat of a vector; ESSOP: one product's x and δ, `tlast` on
+               every beat)
+    m_axis_*   AXI4-Stream out: one beat of the unit's output (int8 activations; ESSOP: rows of
+               counts with the product's exponent and error flag), `tlast` on the final beat of
+               each vector (product)
     irq        level interrupt: job done or an error, each enabled in IRQ_EN
 
 `rst` is active high and synchronous (an SoC with `aresetn` inverts it). The register map is
 described once (`periphery_regmap`) and emitted as SystemRDL by `hdl.regmap`; the register block
 below decodes the same description.
 
-A job: software writes the parameter window and the LAYER registers, JOB.vectors, then
-CTRL.start. The top then accepts exactly vectors × beats input beats, and counts as many output
-beats; after the last one STATUS.done rises (and `irq` if enabled). Output `tlast` comes from
-that count, so a malformed input `tlast` (flagged by the unit as a framing error) cannot shift
-the output framing or hang the job. Between jobs the input is back-pressured.
+A job: software writes the parameter window and the LAYER registers, the JOB count (vectors;
+ESSOP: products), then CTRL.start. The top then accepts exactly count × in-beats input beats,
+and counts count × out-beats output beats (NMPU, LDPU: `beats` each; ESSOP: 1 in, `rows /
+rows_per_beat` out); after the last one STATUS.done rises (and `irq` if enabled). Output `tlast`
+comes from that count, so a malformed input `tlast` (flagged as a framing error) cannot shift
+the output framing or hang the job. Between jobs the input is back-pressured. ESSOP's
+CTRL.reseed loads the LFSRs from the seeds in LAYER at the next product accepted.
 
 Bus errors (SLVERR on B or R, and the sticky STATUS.bus_error): an unmapped or unaligned
 address, a partial write strobe, a write of non-zero reserved bits, a read of a write-only
 register or of the parameter window, a write to a read-only register, a write to JOB, LAYER or
-the parameter window while a job runs, CTRL.start while a job runs. A refused write changes
-nothing.
+the parameter window while a job runs, CTRL.start (or reseed) while a job runs. A refused
+write changes nothing.
 """
 
 import dataclasses
@@ -34,7 +40,9 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from .baselines import LDPU, ldpu_input_layout, ldpu_layer_layout, ldpu_output_layout
-from .config import LDPU_PRESETS, NMPU_PRESETS, LDPUConfig, NMPUConfig, _ConfigIdentity
+from .config import (ESSOP_PRESETS, LDPU_PRESETS, NMPU_PRESETS, ESSOPConfig, LDPUConfig,
+                     NMPUConfig, _ConfigIdentity)
+from .essop import ESSOP, input_layout as essop_input_layout, output_layout as essop_output_layout
 from .nmpu import NMPU, input_layout, layer_layout, output_layout
 from .regmap import BUS_BITS, Field, Reg, RegMap, pack_fields
 
@@ -43,11 +51,74 @@ __all__ = ["PeripheryConfig", "PERIPHERY_PRESETS", "periphery_preset", "peripher
 
 ID_MAGIC = 0xA1AC
 VERSION = 1
-UNIT_CODES = {"nmpu": 1, "ldpu": 2}
-_CORES = {"nmpu": (NMPUConfig, NMPU_PRESETS, NMPU, input_layout, output_layout, layer_layout),
-          "ldpu": (LDPUConfig, LDPU_PRESETS, LDPU, ldpu_input_layout, ldpu_output_layout,
-                   ldpu_layer_layout)}
+UNIT_CODES = {"nmpu": 1, "ldpu": 2, "essop": 3}
 SLVERR, OKAY = 0b10, 0b00
+
+
+@dataclass(frozen=True)
+class _Core:
+    """What a top knows of the unit it wraps. Functions of the unit's config: `i_layout`,
+    `o_layout` (payloads), `layer` ([(field, width, desc)] of the LAYER registers), `geometry`
+    ([(field, value, desc)] of GEOMETRY, 16 bits each), `in_beats` and `out_beats` per job item.
+    `job`: what JOB counts; `params`: a parameter memory (the window) and a clamp counter;
+    `pulses`: CTRL fields beyond start and clear (refused while a job runs); `errors`: the
+    meaning of STATUS.frame_error and reg_error."""
+
+    cfg_cls: type
+    presets: dict
+    unit: type
+    i_layout: object
+    o_layout: object
+    layer: object
+    geometry: object
+    job: str
+    in_beats: object
+    out_beats: object
+    params: bool
+    pulses: tuple
+    errors: tuple
+
+
+def _layer_items(layout):
+    return lambda core: [(name, fld.width, _LAYER_DESC.get(name, name))
+                         for name, fld in layout(core)]
+
+
+def _columns_geometry(core):
+    return [("columns", core.columns, "columns per vector"),
+            ("lanes", core.lanes, "columns per stream beat")]
+
+
+_PP_ERRORS = ("an input tlast disagreed with the beat count",
+              "the unit met a reserved register value or column")
+
+
+def _essop_layer(core):
+    return [("log2_bl", core.log2_bl_bits, f"log2 of the bitstream length BL (above "
+                                           f"{core.log2_bl_max}: the product is rejected)"),
+            ("lr_shift", core.lr_shift_bits, "learning rate 2^-lr_shift, in the exponent"),
+            ("seed_x", core.lfsr_width, "seed of the x LFSRs (non-zero), loaded by CTRL.reseed"),
+            ("seed_d", core.lfsr_width, "seed of the delta LFSRs (non-zero), loaded by "
+                                        "CTRL.reseed")]
+
+
+_CORES = {
+    "nmpu": _Core(NMPUConfig, NMPU_PRESETS, NMPU, input_layout, output_layout,
+                  _layer_items(layer_layout), _columns_geometry, "vectors",
+                  lambda c: c.beats, lambda c: c.beats, True, (), _PP_ERRORS),
+    "ldpu": _Core(LDPUConfig, LDPU_PRESETS, LDPU, ldpu_input_layout, ldpu_output_layout,
+                  _layer_items(ldpu_layer_layout), _columns_geometry, "vectors",
+                  lambda c: c.beats, lambda c: c.beats, True, (), _PP_ERRORS),
+    "essop": _Core(ESSOPConfig, ESSOP_PRESETS, ESSOP, essop_input_layout, essop_output_layout,
+                   _essop_layer,
+                   lambda c: [("rows", c.rows, "rows of x and of the counts"),
+                              ("cols", c.cols, "columns of delta and of the counts")],
+                   "products", lambda c: 1, lambda c: c.readout_beats, False,
+                   (("reseed", "load the LFSRs from LAYER seed_x, seed_d at the next product"),),
+                   ("an input beat without tlast (every beat is one whole product)",
+                    "a product was rejected: log2_bl above log2_bl_max, or a reseed with a "
+                    "zero seed")),
+}
 
 
 def _bytes(bits):
@@ -56,9 +127,9 @@ def _bytes(bits):
 
 @dataclass(frozen=True, kw_only=True)
 class PeripheryConfig(_ConfigIdentity):
-    """A periphery top: `unit` ("nmpu" or "ldpu") with its config `core` (default: the unit's
-    `paper` preset), and `job_bits`, the width of JOB.vectors (at most 2^job_bits − 1 vectors per
-    job). `name` only labels build folders and test ids."""
+    """A periphery top: `unit` ("nmpu", "ldpu" or "essop") with its config `core` (default: the
+    unit's `paper` preset), and `job_bits`, the width of the JOB count (at most 2^job_bits − 1
+    vectors or products per job). `name` only labels build folders and test ids."""
 
     name: str = "custom"
     unit: str = "nmpu"
@@ -69,7 +140,7 @@ class PeripheryConfig(_ConfigIdentity):
         self._check_name()
         if self.unit not in _CORES:
             raise ValueError(f"`unit` must be one of {', '.join(_CORES)}, not {self.unit!r}")
-        cfg_cls, presets = _CORES[self.unit][:2]
+        cfg_cls, presets = _CORES[self.unit].cfg_cls, _CORES[self.unit].presets
         if self.core is None:
             object.__setattr__(self, "core", presets["paper"])
         if not isinstance(self.core, cfg_cls):
@@ -80,8 +151,13 @@ class PeripheryConfig(_ConfigIdentity):
                             f"{self.job_bits!r}")
         if not 1 <= self.job_bits <= 32:
             raise ValueError(f"`job_bits` must be in [1, 32], not {self.job_bits}")
-        if self.core.columns > 0xFFFF or self.core.lanes > 0xFFFF:
-            raise ValueError("GEOMETRY holds 16-bit columns and lanes")
+        for name, value, _ in _CORES[self.unit].geometry(self.core):
+            if value > 0xFFFF:
+                raise ValueError(f"GEOMETRY holds a 16-bit `{name}`, not {value}")
+        # the job counts one read-out per product: a group of accumulated products reads out once
+        if getattr(self.core, "acc_max", 1) != 1:
+            raise ValueError(f"`core` of an essop periphery must read out every product "
+                             f"(acc_max 1), not acc_max {self.core.acc_max}")
 
     _UNIT = "periphery"
 
@@ -105,20 +181,28 @@ class PeripheryConfig(_ConfigIdentity):
         if unit not in _CORES:
             raise ValueError(f"`unit` must be one of {', '.join(_CORES)}, not {unit!r}")
         if isinstance(d.get("core"), dict):
-            d["core"] = _CORES[unit][0].from_dict(d["core"])
+            d["core"] = _CORES[unit].cfg_cls.from_dict(d["core"])
         return cls(**d)
 
     @property
     def beats(self):
-        return self.core.beats
+        """Input beats per job item (vector or product)."""
+        return _CORES[self.unit].in_beats(self.core)
+
+    @property
+    def out_beats(self):
+        """Output beats per job item."""
+        return _CORES[self.unit].out_beats(self.core)
 
     def derived(self):
         rm = periphery_regmap(self)
         i_bits, o_bits = stream_widths(self)
-        return {"addr_bits": rm.addr_bits, "params_base": rm.window.offset,
-                "params_words": rm.window.words, "params_stride": rm.window.stride,
-                "s_axis_bits": i_bits, "m_axis_bits": o_bits, "beats": self.beats,
-                "core": self.core.derived()}
+        out = {"addr_bits": rm.addr_bits, "s_axis_bits": i_bits, "m_axis_bits": o_bits,
+               "beats": self.beats, "out_beats": self.out_beats, "core": self.core.derived()}
+        if rm.window is not None:
+            out |= {"params_base": rm.window.offset, "params_words": rm.window.words,
+                    "params_stride": rm.window.stride}
+        return out
 
 
 # the compiler plans polarities for every column of a layer: 16 >= the tiny MLP's 12 outputs
@@ -131,6 +215,9 @@ PERIPHERY_PRESETS = {
     "ldpu_small": PeripheryConfig(name="ldpu_small", unit="ldpu",
                                   core=LDPUConfig(name="small", columns=16), job_bits=8),
     "ldpu_paper": PeripheryConfig(name="ldpu_paper", unit="ldpu", core=LDPU_PRESETS["paper"]),
+    "essop_tiny": PeripheryConfig(name="essop_tiny", unit="essop", core=ESSOP_PRESETS["tiny"],
+                                  job_bits=8),
+    "essop_paper": PeripheryConfig(name="essop_paper", unit="essop", core=ESSOP_PRESETS["paper"]),
 }
 
 
@@ -143,14 +230,19 @@ def periphery_preset(name):
 
 
 def _layouts(cfg: PeripheryConfig):
-    _, _, _, i_l, o_l, l_l = _CORES[cfg.unit]
-    return i_l(cfg.core), o_l(cfg.core), l_l(cfg.core)
+    core = _CORES[cfg.unit]
+    return core.i_layout(cfg.core), core.o_layout(cfg.core)
+
+
+def _data_bits(layout):
+    """Bits of a payload without its `last` flag (tlast carries it)."""
+    return layout.size - ("last" in layout.members)
 
 
 def stream_widths(cfg: PeripheryConfig):
     """tdata widths of s_axis and m_axis: the unit's payload without `last`, padded to bytes."""
-    i_l, o_l, _ = _layouts(cfg)
-    return _bytes(i_l.size - 1), _bytes(o_l.size - 1)
+    i_l, o_l = _layouts(cfg)
+    return _bytes(_data_bits(i_l)), _bytes(_data_bits(o_l))
 
 
 # -- the register map ----------------------------------------------------------------------------
@@ -165,19 +257,21 @@ _LAYER_DESC = {
 
 def periphery_regmap(cfg: PeripheryConfig) -> RegMap:
     """The register map of a top, generated from its config (widths and addresses follow it)."""
-    core = cfg.core
-    _, _, layer_l = _layouts(cfg)
+    core, spec = cfg.core, _CORES[cfg.unit]
+    frame_desc, reg_desc = spec.errors
+    geometry = tuple(Field(name, 16 * k, 16, desc, value)
+                     for k, (name, value, desc) in enumerate(spec.geometry(core)))
+    pulses = tuple(Field(name, 2 + k, 1, desc) for k, (name, desc) in enumerate(spec.pulses))
     regs = [
-        Reg("ID", 0x00, "r", (Field("unit", 0, 8, "1 NMPU, 2 LDPU", UNIT_CODES[cfg.unit]),
+        Reg("ID", 0x00, "r", (Field("unit", 0, 8, "1 NMPU, 2 LDPU, 3 ESSOP", UNIT_CODES[cfg.unit]),
                               Field("version", 8, 8, "register map version", VERSION),
                               Field("magic", 16, 16, "0xA1AC", ID_MAGIC)),
             "Identification."),
-        Reg("GEOMETRY", 0x04, "r", (Field("columns", 0, 16, "columns per vector", core.columns),
-                                    Field("lanes", 16, 16, "columns per stream beat", core.lanes)),
-            "Size of a vector and of a stream beat (beats per vector = columns / lanes)."),
+        Reg("GEOMETRY", 0x04, "r", geometry, "Size of the unit (NMPU, LDPU: beats per vector = "
+                                             "columns / lanes)."),
         Reg("CTRL", 0x08, "w", (Field("start", 0, 1, "start the job in JOB and LAYER"),
                                 Field("clear", 1, 1, "clear done, the error flags and the clamp "
-                                                     "count")),
+                                                     "count")) + pulses,
             "Control pulses."),
         Reg("IRQ_EN", 0x0C, "rw", (Field("done", 0, 1, "interrupt on STATUS.done"),
                                    Field("error", 1, 1, "interrupt on any error flag")),
@@ -185,27 +279,26 @@ def periphery_regmap(cfg: PeripheryConfig) -> RegMap:
         Reg("STATUS", 0x10, "r", (Field("busy", 0, 1, "a job runs"),
                                   Field("done", 1, 1, "the last job's outputs have all left "
                                                       "(sticky)"),
-                                  Field("frame_error", 2, 1, "an input tlast disagreed with the "
-                                                             "beat count (sticky)"),
-                                  Field("reg_error", 3, 1, "the unit met a reserved register "
-                                                           "value or column (sticky)"),
+                                  Field("frame_error", 2, 1, f"{frame_desc} (sticky)"),
+                                  Field("reg_error", 3, 1, f"{reg_desc} (sticky)"),
                                   Field("bus_error", 4, 1, "a bus access was refused with SLVERR "
                                                            "(sticky)")),
             "Status; CTRL.clear clears the sticky flags."),
-        Reg("JOB", 0x14, "rw", (Field("vectors", 0, cfg.job_bits, "vectors of the next job"),),
+        Reg("JOB", 0x14, "rw", (Field(spec.job, 0, cfg.job_bits, f"{spec.job} of the next job"),),
             "Job descriptor.", locked=True),
     ]
-    layer_items = [(name, fld.width, _LAYER_DESC.get(name, name)) for name, fld in layer_l]
-    layer_regs = pack_fields(layer_items, 0x20, "LAYER", "Layer registers of the unit (sampled "
-                             "with every input beat).", locked=True)
-    clamp_regs = pack_fields([("count", core.clamp_count_bits, "outputs saturated since the last "
-                               "clear (saturating)")],
-                             0x20 + 4 * len(layer_regs), "CLAMP", "Clamp counter.", sw="r")
+    layer_regs = pack_fields(spec.layer(core), 0x20, "LAYER", "Layer registers of the unit "
+                             "(sampled with every input beat).", locked=True)
+    regs += layer_regs
+    size = ", ".join(f"{value} {name}" for name, value, _ in spec.geometry(core))
+    desc = f"AIMC tile periphery: {cfg.unit.upper()} ({size}) behind AXI4-Lite and AXI4-Stream"
+    if not spec.params:
+        return RegMap.build("aimc_periph", desc, regs)
+    regs += pack_fields([("count", core.clamp_count_bits, "outputs saturated since the last "
+                          "clear (saturating)")],
+                        0x20 + 4 * len(layer_regs), "CLAMP", "Clamp counter.", sw="r")
     word_bits = sum(bits for _, bits in core.word_fields)
-    return RegMap.build(f"aimc_periph", f"AIMC tile periphery: {cfg.unit.upper()} "
-                        f"({core.columns} columns, {core.lanes} lanes) behind AXI4-Lite and "
-                        f"AXI4-Stream", regs + list(layer_regs) + list(clamp_regs),
-                        entries=core.columns, word_bits=word_bits,
+    return RegMap.build("aimc_periph", desc, regs, entries=core.columns, word_bits=word_bits,
                         window_desc="Parameter words, one slot per column, least significant bus "
                                     "word first; writing the highest word commits the column.")
 
@@ -223,11 +316,12 @@ def _axil_signature(addr_bits):
 
 
 class Periphery(wiring.Component):
-    """The unit of `cfg` (NMPU or LDPU) behind AXI4-Lite control and AXI4-Stream data (see the
-    module doc). Adds no clock of latency on the streams: `s_axis` is the unit's input gated by
-    the job's remaining beats, `m_axis` its output with a counted `tlast`. Bus responses come
-    one clock after the address (and data) handshake; one access of each kind in flight.
-    Golden: the unit's (`golden.nmpu.forward`, `golden.baselines.forward`)."""
+    """The unit of `cfg` (NMPU, LDPU or ESSOP) behind AXI4-Lite control and AXI4-Stream data
+    (see the module doc). Adds no clock of latency on the streams: `s_axis` is the unit's input
+    gated by the job's remaining beats, `m_axis` its output with a counted `tlast`. Bus
+    responses come one clock after the address (and data) handshake; one access of each kind
+    in flight. Golden: the unit's (`golden.nmpu.forward`, `golden.baselines.forward`,
+    `golden.essop.product_stream` and `readout`)."""
 
     def __init__(self, cfg: PeripheryConfig):
         if not isinstance(cfg, PeripheryConfig):
@@ -245,7 +339,7 @@ class Periphery(wiring.Component):
 
     @property
     def latency(self):
-        unit = _CORES[self.cfg.unit][2](self.cfg.core)
+        unit = _CORES[self.cfg.unit].unit(self.cfg.core)
         unit._MustUse__silence = True  # asked for its latency only
         return unit.latency
 
@@ -259,12 +353,12 @@ class Periphery(wiring.Component):
         core = write_core(out_dir, module, Path(v_path).name, self.regmap, stream_widths(self.cfg)[0],
                           waivers, self.regmap.desc)
         from .export import _shape_map
-        i_l, o_l, _ = _layouts(self.cfg)
+        i_l, o_l = _layouts(self.cfg)
         i_bits, o_bits = stream_widths(self.cfg)
         streams = {}
         for port, layout, bits in (("s_axis", i_l, i_bits), ("m_axis", o_l, o_bits)):
             fields = _shape_map(layout)["fields"]
-            fields.pop("last")  # tlast carries it
+            fields.pop("last", None)  # tlast carries it
             streams[port] = {"width": bits, "fields": fields}
         return {"regmap": {k: str(p.relative_to(out_dir)) for k, p in paths.items()},
                 "core": core.name, "vlnv": vlnv(module), "streams": streams}
@@ -272,58 +366,69 @@ class Periphery(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         cfg, rm = self.cfg, self.regmap
-        m.submodules.unit = unit = _CORES[cfg.unit][2](cfg.core)
+        spec = _CORES[cfg.unit]
+        m.submodules.unit = unit = spec.unit(cfg.core)
         busy = Signal()
         hw = {}  # (reg, field) -> value read by software
         st = {f.name: Signal(name=f"status_{f.name}") for f in rm.reg("STATUS").fields}
-        m.d.comb += [st["busy"].eq(busy), st["frame_error"].eq(unit.frame_error),
-                     st["reg_error"].eq(unit.reg_error)]
+        m.d.comb += [st["busy"].eq(busy), st["reg_error"].eq(unit.reg_error)]
         for name, sig in st.items():
             hw["STATUS", name] = sig
-        clamp = unit.clamp_count
         for reg, f in rm.fields_of("CLAMP"):
             k = int(f.name.rsplit("_", 1)[1]) if "_" in f.name else 0
-            hw[reg.name, f.name] = clamp[k * BUS_BITS:k * BUS_BITS + f.width]
+            hw[reg.name, f.name] = unit.clamp_count[k * BUS_BITS:k * BUS_BITS + f.width]
         regs = AXILiteRegs(rm)
         store, pulses, wr = regs.build(m, self, hw, busy)
 
-        # layer registers -> the unit
+        # layer registers -> the unit (a field wider than the bus spans registers)
         layer_bits = {}
         for reg, f in rm.fields_of("LAYER"):
             base, _, k = f.name.rpartition("_")
             layer_bits.setdefault(base if base and k.isdigit() else f.name, []).append(
                 store[reg.name, f.name])
-        layer_values = [Cat(*layer_bits[name]) for name, _ in _layouts(cfg)[2]]
-        m.d.comb += unit.layer.as_value().eq(Cat(*layer_values))
-        # parameter window -> the unit's write port
-        m.d.comb += [unit.wr.en.eq(wr["en"]), unit.wr.addr.eq(wr["column"]),
-                     unit.wr.data.as_value().eq(wr["word"])]
+        layer = {name: Cat(*bits) for name, bits in layer_bits.items()}
+        if spec.params:
+            m.d.comb += unit.layer.as_value().eq(Cat(*[layer[n] for n, _, _ in spec.layer(cfg.core)]))
+            # parameter window -> the unit's write port
+            m.d.comb += [unit.wr.en.eq(wr["en"]), unit.wr.addr.eq(wr["column"]),
+                         unit.wr.data.as_value().eq(wr["word"])]
+        else:
+            m.d.comb += [getattr(unit, name).eq(value) for name, value in layer.items()]
+        for name, _ in spec.pulses:
+            m.d.comb += getattr(unit, name).eq(pulses["CTRL", name])
 
         # the job
-        beats = cfg.beats
-        total_bits = cfg.job_bits + max(1, (beats - 1).bit_length())
+        beats, in_beats = cfg.out_beats, cfg.beats
+        total_bits = cfg.job_bits + max(1, (max(beats, in_beats) - 1).bit_length())
         in_left = Signal(total_bits)
         out_left = Signal(total_bits)
         out_beat = Signal(range(max(2, beats)))
-        vectors = store["JOB", "vectors"]
+        vectors = store["JOB", spec.job]
         with m.If(pulses["CTRL", "start"] & ~busy):
             with m.If(vectors != 0):
                 # out_beat is 0 here: every job ends on a vector boundary (and reset clears it)
-                m.d.sync += [busy.eq(1), in_left.eq(vectors * beats), out_left.eq(vectors * beats)]
+                m.d.sync += [busy.eq(1), in_left.eq(vectors * in_beats),
+                             out_left.eq(vectors * beats)]
             m.d.sync += st["done"].eq(vectors == 0)
         # input gate: exactly the job's beats reach the unit
         open_ = in_left != 0
-        i_bits = len(unit.i.payload.as_value())
+        took = self.s_axis_tvalid & self.s_axis_tready
+        i_l, o_l = _layouts(cfg)
+        i_data = self.s_axis_tdata[:_data_bits(i_l)]
         m.d.comb += [unit.i.valid.eq(self.s_axis_tvalid & open_),
                      self.s_axis_tready.eq(unit.i.ready & open_),
-                     unit.i.payload.as_value().eq(Cat(self.s_axis_tdata[:i_bits - 1],
-                                                      self.s_axis_tlast))]
-        with m.If(self.s_axis_tvalid & self.s_axis_tready):
+                     unit.i.payload.as_value().eq(Cat(i_data, self.s_axis_tlast) if "last" in i_l.members
+                                                  else i_data)]
+        if hasattr(unit, "frame_error"):
+            m.d.comb += st["frame_error"].eq(unit.frame_error)
+        else:  # one beat per item: tlast on every beat
+            m.d.sync += st["frame_error"].eq(~pulses["CTRL", "clear"] & st["frame_error"]
+                                             | took & ~self.s_axis_tlast)
+        with m.If(took):
             m.d.sync += in_left.eq(in_left - 1)
         # output: the unit's beats, `tlast` from the count
-        o_bits = len(unit.o.payload.as_value())
         m.d.comb += [self.m_axis_tvalid.eq(unit.o.valid), unit.o.ready.eq(self.m_axis_tready),
-                     self.m_axis_tdata.eq(unit.o.payload.as_value()[:o_bits - 1]),
+                     self.m_axis_tdata.eq(unit.o.payload.as_value()[:_data_bits(o_l)]),
                      self.m_axis_tlast.eq(out_beat == beats - 1)]
         with m.If(self.m_axis_tvalid & self.m_axis_tready):
             m.d.sync += [out_left.eq(out_left - 1),
@@ -382,19 +487,12 @@ class AXILiteRegs:
             legal = (addr == r.offset) & ((wdata & reserved) == 0)
             if r.locked:
                 legal &= ~busy
-            if r.name == "CTRL":
-                legal &= ~(wdata[r.field("start").lsb] & busy)
+            if r.name == "CTRL":  # every pulse but clear waits for the job's end
+                legal &= ~(Cat(*[wdata[f.lsb] for f in r.fields if f.name != "clear"]).any()
+                           & busy)
             hits.append((r, legal))
-        # the window: column slot, sub-word, top-word reserved bits
-        wb = (win.offset).bit_length() - 1           # window offset = 2^wb
-        sub_bits = (win.stride - 1).bit_length()
-        col = addr[2 + sub_bits:wb]
-        sub = addr[2:2 + sub_bits] if sub_bits else C(0, 1)
-        top_bits = win.word_bits - (win.words - 1) * BUS_BITS
-        top_sub = sub == win.words - 1
-        in_window = addr[wb] & (col < win.entries) & (sub < win.words) & ~busy
-        win_legal = in_window & ~(top_sub & (wdata[top_bits:] != 0) if top_bits < BUS_BITS
-                                  else C(0, 1))
+        win_legal, win_write = (self._window(m, addr, wdata, busy) if win is not None
+                                else (C(0, 1), None))
         m.d.comb += ok.eq((bus.s_axil_wstrb == full_strobe)
                           & (Cat(*[legal for _, legal in hits], win_legal).any()))
         do = fire & ok
@@ -410,12 +508,7 @@ class AXILiteRegs:
                         m.d.sync += store[r.name, f.name].eq(value)
                 else:
                     m.d.comb += pulses[r.name, f.name].eq(do & (addr == r.offset) & value[0])
-        staging = [Signal(BUS_BITS, name=f"stage{k}") for k in range(win.words - 1)]
-        for k, s in enumerate(staging):
-            with m.If(do & addr[wb] & (sub == k)):
-                m.d.sync += s.eq(wdata)
-        wr = {"en": do & addr[wb] & top_sub, "column": col,
-              "word": Cat(*staging, wdata)[:win.word_bits]}
+        wr = win_write(do) if win_write else None
 
         # -- read channel
         rvalid, rresp, rdata = Signal(), Signal(2), Signal(BUS_BITS)
@@ -450,6 +543,31 @@ class AXILiteRegs:
             m.d.sync += rvalid.eq(0)
         m.d.comb += self.error.eq(fire & ~ok | rfire & ~r_ok)
         return store, pulses, wr
+
+    def _window(self, m, addr, wdata, busy):
+        """The parameter window: whether a write is legal there, and a function of the write
+        strobe `do` that stages the lower bus words and returns the window's write {en, column,
+        word}."""
+        win = self.rm.window
+        # column slot, sub-word, top-word reserved bits
+        wb = (win.offset).bit_length() - 1           # window offset = 2^wb
+        sub_bits = (win.stride - 1).bit_length()
+        col = addr[2 + sub_bits:wb]
+        sub = addr[2:2 + sub_bits] if sub_bits else C(0, 1)
+        top_bits = win.word_bits - (win.words - 1) * BUS_BITS
+        top_sub = sub == win.words - 1
+        in_window = addr[wb] & (col < win.entries) & (sub < win.words) & ~busy
+        win_legal = in_window & ~(top_sub & (wdata[top_bits:] != 0) if top_bits < BUS_BITS
+                                  else C(0, 1))
+
+        def write(do):
+            staging = [Signal(BUS_BITS, name=f"stage{k}") for k in range(win.words - 1)]
+            for k, s in enumerate(staging):
+                with m.If(do & addr[wb] & (sub == k)):
+                    m.d.sync += s.eq(wdata)
+            return {"en": do & addr[wb] & top_sub, "column": col,
+                    "word": Cat(*staging, wdata)[:win.word_bits]}
+        return win_legal, write
 
 
 def _or(values):

@@ -1,6 +1,7 @@
 """The register map of a periphery top, described once from its config.
 
-`RegMap` (registers of 32-bit fields and one write-only parameter window) is the single source:
+`RegMap` (registers of 32-bit fields and, for a unit with a parameter memory, one write-only
+parameter window) is the single source:
 `to_rdl()` writes it as SystemRDL, which `systemrdl-compiler` elaborates for PeakRDL (C header,
 HTML) and for `RegModel`, the Python register model the driver and the tests use; the Amaranth
 register block (`hdl.periphery.AXILiteRegs`) is built from the same `RegMap`. tests/test_regmap.py
@@ -123,14 +124,15 @@ def _pow2_at_least(n):
 
 @dataclass(frozen=True)
 class RegMap:
-    """Registers at the bottom of the address space, the parameter window at `window.offset` (a
-    power of two at least as large as the window and the register block), `addr_bits` address
-    bits in all. Every other address is unmapped: an access there is a bus error."""
+    """Registers at the bottom of the address space, the parameter window (if any, `window` is
+    None otherwise) at `window.offset` (a power of two at least as large as the window and the
+    register block), `addr_bits` address bits in all. Every other address is unmapped: an access
+    there is a bus error."""
 
     name: str
     desc: str
     regs: tuple
-    window: Window
+    window: Window = None
     addr_bits: int = field(init=False)
 
     def __post_init__(self):
@@ -140,13 +142,21 @@ class RegMap:
                 raise ValueError(f"registers {seen[r.offset]} and {r.name} share offset {r.offset:#x}")
             seen[r.offset] = r.name
         end = max(r.offset for r in self.regs) + BUS_BYTES
-        if end > self.window.offset:
+        if self.window is None:
+            top = _pow2_at_least(end)
+        elif end > self.window.offset:
             raise ValueError(f"the registers end at {end:#x}, beyond the window at "
                              f"{self.window.offset:#x}")
-        object.__setattr__(self, "addr_bits", (self.window.offset * 2 - 1).bit_length())
+        else:
+            top = self.window.offset * 2
+        object.__setattr__(self, "addr_bits", (top - 1).bit_length())
 
     @classmethod
-    def build(cls, name, desc, regs, *, entries, word_bits, window_desc):
+    def build(cls, name, desc, regs, *, entries=None, word_bits=None, window_desc=None):
+        """A map of `regs`, with a parameter window of `entries` words of `word_bits` bits each
+        unless `entries` is None."""
+        if entries is None:
+            return cls(name, desc, tuple(regs))
         words = -(-word_bits // BUS_BITS)
         stride = _pow2_at_least(words)
         size = entries * stride * BUS_BYTES
@@ -193,14 +203,15 @@ class RegMap:
                              f"{f.name}[{f.lsb + f.width - 1}:{f.lsb}]{reset};")
             lines.append(f"    }} {r.name} @ {r.offset:#x};")
         w = self.window
-        lines += ["    external mem {",
-                  f"        name = \"{w.name}\";",
-                  f"        desc = \"{_esc(w.desc)}\";",
-                  f"        mementries = {w.entries * w.stride};",
-                  f"        memwidth = {BUS_BITS};",
-                  "        sw = w;",
-                  f"    }} {w.name} @ {w.offset:#x};",
-                  "};", ""]
+        if w is not None:
+            lines += ["    external mem {",
+                      f"        name = \"{w.name}\";",
+                      f"        desc = \"{_esc(w.desc)}\";",
+                      f"        mementries = {w.entries * w.stride};",
+                      f"        memwidth = {BUS_BITS};",
+                      "        sw = w;",
+                      f"    }} {w.name} @ {w.offset:#x};"]
+        lines += ["};", ""]
         return "\n".join(lines)
 
 
@@ -244,7 +255,8 @@ class ModelReg:
 
 class RegModel:
     """The register map as the compiled SystemRDL states it: registers by name (address, access,
-    fields) and the parameter memory (address, entries)."""
+    fields) and the parameter memory (`mem`: name, address, entries, readable, writable; None
+    when the map has none)."""
 
     def __init__(self, root):
         top = root.top if hasattr(root, "top") else root

@@ -1,5 +1,6 @@
 """Python driver of a periphery top (hdl/periphery.py): a compiler image (`golden.compiler`)
-becomes bus writes, a job and its results.
+becomes bus writes, a job and its results; for the ESSOP top, x and δ vectors become product
+beats, and the read-out beats the decoded weight update ΔW = C·2^E (`golden.essop`).
 
 The driver talks to any bus object with `async read(addr) -> int` and `async write(addr, value)`
 that raise `BusError` on an error response (the cocotb bench adapts cocotbext-axi's
@@ -12,9 +13,10 @@ stream beats are packed from the tdata layout the export JSON records (`streams`
 import numpy as np
 
 from golden import baselines as gb
+from golden import essop as ge
 from golden import nmpu as gn
 from golden.compiler import TileImage
-from hdl.config import RoundMode
+from hdl.config import ESSOPConfig, RoundMode
 from hdl.periphery import ID_MAGIC, UNIT_CODES
 from hdl.regmap import BUS_BITS, RegModel
 from verif.payload import Codec
@@ -63,15 +65,24 @@ class Driver:
         self.bus, self.model, self.meta = bus, model, meta
         cfg = meta["config"]
         self.unit = cfg["unit"]
+        (self.job_field,) = model["JOB"].fields
+        self.codec_in = Codec(meta["streams"]["s_axis"])
+        self.codec_out = Codec(meta["streams"]["m_axis"])
+        self.out_beats = meta["derived"]["out_beats"]
+        if self.unit == "essop":
+            if model.mem is not None:
+                raise DriverError("an ESSOP top has no parameter memory, this map has one")
+            self.essop = ESSOPConfig.from_dict(cfg["core"])
+            return
         self.columns = cfg["core"]["columns"]
         self.lanes = cfg["core"].get("lanes", 1)
         self.beats = self.columns // self.lanes
+        if model.mem is None:
+            raise DriverError(f"a {self.unit} top needs a parameter window, this map has none")
         name, base, entries, readable, writable = model.mem
         if entries % self.columns:
             raise DriverError(f"{name} has {entries} words, not a multiple of {self.columns} columns")
         self.params_base, self.stride = base, entries // self.columns
-        self.codec_in = Codec(meta["streams"]["s_axis"])
-        self.codec_out = Codec(meta["streams"]["m_axis"])
 
     # -- registers ---------------------------------------------------------------------------
 
@@ -88,9 +99,9 @@ class Driver:
         if ident["magic"] != ID_MAGIC or ident["unit"] != UNIT_CODES[self.unit]:
             raise DriverError(f"not a {self.unit} periphery: ID {ident}")
         geo = await self.read_reg("GEOMETRY")
-        if (geo["columns"], geo["lanes"]) != (self.columns, self.lanes):
-            raise DriverError(f"GEOMETRY {geo} differs from the config ({self.columns} columns, "
-                              f"{self.lanes} lanes)")
+        want = {name: self.meta["config"]["core"].get(name, 1) for name in geo}
+        if geo != want:
+            raise DriverError(f"GEOMETRY {geo} differs from the config {want}")
         return ident
 
     async def status(self):
@@ -134,9 +145,11 @@ class Driver:
         for reg, values in per_reg.items():
             await self.write_reg(reg, **values)
 
-    async def start(self, vectors):
-        await self.write_reg("JOB", vectors=vectors)
-        await self.write_reg("CTRL", start=1)
+    async def start(self, count, **pulses):
+        """A job of `count` vectors (ESSOP: products); `pulses` of CTRL (ESSOP: reseed=1) go
+        with the start."""
+        await self.write_reg("JOB", **{self.job_field: count})
+        await self.write_reg("CTRL", start=1, **pulses)
 
     async def program(self, words, layer):
         await self.write_params(words)
@@ -166,3 +179,53 @@ class Driver:
         """m_axis tdata integers -> (vectors, columns) int8 codes."""
         y = self.codec_out.decode(list(beats))["y"]
         return y.reshape(-1, self.columns)
+
+    # -- ESSOP: outer products -----------------------------------------------------------------
+
+    def product_beats(self, x_bits, d_bits):
+        """A layer's x (M) and δ (N) binary16 patterns -> s_axis tdata integers, one product
+        per beat in `golden.essop.tile_beats` order (row tiles outer, column tiles inner)."""
+        xs, ds = ge.tile_beats(self.essop, x_bits, d_bits)
+        return self.codec_in.encode({"x": xs, "d": ds})
+
+    def readout(self, beats):
+        """m_axis tdata integers -> counts C (P, rows, cols), E (P,) and error (P,) per
+        product."""
+        cfg = self.essop
+        beats = list(beats)
+        if len(beats) % self.out_beats:
+            raise DriverError(f"{len(beats)} read-out beats, not a whole number of products of "
+                              f"{self.out_beats} beats")
+        f = self.codec_out.decode(beats)
+        per = self.out_beats
+        return (f["c"].reshape(-1, cfg.rows, cfg.cols), f["exp"][per - 1::per],
+                f["error"][per - 1::per])
+
+    def update(self, beats, m, n):
+        """The read-out of an M × N layer's products -> {c (M, N), exp and error per tile
+        (R, K), dw (M, N) = C·2^E}, as `golden.essop.tiled_outer_product` arranges them."""
+        cfg = self.essop
+        c, e, err = self.readout(beats)
+        r_tiles, k_tiles = -(-m // cfg.rows), -(-n // cfg.cols)
+        if c.shape[0] != r_tiles * k_tiles:
+            raise DriverError(f"{c.shape[0]} products read, a {m} x {n} layer has "
+                              f"{r_tiles * k_tiles}")
+        c = (c.reshape(r_tiles, k_tiles, cfg.rows, cfg.cols).transpose(0, 2, 1, 3)
+             .reshape(r_tiles * cfg.rows, k_tiles * cfg.cols)[:m, :n])
+        e, err = e.reshape(r_tiles, k_tiles), err.reshape(r_tiles, k_tiles)
+        return {"c": c, "exp": e, "error": err,
+                "dw": ge.decode(cfg, c, ge.tile_map(cfg, e, m, n))}
+
+    async def outer_product(self, x_bits, d_bits, log2_bl, lr_shift, seeds, send, recv):
+        """One layer's weight update on the top: the registers (and, with `seeds` = (seed_x,
+        seed_d), a reseed at the first product), the job, the products through `send(beats)`,
+        the read-out from `recv(n)` (both awaitables of the caller's stream drivers). Returns
+        `update`'s dict."""
+        x_bits, d_bits = np.asarray(x_bits), np.asarray(d_bits)
+        beats = self.product_beats(x_bits, d_bits)
+        seed_x, seed_d = seeds if seeds is not None else (1, 1)
+        await self.write_layer(log2_bl=log2_bl, lr_shift=lr_shift, seed_x=seed_x, seed_d=seed_d)
+        await self.start(len(beats), **({"reseed": 1} if seeds is not None else {}))
+        await send(beats)
+        out = await recv(len(beats) * self.out_beats)
+        return self.update(out, x_bits.size, d_bits.size)

@@ -370,8 +370,8 @@ def test_fuzz_invalid_configs(cls):
 @st.composite
 def periphery_configs(draw):
     from hdl.periphery import PeripheryConfig
-    unit = draw(st.sampled_from(["nmpu", "ldpu"]))
-    core = draw(nmpu_configs() if unit == "nmpu" else ldpu_configs())
+    unit = draw(st.sampled_from(["nmpu", "ldpu", "essop"]))
+    core = draw({"nmpu": nmpu_configs, "ldpu": ldpu_configs, "essop": essop_configs}[unit]())
     return build(PeripheryConfig, dict(unit=unit, core=core, job_bits=draw(st.integers(1, 32))))
 
 
@@ -392,7 +392,10 @@ def test_fuzz_periphery(cfg, tmp_path):
     model = RegModel.from_file(out / meta["regmap"]["rdl"])
     assert {n: (r.address, r.fields) for n, r in model.regs.items()} == {
         r.name: (r.offset, {f.name: (f.lsb, f.width) for f in r.fields}) for r in rm.regs}
-    assert model.mem[1:3] == (rm.window.offset, rm.window.entries * rm.window.stride)
+    if rm.window is None:  # ESSOP: no parameter memory
+        assert model.mem is None and cfg.unit == "essop"
+    else:
+        assert model.mem[1:3] == (rm.window.offset, rm.window.entries * rm.window.stride)
 
 
 @pytest.mark.parametrize("field,value", [("job_bits", 0), ("job_bits", 33), ("job_bits", 2.0),

@@ -155,3 +155,142 @@ def test_wrapper_area_rows(tmp_path):
     assert "| nmpu_small | 0.001 | 0.001 | 0.0001 | 10.0% | 210.0 / 200.0 |" in \
         wrappers.markdown(rows, {"wrappers": [w]})
     assert wrappers.wrapper_rows(rows[1:], tmp_path) == []
+
+
+# -- the ESSOP top -------------------------------------------------------------------------------
+
+ESSOP_TOP = PERIPHERY_PRESETS["essop_tiny"]
+
+
+def _essop_products(cfg, rng, count):
+    """Random binary16 x (count, rows) and δ (count, cols): normal values over a few binades,
+    with zeros, subnormals, negative signs, and an Inf in one product (an error product)."""
+    from golden import fp16
+    x = rng.standard_normal((count, cfg.rows)) * 2.0 ** rng.integers(-6, 3, (count, 1))
+    d = rng.standard_normal((count, cfg.cols)) * 2.0 ** rng.integers(-20, -8, (count, 1))
+    xb, db = fp16.encode(x), fp16.encode(d)
+    xb[0, 0], db[1, 1] = 0x0000, 0x0003          # a zero, a subnormal
+    xb[count - 2, 1] = 0x7C00                      # +Inf: the product is rejected
+    return xb, db
+
+
+def _essop_run(dut, rm, beats, layer, reseed, stall, rng, expect_beats):
+    """Program LAYER, start a job of len(beats) products (with CTRL.reseed if asked), stream
+    `beats` [(tdata, tlast)] under random stalls; returns the output (tdata, tlast) and the
+    status afterwards. Checks on the way: the input closes after the job, no irq before the
+    last output, LAYER and reseed refused while busy."""
+    got = []
+
+    async def bench(ctx):
+        word = 0
+        for r, f in rm.fields_of("LAYER"):
+            assert r.offset == 0x20, "the tiny top's layer fits one register"
+            word |= int(layer[f.name]) << f.lsb
+        assert await axil_write(ctx, dut, 0x20, word) == OKAY
+        assert await axil_write(ctx, dut, rm.reg("IRQ_EN").offset, 1) == OKAY
+        assert await axil_write(ctx, dut, rm.reg("JOB").offset, len(beats)) == OKAY
+        ctrl = rm.reg("CTRL")
+        start = 1 | (reseed << ctrl.field("reseed").lsb)
+        assert await axil_write(ctx, dut, ctrl.offset, start) == OKAY
+        assert await axil_write(ctx, dut, 0x20, word) != OKAY, "LAYER written while busy"
+        assert await axil_write(ctx, dut, ctrl.offset, 1 << ctrl.field("reseed").lsb) != OKAY, \
+            "reseed taken while busy"
+        k, cycles = 0, 0
+        while len(got) < expect_beats:
+            cycles += 1
+            assert cycles < 3000, "the job hangs"
+            offer = rng.random() >= stall
+            beat = beats[k] if k < len(beats) else (0x1234, 1)
+            ctx.set(dut.s_axis_tdata, beat[0])
+            ctx.set(dut.s_axis_tlast, beat[1])
+            ctx.set(dut.s_axis_tvalid, int(offer))
+            ctx.set(dut.m_axis_tready, int(rng.random() >= stall))
+            if offer and ctx.get(dut.s_axis_tready):
+                assert k < len(beats), "a product beyond the job was accepted"
+                k += 1
+            assert not ctx.get(dut.irq), "done before the last read-out beat"
+            if ctx.get(dut.m_axis_tvalid) and ctx.get(dut.m_axis_tready):
+                got.append((ctx.get(dut.m_axis_tdata), ctx.get(dut.m_axis_tlast)))
+            await ctx.tick()
+        ctx.set(dut.s_axis_tvalid, 1)
+        for _ in range(3):
+            assert not ctx.get(dut.s_axis_tready), "input open after the job"
+            await ctx.tick()
+        ctx.set(dut.s_axis_tvalid, 0)
+        ctx.set(dut.m_axis_tready, 1)
+        for _ in range(40):  # nothing more comes out
+            assert not ctx.get(dut.m_axis_tvalid), "a read-out beat beyond the job"
+            await ctx.tick()
+        _, status[0] = await axil_read(ctx, dut, rm.reg("STATUS").offset)
+        status[1] = ctx.get(dut.irq)
+
+    status = [None, None]
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    return got, status
+
+
+def _essop_beats(cfg, xb, db, bad_last=()):
+    return [(sum(int(v) << (16 * i) for i, v in enumerate(list(x) + list(d))),
+             int(p not in bad_last)) for p, (x, d) in enumerate(zip(xb, db))]
+
+
+def _essop_expected(cfg, xb, db, log2_bl, lr_shift, seeds):
+    from golden import essop as ge
+    res = ge.product_stream(cfg, xb, db, log2_bl, lr_shift, *ge.reseed(cfg, *seeds))
+    ro = ge.readout(cfg, res.c, res.exp, res.error)
+    cb = cfg.count_bits
+    words = []
+    for p in range(xb.shape[0]):
+        for b in range(cfg.readout_beats):
+            w = sum((int(v) & ((1 << cb) - 1)) << (cb * j) for j, v in enumerate(ro["c"][p, b]))
+            n = cb * cfg.rows_per_beat * cfg.cols
+            w |= (int(ro["exp"][p, b]) & ((1 << cfg.exp_bits) - 1)) << n
+            w |= int(ro["error"][p, b]) << (n + cfg.exp_bits)
+            words.append((w, int(ro["last"][p, b])))
+    return words, res
+
+
+@pytest.mark.parametrize("stall,reseed", [(0.0, True), (0.4, True), (0.3, False)])
+def test_essop_job_equals_golden(stall, reseed):
+    """A job of products on the ESSOP `tiny` top: every read-out beat (counts, E, error, tlast
+    on the product's last beat) equals `golden.essop.product_stream` + `readout`, from the
+    reseeded LFSRs (or, without CTRL.reseed, the power-on state, that of seed 1)."""
+    cfg = ESSOP_TOP.core
+    rng = np.random.default_rng(23 + int(stall * 10))
+    xb, db = _essop_products(cfg, rng, 5)
+    seeds = (int(rng.integers(1, cfg.lfsr_max + 1)), int(rng.integers(1, cfg.lfsr_max + 1)))
+    layer = dict(log2_bl=2, lr_shift=1, seed_x=seeds[0], seed_d=seeds[1])
+    want, res = _essop_expected(cfg, xb, db, 2, 1, seeds if reseed else (1, 1))
+    assert res.error.sum() == 1 and np.abs(res.c).sum() > 0
+    dut = Periphery(ESSOP_TOP)
+    got, (st, irq) = _essop_run(dut, periphery_regmap(ESSOP_TOP), _essop_beats(cfg, xb, db),
+                                layer, int(reseed), stall, rng, len(want))
+    assert got == want
+    assert st == 0b10010 and irq == 1, f"STATUS {st:#x}: done and the refused writes' bus error"
+
+
+def test_essop_frame_and_register_errors():
+    """An input beat without tlast sets STATUS.frame_error (the products are still counted
+    right); log2_bl above log2_bl_max rejects every product (zero counts, error) and sets
+    STATUS.reg_error; the job still ends after its read-out beats."""
+    cfg = ESSOP_TOP.core
+    rng = np.random.default_rng(5)
+    xb, db = _essop_products(cfg, rng, 4)
+    rm = periphery_regmap(ESSOP_TOP)
+    layer = dict(log2_bl=1, lr_shift=0, seed_x=3, seed_d=5)
+    want, _ = _essop_expected(cfg, xb, db, 1, 0, (3, 5))
+    got, (st, _) = _essop_run(Periphery(ESSOP_TOP), rm, _essop_beats(cfg, xb, db, bad_last={2}),
+                              layer, 1, 0.2, rng, len(want))
+    assert got == want
+    assert st == 0b10110, f"STATUS {st:#x}: done, frame error, bus error"
+    bad = dict(layer, log2_bl=cfg.log2_bl_max + 1)
+    got, (st, _) = _essop_run(Periphery(ESSOP_TOP), rm, _essop_beats(cfg, xb, db), bad, 1, 0.2,
+                              rng, 4 * cfg.readout_beats)
+    n = cfg.count_bits * cfg.rows_per_beat * cfg.cols
+    assert all(w == 1 << (n + cfg.exp_bits) for w, _ in got), "rejected: zero counts, E 0, error"
+    assert [last for _, last in got] == [int(b % cfg.readout_beats == cfg.readout_beats - 1)
+                                         for b in range(len(got))]
+    assert st == 0b11010, f"STATUS {st:#x}: done, reg error, bus error"

@@ -41,8 +41,13 @@ def test_compiled_systemrdl_equals_the_description(name, outputs):
         assert (mr.readable, mr.writable) == ("r" in r.sw, "w" in r.sw), r.name
         assert mr.fields == {f.name: (f.lsb, f.width) for f in r.fields}, r.name
     w = rm.window
-    assert model.mem == (w.name, w.offset, w.entries * w.stride, False, True)
-    assert rm.addr_bits == (w.offset * 2 - 1).bit_length()
+    if w is None:  # ESSOP: no parameter memory, the registers fill the address space
+        assert model.mem is None
+        end = max(r.offset for r in rm.regs) + 4
+        assert 1 << rm.addr_bits >= end > 1 << (rm.addr_bits - 1)
+    else:
+        assert model.mem == (w.name, w.offset, w.entries * w.stride, False, True)
+        assert rm.addr_bits == (w.offset * 2 - 1).bit_length()
     if name == "nmpu_tiny":
         assert (outputs[name]["html"]).exists()
 
@@ -101,7 +106,7 @@ async def axil_read(ctx, dut, addr):
     return resp, data
 
 
-@pytest.mark.parametrize("name", ["nmpu_tiny", "ldpu_small"])
+@pytest.mark.parametrize("name", ["nmpu_tiny", "ldpu_small", "essop_tiny"])
 def test_register_block_follows_the_compiled_map(name, outputs):
     """Read and write every word address below the window as the compiled SystemRDL says:
     readable registers answer OKAY with their reset or constant values, write-only and unmapped
@@ -111,7 +116,7 @@ def test_register_block_follows_the_compiled_map(name, outputs):
     model = RegModel.from_file(outputs[name]["rdl"])
     dut = Periphery(cfg)
     by_addr = {r.address: r for r in model.regs.values()}
-    window = model.mem[1]
+    window = model.mem[1] if model.mem else 1 << periphery_regmap(cfg).addr_bits
     seen = {}
     rm = periphery_regmap(cfg)
 
@@ -143,7 +148,7 @@ def test_register_block_follows_the_compiled_map(name, outputs):
                 assert await axil_write(ctx, dut, a, 1, strb=0x3) == SLVERR, f"{hex(a)} strobe"
         # the window: a slot's words up to `words` of columns below `columns`; the rest refused
         w = rm.window
-        for a in range(w.offset, 2 * w.offset, 4):
+        for a in range(w.offset, 2 * w.offset, 4) if w else ():
             slot, sub = divmod((a - w.offset) // 4, w.stride)
             legal = slot < w.entries and sub < w.words
             assert await axil_write(ctx, dut, a, 0) == (OKAY if legal else SLVERR), hex(a)
@@ -163,7 +168,8 @@ def test_register_block_follows_the_compiled_map(name, outputs):
     ident = model["ID"].decode(seen[model.address("ID")][1])
     assert ident == {f.name: f.value for f in rm.reg("ID").fields}
     geo = model["GEOMETRY"].decode(seen[model.address("GEOMETRY")][1])
-    assert geo == {"columns": cfg.core.columns, "lanes": cfg.core.lanes}
+    assert geo == {name: getattr(cfg.core, name) for name in geo}
+    assert set(geo) == ({"rows", "cols"} if cfg.unit == "essop" else {"columns", "lanes"})
 
 
 # -- C ------------------------------------------------------------------------------------------
@@ -209,7 +215,8 @@ def test_c_example_fails_on_a_renamed_field(outputs, tmp_path):
 # -- bad input ----------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("kwargs,match", [
-    (dict(unit="essop"), "`unit` must be one of nmpu, ldpu"),
+    (dict(unit="fp16outer"), "`unit` must be one of nmpu, ldpu, essop"),
+    (dict(unit="essop", core=NMPU_PRESETS["tiny"]), "`core` of a essop periphery must be a ESSOPConfig"),
     (dict(unit="ldpu", core=NMPU_PRESETS["tiny"]), "`core` of a ldpu periphery must be a LDPUConfig"),
     (dict(job_bits=0), r"`job_bits` must be in \[1, 32\], not 0"),
     (dict(job_bits=33), r"`job_bits` must be in \[1, 32\], not 33"),
