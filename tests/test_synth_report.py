@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from synth import breakdown, report, scaling
+from synth import breakdown, report, scaling, storage
 
 
 def _synth_row(unit, preset, area, fmax, **config):
@@ -23,6 +23,21 @@ def _throughput(build, sim, unit, tag, doc):
 def _essop_doc(sim, per_bl):
     return {"unit": "essop", "sim": sim,
             "per_bl": [{"bl": bl, "cycles_per_product": c, "latency": 3 + bl} for bl, c in per_bl]}
+
+
+@pytest.fixture(autouse=True)
+def arrays(monkeypatch):
+    """The storage columns' arrays at a known area (8 µm² a flip-flop bit, 5 a latch bit) instead
+    of a Yosys run per array, so no tools are set up in the test's build folder (a Liberty
+    download each): tests/test_synth_storage.py synthesises real ones."""
+    def measure(style, depth, width, tools, out_dir):
+        per_bit = {"ff": 8.0, "latch": 5.0}[style]
+        return {"style": style, "depth": depth, "width": width,
+                "area_um2": per_bit * depth * width, "cells": {},
+                "latch_cells": depth * width if style == "latch" else 0,
+                "ff_cells": depth * width if style == "ff" else 0}
+    monkeypatch.setattr(storage, "measure_array", measure)
+    monkeypatch.setattr(storage.flow.Tools, "setup", classmethod(lambda cls, *a, **k: "tools"))
 
 
 @pytest.fixture
@@ -71,6 +86,10 @@ def test_rows_ratios_and_outputs(build):
     assert (build / "report" / "ppa.png").stat().st_size > 1000
     saved = json.loads((build / "report" / "ppa.json").read_text())
     assert saved["reference_bl"] == 32
+    # the storage columns: the flip-flop arrays swapped for latch arrays at the stand-in areas
+    st = storage.storage_of("nmpu", storage._config("nmpu", nmpu["config"]))
+    assert nmpu["storage"]["area_um2"]["latch"] == pytest.approx(
+        2e6 - st.arrays * 3.0 * st.depth * st.width)
 
 
 def test_missing_throughput_is_not_invented(build, tmp_path):
