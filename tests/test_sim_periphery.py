@@ -7,6 +7,11 @@ network tests) compiled by golden/compiler.py onto 8-line tiles: layer fc1 spans
 expected output is the golden forward of the unit with the image the driver writes, checked here
 against `golden.compiler.post_process` (the path the accuracy study runs). verif/tb_periphery.py
 programs and runs the tiles through the bus (see its tests).
+
+The ESSOP top's job (`essop_job`): the x and −δ of one sample of a real training step
+(`golden.training.training_step`, layer 1 of mini-batch 3, the paper run's vectors) on the
+`tiny` engine's tiles with a reseed, then golden random data with an Inf (error products)
+continuing from the LFSR state; the expected update of each is `golden.essop`'s.
 """
 
 import json
@@ -87,10 +92,40 @@ def layer_job(pcfg, vectors=VECTORS, seed=1):
     return {"vectors": vectors, "chains": chains, "expected": expected}
 
 
+def essop_job(pcfg, seed=1):
+    """The ESSOP job JSON of verif/tb_periphery.py (see the module doc)."""
+    from golden import essop as ge
+    from golden import fp16
+    from golden import training as gtr
+    from golden.data import digits
+    cfg = pcfg.core
+    step = gtr.training_step(gtr.TrainConfig(), digits(), seed, step=3, bl=32)[1]
+    rng = np.random.default_rng(seed)
+    x2 = fp16.encode(rng.standard_normal(6))
+    x2[4] = 0x7C00  # +Inf: the products of its row tile are rejected
+    d2 = fp16.encode(rng.standard_normal(7) * 2.0 ** -9)
+    layers, state = [], None
+    for name, x, d, seeds in (("training_step", fp16.encode(step["x"][0]),
+                               fp16.encode(step["d"][0]), (0x5A, 0x3C)),
+                              ("golden_random", x2, d2, None)):
+        log2_bl, lr_shift = min(2, cfg.log2_bl_max), min(step["lr_shift"], cfg.lr_shift_max)
+        if seeds is not None:
+            state = ge.reseed(cfg, *seeds)
+        res = ge.tiled_outer_product(cfg, x, d, log2_bl, lr_shift, *state)
+        state = res.state_x, res.state_d
+        dw = ge.decode(cfg, res.c, ge.tile_map(cfg, res.exp, x.size, d.size))
+        layers.append({"name": name, "x": x.tolist(), "d": d.tolist(), "log2_bl": log2_bl,
+                       "lr_shift": lr_shift, "seeds": seeds,
+                       "expected": {"c": res.c.tolist(), "exp": res.exp.tolist(),
+                                    "error": res.error.tolist(), "dw": dw.tolist()}})
+    assert any(np.any(layer["expected"]["error"]) for layer in layers)
+    return {"layers": layers}
+
+
 def _run(preset, sim, seed, tmp_path):
     pcfg = PERIPHERY_PRESETS[preset]
     job = tmp_path / "job.json"
-    job.write_text(json.dumps(layer_job(pcfg)))
+    job.write_text(json.dumps(essop_job(pcfg) if pcfg.unit == "essop" else layer_job(pcfg)))
     summary = run_bench("periphery", pcfg, sim, seed, extra_env={"TB_JOB": str(job)}, name="bus")
     print(f"{preset} on {sim}: {summary['tests']} cocotb tests in {summary['wall_s']} s")
     return summary
@@ -100,6 +135,12 @@ def _run(preset, sim, seed, tmp_path):
 @pytest.mark.parametrize("sim", ["icarus", "verilator"])
 def test_nmpu_periphery_bus(sim, seed, tmp_path):
     _run("nmpu_small", sim, seed, tmp_path)
+
+
+@pytest.mark.sim
+@pytest.mark.parametrize("sim", ["icarus", "verilator"])
+def test_essop_periphery_bus(sim, seed, tmp_path):
+    _run("essop_tiny", sim, seed, tmp_path)
 
 
 # The LDPU top shares the register block and the job gate (its register block is checked in

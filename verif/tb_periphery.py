@@ -1,5 +1,6 @@
 """cocotb bench of a periphery top (hdl/periphery.py) through cocotbext-axi: run by
-tests/test_sim_periphery.py on Icarus and Verilator.
+tests/test_sim_periphery.py on Icarus and Verilator. The tests of the top's unit run (NMPU and
+LDPU tops: the layer job below; ESSOP top: the update job further down), the others skip.
 
 The job file (env `TB_JOB`, written by the test from `golden.compiler`) holds one network layer:
 per column tile, the chain of row tiles, each with its parameter words, layer fields and the
@@ -8,6 +9,10 @@ The bench programs every tile image through the bus with `sw.driver.Driver`, str
 with the previous tile's hardware output as the residual input (the partial sum), and compares
 the last output of each chain with the golden one. Environment as verif/bench.py, plus
   TB_JOB      path of the job JSON
+
+The ESSOP job file holds layers of x and δ (binary16 patterns), their registers and seeds, and
+the golden update of each (`golden.essop.tiled_outer_product`: counts, exponents and error flags
+per tile, ΔW); the bench runs each through `Driver.outer_product` and compares bit for bit.
 """
 
 import itertools
@@ -29,17 +34,23 @@ from verif.coverage import Coverage
 
 JOB = json.loads(Path(os.environ["TB_JOB"]).read_text()) if "TB_JOB" in os.environ else None
 ROOT_OUT = Path(os.environ["TB_META"]).parent if "TB_META" in os.environ else None
+ESSOP = bool(META) and META["config"]["unit"] == "essop"
 
 # Coverage of the whole bench (cumulative over its tests, written after each): bus responses,
 # every kind of refused access, and the job situations.
 COV = Coverage(META["module"] if META else "periphery")
 COV.require("bus_resp", ["read_OKAY", "read_SLVERR", "write_OKAY", "write_SLVERR"])
-COV.require("job", ["chain_through_residual", "stalls", "no_stalls", "reset_mid_job",
-                    "frame_error", "refused_while_busy"])
-REFUSALS = ["unmapped read", "unmapped write", "read of CTRL", "read of the window",
-            "write of GEOMETRY", "write of STATUS", "reserved bit", "partial strobe", "unaligned",
-            "JOB while busy", "LAYER while busy", "parameters while busy", "start while busy"]
-COV.require("refused", REFUSALS)
+REFUSALS = ["unmapped read", "unmapped write", "read of CTRL", "write of GEOMETRY",
+            "write of STATUS", "reserved bit", "partial strobe", "unaligned", "JOB while busy",
+            "LAYER while busy", "start while busy"]
+if ESSOP:
+    COV.require("job", ["stalls", "no_stalls", "reset_mid_job", "frame_error",
+                        "refused_while_busy", "reseed", "error_product", "training_step"])
+    COV.require("refused", REFUSALS + ["reseed while busy"])
+else:
+    COV.require("job", ["chain_through_residual", "stalls", "no_stalls", "reset_mid_job",
+                        "frame_error", "refused_while_busy"])
+    COV.require("refused", REFUSALS + ["read of the window", "parameters while busy"])
 
 
 def _cover(test):
@@ -166,7 +177,7 @@ def _stats(name, values):
         f.write(json.dumps({"test": name, "values": int(values)}) + "\n")
 
 
-@cocotb.test()
+@cocotb.test(skip=ESSOP)
 @cocotb.parametrize(stalls=[False, True])
 async def layer_from_compiler_image(dut, stalls):
     """The layer, programmed through the bus tile by tile, equals the golden path bit for bit;
@@ -182,7 +193,7 @@ async def layer_from_compiler_image(dut, stalls):
     _stats("layer", sum(np.size(v) for v in JOB["expected"].values()))
 
 
-@cocotb.test(expect_fail=True)
+@cocotb.test(expect_fail=True, skip=ESSOP)
 async def corrupted_expectation_is_caught(dut):
     """The comparison can fail: one expected output moved by one LSB."""
     tb = PeripheryBench(dut, seed_offset=7)
@@ -207,33 +218,50 @@ async def expect_refused(tb, op, what, kind):
     COV.hit("refused", kind)
 
 
-@cocotb.test()
-async def illegal_accesses(dut):
-    """Every refused access answers SLVERR, sets STATUS.bus_error (and irq with IRQ_EN.error)
-    and changes nothing; writes while a job runs are refused and the job's outputs stay right."""
-    tb = PeripheryBench(dut, seed_offset=3)
-    drv, bus, model = tb.drv, tb.drv.bus, tb.model
-    await tb.reset()
+async def refused_when_idle(tb):
+    """Every refusal of an idle top: SLVERR, STATUS.bus_error (and irq with IRQ_EN.error), and
+    nothing changed (JOB is checked after each)."""
+    dut, drv, bus, model = tb.dut, tb.drv, tb.drv.bus, tb.model
     await drv.write_reg("IRQ_EN", error=1)
-    win = drv.params_base
-    n_sub = -(-META["derived"]["core"]["word_bits"] // 32)
+    job, (_, job_bits) = drv.job_field, model["JOB"].fields[drv.job_field]
+    end = drv.params_base if model.mem else 1 << META["derived"]["addr_bits"]
     job_addr = model.address("JOB")
-    await drv.write_reg("JOB", vectors=1)
-    unmapped = [a for a in range(0, win, 4) if a not in {r.address for r in model.regs.values()}]
+    await drv.write_reg("JOB", **{job: 1})
+    unmapped = [a for a in range(0, end, 4) if a not in {r.address for r in model.regs.values()}]
     assert unmapped, "no unmapped register address to try"
     cases = [
         (bus.read(unmapped[0]), f"read of unmapped {unmapped[0]:#x}", "unmapped read"),
         (bus.write(unmapped[0], 1), f"write of unmapped {unmapped[0]:#x}", "unmapped write"),
         (bus.read(model.address("CTRL")), "read of write-only CTRL", "read of CTRL"),
-        (bus.read(win), "read of the write-only parameter window", "read of the window"),
         (bus.write(model.address("GEOMETRY"), 0), "write of read-only GEOMETRY",
          "write of GEOMETRY"),
         (bus.write(model.address("STATUS"), 0x1f), "write of read-only STATUS",
          "write of STATUS"),
     ]
-    if model["JOB"].fields["vectors"][1] < 32:
-        cases.append((bus.write(job_addr, 1 << model["JOB"].fields["vectors"][1]),
-                      "reserved bit of JOB", "reserved bit"))
+    if job_bits < 32:
+        cases.append((bus.write(job_addr, 1 << job_bits), "reserved bit of JOB", "reserved bit"))
+    if model.mem:
+        cases += window_refusals(tb)
+    for op, what, kind in cases:
+        await expect_refused(tb, op, what, kind)
+        assert await drv.read_reg("JOB") == {job: 1}, f"{what} changed JOB"
+    # partial strobe and unaligned address straight through the master
+    for addr, data, what in ((job_addr, b"\x05\x00", "partial strobe"),
+                             (job_addr + 1, b"\x05\x00\x00\x00", "unaligned")):
+        resp = await tb.axil.write(addr, data)
+        assert resp.resp == AxiResp.SLVERR, f"{what}: {resp.resp}"
+        assert (await drv.status())["bus_error"] and dut.irq.value, f"{what}: no flag or irq"
+        assert await drv.read_reg("JOB") == {job: 1}, f"{what} changed JOB"
+        await drv.clear()
+        COV.hit("refused", what)
+    assert not dut.irq.value, "irq stays up after CTRL.clear"
+
+
+def window_refusals(tb):
+    drv, bus = tb.drv, tb.drv.bus
+    win = drv.params_base
+    n_sub = -(-META["derived"]["core"]["word_bits"] // 32)
+    cases = [(bus.read(win), "read of the write-only parameter window", "read of the window")]
     if drv.stride > n_sub:
         cases.append((bus.write(win + 4 * n_sub, 1), "hole in a parameter slot", "window hole"))
     cols_span = drv.columns * drv.stride * 4
@@ -245,19 +273,17 @@ async def illegal_accesses(dut):
     if top < 32:
         cases.append((bus.write(win + 4 * (n_sub - 1), 1 << top),
                       "bit above the parameter word", "window reserved bit"))
-    for op, what, kind in cases:
-        await expect_refused(tb, op, what, kind)
-        assert await drv.read_reg("JOB") == {"vectors": 1}, f"{what} changed JOB"
-    # partial strobe and unaligned address straight through the master
-    for addr, data, what in ((job_addr, b"\x05\x00", "partial strobe"),
-                             (job_addr + 1, b"\x05\x00\x00\x00", "unaligned")):
-        resp = await tb.axil.write(addr, data)
-        assert resp.resp == AxiResp.SLVERR, f"{what}: {resp.resp}"
-        assert (await drv.status())["bus_error"] and dut.irq.value, f"{what}: no flag or irq"
-        assert await drv.read_reg("JOB") == {"vectors": 1}, f"{what} changed JOB"
-        await drv.clear()
-        COV.hit("refused", what)
-    assert not dut.irq.value, "irq stays up after CTRL.clear"
+    return cases
+
+
+@cocotb.test(skip=ESSOP)
+async def illegal_accesses(dut):
+    """Every refused access answers SLVERR, sets STATUS.bus_error (and irq with IRQ_EN.error)
+    and changes nothing; writes while a job runs are refused and the job's outputs stay right."""
+    tb = PeripheryBench(dut, seed_offset=3)
+    drv, bus, model = tb.drv, tb.drv.bus, tb.model
+    await tb.reset()
+    await refused_when_idle(tb)
     # while a job runs: JOB, LAYER, parameter words and a second start are refused
     chain = JOB["chains"][0]
     tile = chain["tiles"][0]
@@ -283,7 +309,7 @@ async def illegal_accesses(dut):
     _cover("illegal")
 
 
-@cocotb.test()
+@cocotb.test(skip=ESSOP)
 async def reset_in_the_middle_of_a_job(dut):
     """A reset half-way through a job: the top is idle with clean status; the parameters survive
     (the unit's memory has no reset), so re-writing LAYER and JOB alone reruns the tile right."""
@@ -318,7 +344,7 @@ async def reset_in_the_middle_of_a_job(dut):
     _cover("reset")
 
 
-@cocotb.test()
+@cocotb.test(skip=ESSOP)
 async def malformed_tlast(dut):
     """An input tlast on the wrong beat: STATUS.frame_error, yet the job ends after its beats
     and the output tlast still closes every vector."""
@@ -343,3 +369,168 @@ async def malformed_tlast(dut):
     assert st["frame_error"] and st["done"] and not st["busy"], st
     COV.hit("job", "frame_error")
     _cover("frame")
+
+
+# -- the ESSOP top: weight updates from x and δ ---------------------------------------------------
+
+class EssopStreams:
+    """`send` and `recv` for `Driver.outer_product`: one AXI4-Stream frame per product beat
+    (tlast on each), read-out frames checked to be one product each (tlast on its last beat)."""
+
+    def __init__(self, tb):
+        self.tb = tb
+
+    async def send(self, beats):
+        for b in beats:
+            await self.tb.source.send(AxiStreamFrame([b]))
+
+    async def recv(self, n):
+        out, per = [], self.tb.drv.out_beats
+        while len(out) < n:
+            frame = await self.tb.sink.recv()
+            assert len(frame.tdata) == per, \
+                f"a read-out frame of {len(frame.tdata)} beats after {len(out)}, expected {per}"
+            out += list(frame.tdata)
+        return out
+
+
+def check_update(where, got, want):
+    for name in ("c", "exp", "error", "dw"):
+        g, w = np.asarray(got[name]), np.asarray(want[name])
+        assert g.shape == w.shape, f"{where}: {name} of shape {g.shape}, expected {w.shape}"
+        bad = np.argwhere(g != w)
+        assert not bad.size, (f"{where}: {name} differs first at {tuple(bad[0])}: expected "
+                              f"{w[tuple(bad[0])]}, got {g[tuple(bad[0])]} ({len(bad)} "
+                              f"mismatches)")
+
+
+async def run_update(tb, layer):
+    seeds = layer["seeds"]
+    return await tb.drv.outer_product(layer["x"], layer["d"], layer["log2_bl"], layer["lr_shift"],
+                                      seeds, EssopStreams(tb).send, EssopStreams(tb).recv)
+
+
+@cocotb.test(skip=not ESSOP)
+@cocotb.parametrize(stalls=[False, True])
+async def essop_updates(dut, stalls):
+    """Every layer of the job (a real training step's x and δ, golden random data with an error
+    product), its registers and seeds written through the bus: the decoded update equals
+    `golden.essop.tiled_outer_product` bit for bit, counts, exponents, error flags and ΔW."""
+    tb = PeripheryBench(dut, stalls, seed_offset=10 + int(stalls))
+    await tb.reset()
+    drv = tb.drv
+    await drv.identify()
+    await drv.write_reg("IRQ_EN", done=1, error=1)
+    for layer in JOB["layers"]:
+        got = await run_update(tb, layer)
+        await tb.wait_irq()
+        check_update(layer["name"], got, layer["expected"])
+        st = await drv.status()
+        assert st == {"busy": 0, "done": 1, "frame_error": 0, "reg_error": 0, "bus_error": 0}, \
+            f"status after {layer['name']}: {st}"
+        COV.hit("job", layer["name"])
+        if np.any(got["error"]):
+            COV.hit("job", "error_product")
+        if layer["seeds"] is not None:
+            COV.hit("job", "reseed")
+        await drv.clear()
+    COV.hit("job", "stalls" if stalls else "no_stalls")
+    _cover("essop")
+    _stats("essop", sum(np.size(layer["expected"]["c"]) for layer in JOB["layers"]))
+
+
+@cocotb.test(expect_fail=True, skip=not ESSOP)
+async def essop_corrupted_expectation_is_caught(dut):
+    """The comparison can fail: one expected count moved by one."""
+    tb = PeripheryBench(dut, seed_offset=17)
+    await tb.reset()
+    layer = JOB["layers"][0]
+    got = await run_update(tb, layer)
+    want = dict(layer["expected"], c=np.array(layer["expected"]["c"]))
+    want["c"][0, 0] += 1
+    check_update("corrupted", got, want)
+
+
+@cocotb.test(skip=not ESSOP)
+async def essop_illegal_accesses(dut):
+    """The idle refusals of every top; while a job runs, JOB, LAYER, start and reseed are
+    refused, and the job's update stays right."""
+    tb = PeripheryBench(dut, seed_offset=13)
+    drv, bus, model = tb.drv, tb.drv.bus, tb.model
+    await tb.reset()
+    await refused_when_idle(tb)
+    layer = JOB["layers"][0]
+    beats = drv.product_beats(np.array(layer["x"]), np.array(layer["d"]))
+    await drv.write_layer(log2_bl=layer["log2_bl"], lr_shift=layer["lr_shift"],
+                          seed_x=layer["seeds"][0], seed_d=layer["seeds"][1])
+    await drv.start(len(beats), reseed=1)
+    assert (await drv.status())["busy"]
+    first_layer = next(r for r in model.regs.values() if r.name.startswith("LAYER"))
+    for op, what in ((drv.write_reg("JOB", products=2), "JOB while busy"),
+                     (bus.write(first_layer.address, 0), "LAYER while busy"),
+                     (drv.write_reg("CTRL", start=1), "start while busy"),
+                     (drv.write_reg("CTRL", reseed=1), "reseed while busy")):
+        await expect_refused(tb, op, what, what)
+    streams = EssopStreams(tb)
+    await streams.send(beats)
+    got = drv.update(await streams.recv(len(beats) * drv.out_beats), len(layer["x"]),
+                     len(layer["d"]))
+    check_update("after refused writes during the job", got, layer["expected"])
+    st = await drv.status()
+    assert st["done"] and not st["busy"] and not st["bus_error"], st
+    COV.hit("job", "refused_while_busy")
+    _cover("essop_illegal")
+
+
+@cocotb.test(skip=not ESSOP)
+async def essop_reset_in_the_middle_of_a_job(dut):
+    """A reset half-way through a job: idle, clean status, JOB and LAYER back to 0; the job
+    rerun from its registers and seeds gives the golden update."""
+    tb = PeripheryBench(dut, seed_offset=14)
+    drv = tb.drv
+    await tb.reset()
+    layer = JOB["layers"][0]
+    beats = drv.product_beats(np.array(layer["x"]), np.array(layer["d"]))
+    await drv.write_layer(log2_bl=layer["log2_bl"], lr_shift=layer["lr_shift"],
+                          seed_x=layer["seeds"][0], seed_d=layer["seeds"][1])
+    await drv.start(len(beats), reseed=1)
+    await EssopStreams(tb).send(beats[:len(beats) // 2])
+    await tb.source.wait()  # half the products taken, the engine busy with them
+    await ClockCycles(dut.clk, 5)
+    assert (await drv.status())["busy"]
+    await tb.reset()
+    tb.sink.clear()
+    st = await drv.status()
+    assert st == {"busy": 0, "done": 0, "frame_error": 0, "reg_error": 0, "bus_error": 0}, st
+    assert await drv.read_reg("JOB") == {"products": 0}
+    assert set((await drv.read_reg("LAYER0")).values()) == {0}
+    got = await run_update(tb, layer)
+    check_update("after a reset mid-job", got, layer["expected"])
+    assert (await drv.status())["done"]
+    COV.hit("job", "reset_mid_job")
+    _cover("essop_reset")
+
+
+@cocotb.test(skip=not ESSOP)
+async def essop_missing_tlast(dut):
+    """Two products in one frame (the first without tlast): STATUS.frame_error, and the update
+    and its read-out framing are still right."""
+    tb = PeripheryBench(dut, seed_offset=15)
+    drv = tb.drv
+    await tb.reset()
+    layer = JOB["layers"][0]
+    beats = drv.product_beats(np.array(layer["x"]), np.array(layer["d"]))
+    assert len(beats) >= 2
+    await drv.write_layer(log2_bl=layer["log2_bl"], lr_shift=layer["lr_shift"],
+                          seed_x=layer["seeds"][0], seed_d=layer["seeds"][1])
+    await drv.start(len(beats), reseed=1)
+    await tb.source.send(AxiStreamFrame(beats[:2]))
+    streams = EssopStreams(tb)
+    await streams.send(beats[2:])
+    got = drv.update(await streams.recv(len(beats) * drv.out_beats), len(layer["x"]),
+                     len(layer["d"]))
+    check_update("with a missing tlast", got, layer["expected"])
+    st = await drv.status()
+    assert st["frame_error"] and st["done"] and not st["busy"], st
+    COV.hit("job", "frame_error")
+    _cover("essop_frame")
