@@ -4,7 +4,9 @@ One function per hardware step, exact on np.int64; the unit functions compose th
 `normalise`, step 2 `lfsr_leap` (clock by clock: `random_sequence`), step 3 `bitstreams`, step 4
 `accumulate`, step 5 `exponent`; `outer_product` is one product, `product_stream` a sequence of
 them as the `i` stream delivers them, `tiled_outer_product` a layer larger than the array;
-`readout` is the `o` stream of a product (`rows_per_beat` rows per beat).
+`readout` is the `o` stream of a product (`rows_per_beat` rows per beat). Accumulation (K
+products per read-out, `acc_max` > 1): `group_add` is the counters' group step, `accumulated_stream`
+a stream of products with `acc` flags, `group_flags` the driver's choice of those flags.
 `outer_product_fast` is the statistical stand-in for training runs; `decode` turns (C, E) into
 ΔW.
 
@@ -52,6 +54,17 @@ unit sees one x and one δ converter, each with a uniformly distributed state). 
 not reproduce the correlations between units that share a row or column random number: its units
 are independent.
 
+Groups (`acc_max` = K > 1). Each product carries a flag `acc`: 1 adds its counts into the
+counters and keeps them for the next product, 0 ends the group and reads the sum out (one
+read-out of `rows` / R beats per group). A group shares one exponent: the E of its first counted
+product. A later product whose E differs is not counted (no counts, no LFSR step, like a
+rejected product) and makes the group an error group; so does a rejected product in it, and a
+group that reaches K products with `acc` = 1 on the K-th (it ends there: the counters hold
+|C| <= K·bl_max only). An error group reads out E = 0, error = 1 and the counts of its counted
+products (to be discarded: the flag, never the counts, says what happened). A mismatch and an
+over-long group also raise the sticky `reg_error` (`Group.flagged`). With K = 1 every group is
+one product and this is the single-product stream above.
+
 Batches. Inputs may carry leading batch axes (independent products, e.g. one per seed), never a
 time axis: a sequence of products is `product_stream`, which threads the LFSR state.
 """
@@ -74,6 +87,7 @@ __all__ = [
     "normalise", "bitstreams", "accumulate", "exponent",
     "outer_product", "product_stream", "tile_beats", "tiled_outer_product", "tile_map",
     "outer_product_fast", "quantised_product", "decode", "readout",
+    "Group", "group_start", "group_admits", "group_add", "accumulated_stream", "group_flags",
 ]
 
 
@@ -498,7 +512,9 @@ def quantised_product(cfg: ESSOPConfig, x_bits, d_bits, lr_shift=0):
 
 
 def decode(cfg: ESSOPConfig, c, e):
-    """ΔW = C·2^E as float64 (exact: |C| <= 2^10 and E within `exp_range`); E broadcasts."""
+    """ΔW = C·2^E as float64 (exact: |C| <= acc_max·bl_max <= 2^20 and E within `exp_range`);
+    E broadcasts. A group's read-out decodes like a product's: C·2^E is the sum of its
+    products' C_k·2^E."""
     c = _ranged("C", c, *cfg.count_range)
     e = _ranged("E", e, *cfg.exp_range)
     return np.ldexp(c.astype(np.float64), e)
@@ -522,3 +538,106 @@ def readout(cfg: ESSOPConfig, c, exp, error):
             "exp": np.broadcast_to(np.asarray(exp)[..., None], lead + (beats,)),
             "error": np.broadcast_to(np.asarray(error)[..., None], lead + (beats,)),
             "last": np.broadcast_to(last, lead + (beats,))}
+
+
+# -- accumulation: K products per read-out ---------------------------------------------------------
+
+class Group(NamedTuple):
+    """The counters between read-outs: counts C (rows, cols) of the products counted so far, E
+    of the first counted one (None before it), products taken (counted or not), error."""
+
+    c: np.ndarray
+    exp: object
+    products: int
+    error: bool
+
+
+def group_start(cfg: ESSOPConfig):
+    """Clear counters: the state after reset and after every read-out."""
+    return Group(c=np.zeros((cfg.rows, cfg.cols), dtype=np.int64), exp=None, products=0, error=False)
+
+
+def group_admits(cfg: ESSOPConfig, group: Group, exp, error):
+    """Whether a product with exponent `exp` and error flag `error` is counted into `group`: it
+    is not rejected, and it is the group's first counted product or has the group's E."""
+    return not error and (group.exp is None or int(exp) == group.exp)
+
+
+def group_add(cfg: ESSOPConfig, group: Group, c, exp, error, acc):
+    """One product (its counts, E and error as `outer_product` gives them) into `group`, with
+    its `acc` flag. Returns (the group after it, the read-out (C, E, error) or None while the
+    group stays open, whether the product raised `reg_error`: an E mismatch or a K-th product
+    with `acc` = 1)."""
+    acc = _register("acc", acc, 0, 1)
+    if acc and not cfg.accumulates:
+        raise ValueError("`acc` must be 0 with `acc_max` 1: the engine has no `acc` flag")
+    admitted = group_admits(cfg, group, exp, error)
+    mismatch = not error and not admitted
+    c = _ranged("C", c, -cfg.bl_max, cfg.bl_max)
+    total = group.c + c if admitted else group.c
+    taken = group.products + 1
+    overlong = bool(acc) and taken == cfg.acc_max
+    bad = group.error or bool(error) or mismatch or overlong
+    first = group.exp if group.exp is not None else (int(exp) if admitted else None)
+    if acc and not overlong:
+        return Group(c=total, exp=first, products=taken, error=bad), None, mismatch
+    total = _check_range("C", total, *cfg.count_range)
+    return group_start(cfg), (total, 0 if bad else first, int(bad)), mismatch or overlong
+
+
+def accumulated_stream(cfg: ESSOPConfig, xs, ds, acc, log2_bl, lr_shift, state_x, state_d):
+    """Products in order with their `acc` flags (P,), the LFSR state threaded through the
+    counted ones: one read-out per group. Returns (a `Product` with a leading axis of groups
+    and the final states, the `reg_error` flag of each group (G,) bool). The last flag must be 0
+    (a group still open holds no read-out)."""
+    xs = fp16.check_bits("xs", xs)
+    ds = fp16.check_bits("ds", ds)
+    acc = _ranged("acc", acc, 0, 1)
+    if xs.ndim != 2 or ds.ndim != 2 or not len(xs) or acc.shape != xs.shape[:1] \
+            or ds.shape[0] != xs.shape[0]:
+        raise ValueError(f"`xs`, `ds` and `acc` must be (P, rows), (P, cols) and (P,) with the "
+                         f"same P >= 1, not {xs.shape}, {ds.shape} and {acc.shape}")
+    if acc[-1]:
+        raise ValueError("the last product's `acc` must be 0: its group would never be read out")
+    group, out, flagged = group_start(cfg), [], []
+    raised = False
+    for p in range(xs.shape[0]):  # true sequential state: the LFSRs and the counters
+        res = outer_product(cfg, xs[p], ds[p], log2_bl, lr_shift, state_x, state_d)
+        if group_admits(cfg, group, res.exp, res.error):
+            state_x, state_d = res.state_x, res.state_d
+        group, ro, flag = group_add(cfg, group, res.c, res.exp, res.error, int(acc[p]))
+        raised |= flag
+        if ro is not None:
+            out.append(ro)
+            flagged.append(raised)
+            raised = False
+    return (Product(c=np.stack([o[0] for o in out]), exp=np.array([o[1] for o in out], np.int64),
+                    error=np.array([o[2] for o in out], bool), state_x=state_x, state_d=state_d),
+            np.array(flagged, bool))
+
+
+def group_flags(cfg: ESSOPConfig, xs, ds, log2_bl, lr_shift, k, keys=None):
+    """The driver's `acc` flags for products in order: runs of consecutive products with the
+    same E (and the same `keys` entry, e.g. the weight tile they update) of at most k products
+    form a group, so no product is ever refused for a mismatch; a product that would be
+    rejected (Inf/NaN) stands alone. Returns acc (P,) int64."""
+    k = _register("k", k, 1, cfg.acc_max)
+    log2_bl, lr_shift = check_registers(cfg, log2_bl, lr_shift)
+    nx, nd = normalise(cfg, xs, "xs"), normalise(cfg, ds, "ds")
+    if nx.e.ndim != 1 or nx.e.shape != nd.e.shape:
+        raise ValueError(f"`xs` and `ds` must be (P, rows) and (P, cols) with the same P, not "
+                         f"{np.shape(xs)} and {np.shape(ds)}")
+    error = nx.error | nd.error
+    e = np.where(error, 0, nx.e + nd.e - log2_bl - lr_shift)
+    keys = np.zeros(e.shape, np.int64) if keys is None else np.asarray(keys)
+    if keys.shape != e.shape:
+        raise ValueError(f"`keys` must have one entry per product ({e.size}), not shape {keys.shape}")
+    acc = np.zeros(e.shape, np.int64)
+    size = 1
+    for p in range(e.size - 1):
+        if size < k and not error[p] and not error[p + 1] and e[p] == e[p + 1] \
+                and keys[p] == keys[p + 1]:
+            acc[p], size = 1, size + 1
+        else:
+            size = 1
+    return acc

@@ -465,7 +465,9 @@ class ESSOPConfig(_ConfigIdentity):
     only: the arithmetic is the same). `rows_per_beat` rows of counts leave per read-out beat
     (it divides `rows`; 1 = one row per beat): `rows` / `rows_per_beat` beats per product, read
     out while the next product counts when double-buffered. The counters are sized for
-    |C| <= 2^`log2_bl_max` at elaboration: the BL range is the area knob. `name` only labels
+    |C| <= `acc_max`·2^`log2_bl_max` at elaboration: the BL range is the area knob. `acc_max`
+    = K > 1 lets up to K products of one exponent add into the counters before one read-out
+    (the `acc` flag of the input stream; 1 = every product is read out). `name` only labels
     build folders and test ids.
     """
 
@@ -479,6 +481,7 @@ class ESSOPConfig(_ConfigIdentity):
     double_buffer: bool = False
     lr_shift_bits: int = 5
     rows_per_beat: int = 1
+    acc_max: int = 1               # products added into the counters per read-out, at most
 
     def __post_init__(self):
         self._check_name()
@@ -505,6 +508,8 @@ class ESSOPConfig(_ConfigIdentity):
             raise TypeError(f"`double_buffer` must be a bool, not {type(self.double_buffer).__name__} "
                             f"{self.double_buffer!r}")
         _check_int("lr_shift_bits", self.lr_shift_bits, 1, 6)
+        # |C| <= acc_max·bl_max <= 2^20: the golden model's float64 decode stays exact
+        _check_int("acc_max", self.acc_max, 1, 1024)
         if self.rng == "per_converter":
             # converter k starts k·stride steps along its operand's sequence: distinct seeds
             # need stride >= 1
@@ -533,8 +538,13 @@ class ESSOPConfig(_ConfigIdentity):
 
     @property
     def count_range(self):
-        """|C| <= BL <= bl_max."""
-        return -self.bl_max, self.bl_max
+        """|C| <= K·BL <= acc_max·bl_max (K products added before one read-out)."""
+        return -self.acc_max * self.bl_max, self.acc_max * self.bl_max
+
+    @property
+    def accumulates(self):
+        """The engine has the `acc` input flag (and the group logic): acc_max > 1."""
+        return self.acc_max > 1
 
     @property
     def count_bits(self):
@@ -550,11 +560,14 @@ class ESSOPConfig(_ConfigIdentity):
         """Output beats per product, `rows_per_beat` rows of counts each."""
         return self.rows // self.rows_per_beat
 
-    def clocks_per_product(self, log2_bl):
-        """Steady-state clocks per product at BL = 2^log2_bl without stalls: max(BL, beats)
-        double-buffered (read-out overlaps counting), BL + beats single-buffered."""
+    def clocks_per_product(self, log2_bl, k=1):
+        """Steady-state clocks per product at BL = 2^log2_bl without stalls, in groups of k
+        products per read-out: per group max(k·BL, beats) double-buffered (read-out overlaps
+        counting), k·BL + beats single-buffered; divided by k (a float when k does not divide)."""
+        _check_int("k", k, 1, self.acc_max)
         bl = 1 << log2_bl
-        return max(bl, self.readout_beats) if self.double_buffer else bl + self.readout_beats
+        group = max(k * bl, self.readout_beats) if self.double_buffer else k * bl + self.readout_beats
+        return group // k if group % k == 0 else group / k
 
     # -- exponents -----------------------------------------------------------------------------
 

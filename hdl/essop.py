@@ -7,6 +7,8 @@ counters, then leaves as `rows` output beats, one row of counts each. Golden: `g
 (LFSR bit order, r_t as the top state bits, converter seeds, error products) is built here.
 """
 
+from typing import NamedTuple
+
 from amaranth import C, Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
@@ -25,14 +27,18 @@ _BIAS_M1 = 14          # e_v = E_max − 14
 # -- payloads --------------------------------------------------------------------------------------
 
 def input_layout(cfg: ESSOPConfig):
-    """One product: x (`rows` binary16 patterns) and δ (`cols` patterns)."""
-    return data.StructLayout({"x": data.ArrayLayout(unsigned(FP16), cfg.rows),
-                              "d": data.ArrayLayout(unsigned(FP16), cfg.cols)})
+    """One product: x (`rows` binary16 patterns) and δ (`cols` patterns); with `acc_max` > 1
+    also `acc`, the framing flag of a group (1: add into the counters, no read-out yet)."""
+    fields = {"x": data.ArrayLayout(unsigned(FP16), cfg.rows),
+              "d": data.ArrayLayout(unsigned(FP16), cfg.cols)}
+    if cfg.accumulates:
+        fields["acc"] = unsigned(1)
+    return data.StructLayout(fields)
 
 
 def output_layout(cfg: ESSOPConfig):
     """One read-out beat: `rows_per_beat` rows of counts (row-major: the beat's first row in
-    c[0 : cols]), the product's exponent E, its error flag, and `last` on the product's final
+    c[0 : cols]), the product's (group's) exponent E, its error flag, and `last` on its final
     beat."""
     return data.StructLayout({"c": data.ArrayLayout(signed(cfg.count_bits),
                                                     cfg.rows_per_beat * cfg.cols),
@@ -244,7 +250,7 @@ class Row(wiring.Component):
             c = Signal(signed(cfg.count_bits), name=f"c{j}")
             step = Signal(name=f"step{j}")
             nxt = Signal(signed(cfg.count_bits), name=f"next{j}")
-            # |C| <= BL <= bl_max: count_bits holds every value, so ±1 never wraps
+            # |C| <= K·BL <= acc_max·bl_max: count_bits holds every value, so ±1 never wraps
             m.d.comb += [step.eq(self.count & self.bx & self.bd[j]),
                          nxt.eq(Mux(step, Mux(self.sx ^ self.sd[j], c - 1, c + 1), c))]
             if cfg.double_buffer:
@@ -287,7 +293,15 @@ class ESSOP(wiring.Component):
     the read-out has emptied the array: BL + rows/R clocks per product. Double-buffered,
     read-out overlaps counting: max(BL, rows/R) clocks per product. `o` backpressure stalls counting (LFSRs and
     counters hold) only when no bank is free, so no count is ever lost.
-    Golden: `golden.essop.reseed`, `product_stream`.
+
+    Accumulation (`acc_max` = K > 1): a product with `acc` = 1 adds into the counters without a
+    read-out; the product with `acc` = 0 (or the K-th of the group) hands the sum to the
+    read-out, as one product would. Products of a group count back to back, so K products cost
+    K·BL clocks and one read-out. A product whose E differs from the group's first counted one
+    is skipped like a rejected product (one clock, no counts, no LFSR step); it, a rejected
+    product and a K-th product with `acc` = 1 make the group read out with `error` and E = 0,
+    and the first and the last also set `reg_error`. `busy` stays high while a group is open.
+    Golden: `golden.essop.reseed`, `product_stream`, `accumulated_stream` (`group_add`).
     """
 
     LATENCY = 3
@@ -361,7 +375,12 @@ class ESSOP(wiring.Component):
         seed_x3 = travel(self.seed_x, "seed_x")
         seed_d3 = travel(self.seed_d, "seed_d")
         bad1 = stage(bad_regs, adv1, "bad1")
-        m.d.sync += self.reg_error.eq(Mux(self.clear, 0, self.reg_error) | (accept & bad_regs))
+        error_set = accept & bad_regs
+        if cfg.accumulates:
+            acc3 = travel(self.i.payload.acc, "acc")
+            group_flag = Signal(name="group_flag")    # a mismatch or an over-long group (S3)
+            error_set = error_set | group_flag
+        m.d.sync += self.reg_error.eq(Mux(self.clear, 0, self.reg_error) | error_set)
 
         # S1 -> S2: block maxima and the Inf/NaN check
         m.submodules.max_x = max_x = BlockMax(cfg.rows)
@@ -399,7 +418,12 @@ class ESSOP(wiring.Component):
         ro_err = Signal(name="ro_err")
         beat_out = self.o.valid & self.o.ready
         t = Signal(t_bits, name="t")
-        last_clock = err3 | (t == mask3)
+        if cfg.accumulates:
+            group = self._group(m, e3, err3, acc3)
+            skip, ends = group.skip, group.ends
+        else:
+            skip, ends = err3, None
+        last_clock = skip | (t == mask3)
         if cfg.double_buffer:
             # the shadow is free now, or its final row leaves on this clock
             bank_free, can_finish = 1, (rows_left == 0) | ((rows_left == 1) & self.o.ready)
@@ -407,15 +431,31 @@ class ESSOP(wiring.Component):
             bank_free, can_finish = rows_left == 0, 1
         go = Signal(name="go")
         count = Signal(name="count")
-        m.d.comb += [go.eq(valid[2] & bank_free & (~last_clock | can_finish)),
-                     count.eq(go & ~err3), release.eq(go & last_clock)]
-        with m.If(release):
-            m.d.sync += [t.eq(0), rows_left.eq(cfg.readout_beats), ro_exp.eq(Mux(err3, 0, e3)),
-                         ro_err.eq(err3)]
-        with m.Else():
-            with m.If(go):
+        finishing = last_clock if ends is None else last_clock & ends
+        m.d.comb += [go.eq(valid[2] & bank_free & (~finishing | can_finish)),
+                     count.eq(go & ~skip), release.eq(go & last_clock)]
+        if ends is None:
+            readout = release
+            with m.If(release):
+                m.d.sync += [t.eq(0), rows_left.eq(cfg.readout_beats), ro_exp.eq(Mux(err3, 0, e3)),
+                             ro_err.eq(err3)]
+            with m.Else():
+                with m.If(go):
+                    m.d.sync += t.eq(t + 1)
+                with m.If(beat_out):
+                    m.d.sync += rows_left.eq(rows_left - 1)
+        else:
+            # a product inside a group releases S3 without a read-out
+            readout = release & ends
+            m.d.comb += [group.release.eq(release), group_flag.eq(release & group.flag)]
+            with m.If(release):
+                m.d.sync += t.eq(0)
+            with m.Elif(go):
                 m.d.sync += t.eq(t + 1)
-            with m.If(beat_out):
+            with m.If(readout):
+                m.d.sync += [rows_left.eq(cfg.readout_beats),
+                             ro_exp.eq(Mux(group.bad, 0, group.exp)), ro_err.eq(group.bad)]
+            with m.Elif(beat_out):
                 m.d.sync += rows_left.eq(rows_left - 1)
         load = go & (t == 0) & load3
 
@@ -431,7 +471,7 @@ class ESSOP(wiring.Component):
             m.d.comb += [row.bx.eq(rx[i] < qx3[i]), row.sx.eq(sx3[i]), row.bd.eq(bd),
                          row.sd.eq(sd3), row.count.eq(count), row.shift.eq(beat_out)]
             if cfg.double_buffer:
-                m.d.comb += row.transfer.eq(release)
+                m.d.comb += row.transfer.eq(readout)
             rows.append(row)
         step = cfg.rows_per_beat
         for upper, lower in zip(rows, rows[step:]):
@@ -441,9 +481,10 @@ class ESSOP(wiring.Component):
         m.d.comb += rows[-1].below.eq(0)
         head = Cat(*[row.out for row in rows[:step]])
 
+        busy = [*valid, rows_left != 0, pending] + ([group.open] if cfg.accumulates else [])
         m.d.comb += [self.o.valid.eq(rows_left != 0),
                      self.o.payload.eq(Cat(head, ro_exp, ro_err, rows_left == 1)),
-                     self.busy.eq(Cat(*valid, rows_left != 0, pending).any())]
+                     self.busy.eq(Cat(*busy).any())]
         return m
 
     def _lfsrs(self, m, load, run, seed_x, seed_d):
@@ -462,3 +503,47 @@ class ESSOP(wiring.Component):
                 rs.append(lfsr.r)
             out.append(rs if cfg.per_converter else rs * count)
         return out
+
+    def _group(self, m, e3, err3, acc3):
+        """The group state beside the counters (`acc_max` > 1): the E of the group's first
+        counted product, whether it has one, its products so far and its error. Returns the
+        S3 product's view of it: `skip` (not counted: rejected, or E mismatch), `ends` (its
+        release reads the group out: `acc` = 0 or the K-th product), `flag` (raises
+        `reg_error`), `bad` and `exp` (the read-out's error and E), `open` (the counters hold
+        part of a group), and the `release` input."""
+        cfg = self.cfg
+        g_has = Signal(name="g_has")
+        g_exp = Signal(signed(cfg.exp_bits), name="g_exp")
+        g_err = Signal(name="g_err")
+        g_n = Signal(range(cfg.acc_max), name="g_n")
+        mismatch = Signal(name="mismatch")
+        ends = Signal(name="ends")
+        overlong = Signal(name="overlong")
+        view = _GroupView(skip=Signal(name="skip"), ends=ends, flag=Signal(name="flag"),
+                          bad=Signal(name="group_bad"), exp=Signal(signed(cfg.exp_bits), name="group_exp"),
+                          release=Signal(name="group_release"), open=Signal(name="group_open"))
+        m.d.comb += [mismatch.eq(g_has & ~err3 & (e3 != g_exp)),
+                     view.skip.eq(err3 | mismatch),
+                     ends.eq(~acc3 | (g_n == cfg.acc_max - 1)),
+                     overlong.eq(acc3 & (g_n == cfg.acc_max - 1)),
+                     view.flag.eq(mismatch | overlong),
+                     view.bad.eq(g_err | view.skip | overlong),
+                     view.exp.eq(Mux(g_has, g_exp, e3))]
+        with m.If(view.release):
+            with m.If(ends):
+                m.d.sync += [g_has.eq(0), g_err.eq(0), g_n.eq(0)]
+            with m.Else():
+                m.d.sync += [g_has.eq(g_has | ~view.skip), g_exp.eq(view.exp), g_err.eq(view.bad),
+                             g_n.eq(g_n + 1)]
+        m.d.comb += view.open.eq(g_n != 0)
+        return view
+
+
+class _GroupView(NamedTuple):
+    skip: Signal
+    ends: Signal
+    flag: Signal
+    bad: Signal
+    exp: Signal
+    release: Signal
+    open: Signal

@@ -385,3 +385,40 @@ def test_from_dict_validates_and_needs_a_dict():
 def test_essop_preset_unknown(name):
     with pytest.raises(ValueError, match=rf"unknown ESSOP preset {re.escape(repr(name))}; presets: .*paper"):
         essop_preset(name)
+
+
+# -- accumulation (acc_max) ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("value", [0, -1, 1025])
+def test_acc_max_range(value):
+    with pytest.raises(ValueError, match=rf"`acc_max` must be in \[1, 1024\], not {value}$"):
+        ESSOPConfig(acc_max=value)
+
+
+@pytest.mark.parametrize("bad", [True, 2.0, "4", None])
+def test_acc_max_type(bad):
+    with pytest.raises(TypeError, match="`acc_max` must be an int"):
+        ESSOPConfig(acc_max=bad)
+
+
+@pytest.mark.parametrize("log2_bl_max, acc_max", [(0, 1), (3, 4), (3, 16), (7, 3), (10, 1024)])
+def test_count_bits_with_accumulation(log2_bl_max, acc_max):
+    """The counters hold every sum of K products: |C| <= K·bl_max, and no bit more."""
+    cfg = ESSOPConfig(log2_bl_max=log2_bl_max, acc_max=acc_max)
+    top = acc_max << log2_bl_max
+    assert cfg.count_range == (-top, top)
+    assert cfg.count_bits == width_of(-top, top)
+    assert cfg.accumulates == (acc_max > 1)
+
+
+@pytest.mark.parametrize("double, beats, log2_bl, k, clocks", [
+    (False, 32, 3, 1, 40), (False, 32, 3, 4, 16), (False, 32, 3, 16, 10), (False, 32, 3, 3, 56 / 3),
+    (True, 4, 3, 1, 8), (True, 4, 3, 16, 8), (True, 32, 0, 4, 8), (True, 32, 0, 32, 1)])
+def test_clocks_per_product_in_groups(double, beats, log2_bl, k, clocks):
+    cfg = ESSOPConfig(rows_per_beat=32 // beats, double_buffer=double, acc_max=32)
+    assert cfg.clocks_per_product(log2_bl, k) == clocks
+
+
+def test_clocks_per_product_group_beyond_acc_max():
+    with pytest.raises(ValueError, match=r"`k` must be in \[1, 4\], not 5$"):
+        ESSOPConfig(acc_max=4).clocks_per_product(3, 5)

@@ -15,6 +15,7 @@ Three kinds of checks:
 Every random choice comes from np.random.default_rng with a fixed seed.
 """
 
+import dataclasses
 import functools
 import math
 from fractions import Fraction
@@ -931,3 +932,111 @@ def test_readout_rejects_bad_shapes_and_counts():
         g.readout(cfg, np.full((4, 2), 5), 0, 0)   # |C| <= BL_max = 4
     with pytest.raises(ValueError, match="error"):
         g.readout(cfg, np.zeros((4, 2), np.int64), 0, 2)
+
+
+# -- accumulation: K products per read-out ---------------------------------------------------------
+
+def _same_exponent(rng, x, d, count):
+    """`count` products with the block maxima of (x, d): permuted, signs flipped."""
+    xs = np.stack([rng.permutation(x) ^ (rng.integers(0, 2, x.size) << 15) for _ in range(count)])
+    ds = np.stack([rng.permutation(d) ^ (rng.integers(0, 2, d.size) << 15) for _ in range(count)])
+    return xs, ds
+
+
+@pytest.mark.parametrize("cfg", [TINY, TINY_PC, SMALL], ids=lambda c: c.name)
+def test_group_equals_the_sum_of_its_products(cfg):
+    """A group of K products of one E reads out the sum of the K single products' counts (the
+    same LFSR thread), their E, no error; decoded, the sum of their decoded updates."""
+    cfg = dataclasses.replace(cfg, acc_max=5)
+    rng = np.random.default_rng(21)
+    xs, ds = _same_exponent(rng, draw_vectors(rng, 1, cfg.rows)[0], draw_vectors(rng, 1, cfg.cols)[0], 5)
+    sx, sd = g.reseed(cfg, 0x1D, 0x2E)
+    singles = g.product_stream(cfg, xs, ds, 2, 1, sx, sd)
+    assert len(set(singles.exp.tolist())) == 1
+    res, flagged = g.accumulated_stream(cfg, xs, ds, [1, 1, 1, 1, 0], 2, 1, sx, sd)
+    assert np.array_equal(res.c[0], singles.c.sum(axis=0)) and res.exp[0] == singles.exp[0]
+    assert not res.error[0] and not flagged[0]
+    assert np.array_equal(res.state_x, singles.state_x) and np.array_equal(res.state_d, singles.state_d)
+    assert np.array_equal(g.decode(cfg, res.c[0], res.exp[0]),
+                          g.decode(cfg, singles.c, singles.exp[:, None, None]).sum(axis=0))
+    # groups of two and one: the same counts in three read-outs
+    res3, _ = g.accumulated_stream(cfg, xs, ds, [1, 0, 1, 0, 0], 2, 1, sx, sd)
+    want = [singles.c[:2].sum(axis=0), singles.c[2:4].sum(axis=0), singles.c[4]]
+    assert all(np.array_equal(a, b) for a, b in zip(res3.c, want)) and len(res3.c) == 3
+
+
+@pytest.mark.parametrize("cfg", [TINY, TINY_PC], ids=lambda c: c.name)
+def test_group_mismatch_skips_the_product(cfg):
+    """A product of another E inside a group is not counted and does not step the LFSRs: the
+    group reads out the others' counts with error, E = 0 and `reg_error`; the next group is
+    clean and continues the LFSR thread as if the skipped product had not been sent."""
+    cfg = dataclasses.replace(cfg, acc_max=4)
+    rng = np.random.default_rng(22)
+    x, d = draw_vectors(rng, 1, cfg.rows)[0] & 0x3FFF | 0x0400, draw_vectors(rng, 1, cfg.cols)[0]
+    xs, ds = _same_exponent(rng, x, d, 4)
+    odd = xs[1] + 0x0400                                        # every exponent one higher
+    sx, sd = g.reseed(cfg, 9, 40)
+    stream_x, stream_d = np.insert(xs, 1, odd, axis=0), np.insert(ds, 1, ds[1], axis=0)
+    res, flagged = g.accumulated_stream(cfg, stream_x, stream_d, [1, 1, 0, 1, 0], 3, 0, sx, sd)
+    clean = g.product_stream(cfg, xs, ds, 3, 0, sx, sd)
+    assert res.error.tolist() == [True, False] and flagged.tolist() == [True, False]
+    assert res.exp[0] == 0 and res.exp[1] == clean.exp[2]
+    assert np.array_equal(res.c[0], clean.c[:2].sum(axis=0))
+    assert np.array_equal(res.c[1], clean.c[2:].sum(axis=0))
+    assert np.array_equal(res.state_x, clean.state_x)
+
+
+def test_group_rejected_and_overlong():
+    """An Inf product makes its group an error group without `reg_error`; a K-th product with
+    acc = 1 ends the group as an error with `reg_error`, and the next product starts a new one."""
+    cfg = dataclasses.replace(TINY, acc_max=2)
+    rng = np.random.default_rng(23)
+    xs, ds = _same_exponent(rng, draw_vectors(rng, 1, 4)[0], draw_vectors(rng, 1, 4)[0], 4)
+    bad = xs.copy()
+    bad[1, 0] = POS_INF
+    sx, sd = g.reseed(cfg, 5, 6)
+    res, flagged = g.accumulated_stream(cfg, bad[:2], ds[:2], [1, 0], 3, 0, sx, sd)
+    one = g.outer_product(cfg, xs[0], ds[0], 3, 0, sx, sd)
+    assert res.error.tolist() == [True] and flagged.tolist() == [False] and res.exp[0] == 0
+    assert np.array_equal(res.c[0], one.c) and np.array_equal(res.state_x, one.state_x)
+    res, flagged = g.accumulated_stream(cfg, xs[:3], ds[:3], [1, 1, 0], 3, 0, sx, sd)
+    singles = g.product_stream(cfg, xs[:3], ds[:3], 3, 0, sx, sd)
+    assert res.error.tolist() == [True, False] and flagged.tolist() == [True, False]
+    assert np.array_equal(res.c[0], singles.c[:2].sum(axis=0)) and np.array_equal(res.c[1], singles.c[2])
+
+
+def test_group_argument_checks():
+    sx, sd = g.reseed(TINY, 1, 1)
+    x, d = np.full((2, 4), 0x3C00), np.full((2, 4), 0x3C00)
+    with pytest.raises(ValueError, match="`acc` must be 0 with `acc_max` 1"):
+        g.accumulated_stream(TINY, x, d, [1, 0], 2, 0, sx, sd)
+    acc2 = dataclasses.replace(TINY, acc_max=2)
+    with pytest.raises(ValueError, match="the last product's `acc` must be 0"):
+        g.accumulated_stream(acc2, x, d, [0, 1], 2, 0, sx, sd)
+    with pytest.raises(ValueError, match=r"`xs`, `ds` and `acc` must be"):
+        g.accumulated_stream(acc2, x, d, [0], 2, 0, sx, sd)
+    with pytest.raises(ValueError, match=r"`k` must be in \[1, 2\], not 3"):
+        g.group_flags(acc2, x, d, 2, 0, 3)
+    with pytest.raises(ValueError, match="`keys` must have one entry per product"):
+        g.group_flags(acc2, x, d, 2, 0, 2, keys=[0])
+
+
+def test_group_flags_form_clean_groups():
+    """The driver's flags group runs of one E and one key, at most k products each, so the
+    accumulated stream has no error and its decoded read-outs sum to the single products'."""
+    cfg = dataclasses.replace(SMALL, acc_max=4)
+    rng = np.random.default_rng(24)
+    x, d = draw_vectors(rng, 1, cfg.rows)[0] & 0x3FFF | 0x0400, draw_vectors(rng, 1, cfg.cols)[0]
+    xs, ds = _same_exponent(rng, x, d, 12)
+    xs[[3, 7, 8]] += 0x0400                                      # three products of another E
+    keys = np.array([0] * 6 + [1] * 6)
+    acc = g.group_flags(cfg, xs, ds, 2, 0, 4, keys)
+    assert acc.tolist() == [1, 1, 0, 0, 1, 0, 0, 1, 0, 1, 1, 0]
+    assert g.group_flags(cfg, xs, ds, 2, 0, 2, keys).tolist() == [1, 0, 0, 0, 1, 0, 0, 1, 0, 1, 0, 0]
+    sx, sd = g.reseed(cfg, 3, 4)
+    res, flagged = g.accumulated_stream(cfg, xs, ds, acc, 2, 0, sx, sd)
+    singles = g.product_stream(cfg, xs, ds, 2, 0, sx, sd)
+    assert not res.error.any() and not flagged.any() and len(res.c) == (acc == 0).sum()
+    total = g.decode(cfg, res.c, res.exp[:, None, None]).sum(axis=0)
+    assert np.array_equal(total, g.decode(cfg, singles.c, singles.exp[:, None, None]).sum(axis=0))
+    assert np.array_equal(res.state_x, singles.state_x)

@@ -4,6 +4,7 @@ point at one block when something breaks.
 """
 
 import dataclasses
+import itertools
 
 import numpy as np
 import pytest
@@ -31,6 +32,13 @@ SMALL = [
     dataclasses.replace(TINY, name="r4-db", rows_per_beat=4, double_buffer=True),
     ESSOPConfig(name="r3-db", rows=6, cols=3, mag_bits=3, lfsr_width=8, log2_bl_max=2,
                 rows_per_beat=3, double_buffer=True, rng="per_converter"),
+]
+# Accumulation (K = acc_max products per read-out): single- and double-buffered, R > 1.
+ACC = [
+    dataclasses.replace(TINY, name="acc3", acc_max=3),
+    dataclasses.replace(TINY, name="acc4-r2-db", acc_max=4, rows_per_beat=2, double_buffer=True),
+    ESSOPConfig(name="acc2-pc", rows=3, cols=2, mag_bits=4, lfsr_width=6, log2_bl_max=2,
+                rng="per_converter", acc_max=2, double_buffer=True, rows_per_beat=3),
 ]
 
 
@@ -127,21 +135,25 @@ def test_block_max_and_magnitudes(cfg):
     np.testing.assert_array_equal([[s >> k & 1 for k in range(n)] for s in ss], want.sign[ok])
 
 
-def run_stream(cfg, products, ready_p=1.0, seed=0):
-    """Drive `products` (x, d, regs, reseed) into the unit with random output stalls; returns
-    the read-out beats (c, exp, error, last) and the clock of each beat."""
+def run_stream(cfg, products, ready_p=1.0, seed=0, beats=None, status=None):
+    """Drive `products` (x, d, regs, reseed[, acc]) into the unit with random output stalls;
+    returns the read-out beats (c, exp, error, last) and the clock of each beat. `beats`: the
+    beats to wait for (default one read-out per product); `status`, a dict, receives the final
+    `reg_error`."""
     dut = ESSOP(cfg)
     rng = np.random.default_rng(seed)
     rows, accepted, clocks = [], [], []
-    total = len(products) * cfg.readout_beats
+    total = len(products) * cfg.readout_beats if beats is None else beats
 
     async def source(ctx):
-        for x, d, regs, reseed in products:
+        for x, d, regs, reseed, *acc in products:
             for name in ("log2_bl", "lr_shift", "seed_x", "seed_d"):
                 ctx.set(getattr(dut, name), regs[name])
             ctx.set(dut.reseed, int(reseed))
             ctx.set(dut.i.payload.x, [int(a) for a in x])
             ctx.set(dut.i.payload.d, [int(a) for a in d])
+            if cfg.accumulates:
+                ctx.set(dut.i.payload.acc, int(acc[0]) if acc else 0)
             ctx.set(dut.i.valid, 1)
             await ctx.tick().until(dut.i.ready)
             ctx.set(dut.reseed, 0)
@@ -165,6 +177,8 @@ def run_stream(cfg, products, ready_p=1.0, seed=0):
             cycle += 1
         await ctx.tick().repeat(3)
         assert ctx.get(dut.busy) == 0, "busy after the expected beats (beats left over)"
+        if status is not None:
+            status["reg_error"] = ctx.get(dut.reg_error)
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)
@@ -174,12 +188,14 @@ def run_stream(cfg, products, ready_p=1.0, seed=0):
     return rows, clocks
 
 
-def expected_rows(cfg, products):
+def expected_rows(cfg, products, flags=None):
     """The model of the unit's register semantics (see `ESSOP`) over golden `outer_product`,
-    read out by golden `readout`."""
+    grouped by golden `group_add` (products (x, d, regs, reseed[, acc])), read out by golden
+    `readout`. `flags`, a list, receives whether each product raised `reg_error`."""
     state = g.reseed(cfg, 1, 1)
+    group = g.group_start(cfg)
     rows = []
-    for x, d, regs, reseed in products:
+    for x, d, regs, reseed, *acc in products:
         seeds_ok = regs["seed_x"] and regs["seed_d"]
         bad = regs["log2_bl"] > cfg.log2_bl_max or (reseed and not seeds_ok)
         if reseed and seeds_ok:
@@ -188,9 +204,15 @@ def expected_rows(cfg, products):
             c, e, err = np.zeros((cfg.rows, cfg.cols), np.int64), 0, 1
         else:
             res = g.outer_product(cfg, x, d, regs["log2_bl"], regs["lr_shift"], *state)
-            state = (res.state_x, res.state_d)
             c, e, err = res.c, int(res.exp), int(res.error)
-        out = g.readout(cfg, c, e, err)
+            if g.group_admits(cfg, group, e, err):
+                state = (res.state_x, res.state_d)
+        group, ro, flag = g.group_add(cfg, group, c, e, err, int(acc[0]) if acc else 0)
+        if flags is not None:
+            flags.append(bad or flag)
+        if ro is None:
+            continue
+        out = g.readout(cfg, *ro)
         rows += [(list(out["c"][b]), int(out["exp"][b]), int(out["error"][b]), int(out["last"][b]))
                  for b in range(cfg.readout_beats)]
     return rows
@@ -224,7 +246,7 @@ def test_rejects_wrong_config_type():
 
 
 @pytest.mark.parametrize("cfg", list(ESSOP_PRESETS.values()) + random_essop_configs(run_seed(), 4)
-                         + SMALL[1:], ids=lambda c: c.tag)
+                         + SMALL[1:] + ACC, ids=lambda c: c.tag)
 def test_verilog_lint_clean(cfg, tmp_path):
     """`verilator --lint-only -Wall`, with only the waivers listed in hdl/export.py."""
     setup_tools()
@@ -246,3 +268,98 @@ def test_clocks_per_product(cfg):
         period = np.diff(clocks[::cfg.readout_beats])
         assert (period == cfg.clocks_per_product(log2_bl)).all(), \
             f"log2_bl {log2_bl}: clocks between products {list(period)}"
+
+
+# -- accumulation ----------------------------------------------------------------------------------
+
+def _group_vectors(cfg, rng, x, d):
+    """Another product of the same E as (x, d): elements permuted and signs flipped (the block
+    maxima stay), some zeroed."""
+    x, d = rng.permutation(x), rng.permutation(d)
+    x = x ^ (rng.integers(0, 2, x.shape) << 15)
+    d = d ^ (rng.integers(0, 2, d.shape) << 15)
+    keep_x = (x & 0x7C00) == (x & 0x7C00).max()
+    return (np.where(keep_x | (rng.random(x.shape) < 0.7), x, 0),
+            np.where(rng.random(d.shape) < 0.8, d, 0) | (d & 0x7C00 == (d & 0x7C00).max()) * d)
+
+
+def _check_beats(cfg, products, ready_p, seed):
+    flags = []
+    want = expected_rows(cfg, products, flags)
+    status = {}
+    rows, _ = run_stream(cfg, products, ready_p=ready_p, seed=seed, beats=len(want), status=status)
+    for k, (a, b) in enumerate(zip(rows, want)):
+        assert a == b, f"beat {k} (read-out {k // cfg.readout_beats}): got {a}, expected {b}"
+    assert len(rows) == len(want)
+    assert status["reg_error"] == any(flags), f"reg_error {status['reg_error']}, expected {any(flags)}"
+    return want
+
+
+@pytest.mark.parametrize("cfg", ACC, ids=lambda c: c.tag)
+def test_accumulated_groups_match_golden(cfg):
+    """Groups of 1..K products of one E (mixed BL where E allows, reseeds inside), with an E
+    mismatch, an Inf, a bad seed and an over-long group now and then, under output stalls: every
+    read-out beat and `reg_error` against golden `group_add`."""
+    rng = np.random.default_rng(run_seed())
+    products = []
+    for k in range(10):
+        x, d = fp16_vectors(rng, 1, cfg.rows)[0] & 0x7BFF, fp16_vectors(rng, 1, cfg.cols)[0] & 0x7BFF
+        size = int(rng.integers(1, cfg.acc_max + 1))
+        regs = {"log2_bl": int(rng.integers(0, cfg.log2_bl_max + 1)),
+                "lr_shift": int(rng.integers(0, cfg.lr_shift_max + 1)),
+                "seed_x": int(rng.integers(1, cfg.lfsr_max + 1)), "seed_d": int(rng.integers(1, cfg.lfsr_max + 1))}
+        for j in range(size):
+            gx, gd = _group_vectors(cfg, rng, x, d)
+            r = dict(regs)
+            if k % 4 == 3 and j == size - 1:      # a fault: E mismatch, Inf, zero seed
+                fault = ("mismatch", "inf", "seed")[(k // 4) % 3]
+                if fault == "mismatch":
+                    r["log2_bl"] = (r["log2_bl"] + 1) % (cfg.log2_bl_max + 1)
+                elif fault == "inf":
+                    gx = gx.copy()
+                    gx[0] = 0x7C00
+                else:
+                    r["seed_x"] = 0
+            over = k == 5 and j == size - 1 and size == cfg.acc_max
+            products.append((gx, gd, r, j == 1 or r["seed_x"] == 0, int(j < size - 1 or over)))
+        if products[-1][4]:                         # an over-long group: close the next one
+            products.append((x, d, regs, False, 0))
+    _check_beats(cfg, products, 0.7, run_seed())
+
+
+def test_accumulation_exhaustive_tiny():
+    """Every sequence of K + 1 product kinds from clear counters (K = 2, so over-long groups
+    too), each kind one of: the group's E, another E, Inf; each with acc 0 or 1; a closing
+    product after each sequence. One 1 × 2 engine, with output stalls, against golden."""
+    cfg = ESSOPConfig(name="acc-ex", rows=1, cols=2, mag_bits=2, lfsr_width=4, log2_bl_max=1,
+                      lr_shift_bits=1, acc_max=2)
+    rng = np.random.default_rng(11)
+    x, d = np.array([0x3C00]), np.array([0x3A00, 0xB800])
+    regs = {"log2_bl": 1, "lr_shift": 0, "seed_x": 3, "seed_d": 5}
+    kinds = {"same": (x, d), "other": (x + 0x0400, d), "inf": (np.array([0x7C00]), d)}
+    letters = [(k, a) for k in kinds for a in (0, 1)]
+    products = []
+    for seq in itertools.product(letters, repeat=cfg.acc_max + 1):
+        for kind, acc in seq:
+            gx, gd = kinds[kind]
+            products.append((gx, gd ^ (rng.integers(0, 2, 2) << 15), regs, False, acc))
+        products.append((x, d, regs, False, 0))
+    want = _check_beats(cfg, products, 0.8, 3)
+    errors = sum(r[2] for r in want) // cfg.readout_beats
+    assert 0 < errors < len(want) // cfg.readout_beats
+
+
+@pytest.mark.parametrize("cfg", ACC, ids=lambda c: c.tag)
+def test_clocks_per_product_accumulated(cfg):
+    """Without stalls, groups of k products' first beats are k · `clocks_per_product(…, k)`
+    apart, k = 1 and K: K·BL + rows/R single-buffered, max(K·BL, rows/R) double-buffered."""
+    rng = np.random.default_rng(6)
+    for k in sorted({1, cfg.acc_max}):
+        for log2_bl in range(cfg.log2_bl_max + 1):
+            regs = {"log2_bl": log2_bl, "lr_shift": 0, "seed_x": 1, "seed_d": 1}
+            x, d = fp16_vectors(rng, 1, cfg.rows)[0] & 0x7BFF, fp16_vectors(rng, 1, cfg.cols)[0] & 0x7BFF
+            products = [(x, d, regs, False, int(j % k < k - 1)) for j in range(4 * k)]
+            _, clocks = run_stream(cfg, products, beats=4 * cfg.readout_beats)
+            period = np.diff(clocks[::cfg.readout_beats])
+            assert (period == k * cfg.clocks_per_product(log2_bl, k)).all(), \
+                f"k {k}, log2_bl {log2_bl}: clocks between read-outs {list(period)}"
