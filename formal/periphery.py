@@ -5,7 +5,8 @@ clear or refused access at any clock) are free solver inputs. As formal/streams.
 units, the harness counts input handshakes on `s_axis` and output handshakes on `m_axis` and
 asserts:
 
-- `flow`: no beat invented or duplicated (outputs never exceed inputs), and none lost: once the
+- `flow`: no beat invented or duplicated (outputs never exceed inputs × `per_input`: the
+  ESSOP top's read-out beats per product), and none lost: once the
   free input `drain` rises (then stays; `s_axis_tvalid` low, `m_axis_tready` high) every owed
   output beat has left within `drain_bound` clocks: the job gate, the output counter and the
   register block never swallow a beat the unit produced or hold one back;
@@ -23,11 +24,12 @@ __all__ = ["PeripheryStreamHarness"]
 
 
 class PeripheryStreamHarness(Harness):
-    def __init__(self, make_dut, check, *, drain_bound=None, count_bits=8):
+    def __init__(self, make_dut, check, *, drain_bound=None, count_bits=8, per_input=1):
         if check not in ("flow", "hold"):
             raise ValueError(f"`check` must be 'flow' or 'hold', not {check!r}")
         self.dut = make_dut()
         self.check, self.drain_bound, self.count_bits = check, drain_bound, count_bits
+        self.per_input = per_input
         sig, self._inputs = free_inputs(self.dut, drain=check == "flow")
         super().__init__(sig)
 
@@ -48,5 +50,6 @@ class PeripheryStreamHarness(Harness):
                                     == held, "m_axis tdata and tlast hold while stalled")]
             return m
         assert_flow(m, self, dut.s_axis_tvalid & dut.s_axis_tready,
-                    dut.m_axis_tvalid & dut.m_axis_tready, self.s_axis_tvalid, self.m_axis_tready)
+                    dut.m_axis_tvalid & dut.m_axis_tready, self.s_axis_tvalid, self.m_axis_tready,
+                    self.per_input)
         return m

@@ -144,15 +144,33 @@ PROOFS = {p.name: p for p in [
 ]}
 
 
-def _periphery(check, **kw):
+def _periphery(check, top=None, **kw):
+    """A periphery proof of `top` (a PeripheryConfig; default: the `nmpu_tiny` preset)."""
     def make(mutant=None):
         from hdl.periphery import PERIPHERY_PRESETS, Periphery
         from .periphery import PeripheryStreamHarness
         if mutant is not None:
             raise ValueError("the periphery proofs take no mutant")
-        return PeripheryStreamHarness(lambda: Periphery(PERIPHERY_PRESETS["nmpu_tiny"]), check,
-                                      **kw)
+        cfg = top or PERIPHERY_PRESETS["nmpu_tiny"]
+        # output beats per input beat: 1 (NMPU, LDPU), the read-out beats of a product (ESSOP)
+        return PeripheryStreamHarness(lambda: Periphery(cfg), check,
+                                      per_input=cfg.out_beats // cfg.beats, **kw)
     return make
+
+
+def _essop_top():
+    """The ESSOP top for the proofs: a 2 × 2 engine with BL <= 2 (so every register value is
+    legal and the drain closes in a shallow BMC), at most 3 products per job."""
+    from hdl.config import ESSOPConfig
+    from hdl.periphery import PeripheryConfig
+    core = ESSOPConfig(name="formal", rows=2, cols=2, mag_bits=2, lfsr_width=4, log2_bl_max=1,
+                       lr_shift_bits=1)
+    return PeripheryConfig(name="essop_formal", unit="essop", core=core, job_bits=2)
+
+
+# 4 products in flight (S1, S2, S3, the array), each BL <= 2 clocks of counting and 2 read-out
+# beats
+ESSOP_TOP_DRAIN_BOUND = 4 * (2 + 2)
 
 
 # The periphery top of the NMPU tiny (hdl/periphery.py, issue 18), every bus input free.
@@ -162,6 +180,13 @@ PROOFS.update({p.name: p for p in [
           "all out within 4 clocks of a drain", quick=True, test_depth=20),
     Proof("periphery_hold", _periphery("hold"), "prove", 4,
           "NMPU tiny periphery: m_axis tvalid, tdata, tlast hold while stalled (k-induction)",
+          quick=True),
+    Proof("periphery_essop_flow", _periphery("flow", _essop_top(),
+                                             drain_bound=ESSOP_TOP_DRAIN_BOUND), "bmc", 30,
+          f"ESSOP 2 x 2 periphery, any bus traffic: no read-out beat without its product; all "
+          f"out within {ESSOP_TOP_DRAIN_BOUND} clocks of a drain", quick=True, test_depth=24),
+    Proof("periphery_essop_hold", _periphery("hold", _essop_top()), "prove", 4,
+          "ESSOP 2 x 2 periphery: m_axis tvalid, tdata, tlast hold while stalled (k-induction)",
           quick=True),
 ]})
 

