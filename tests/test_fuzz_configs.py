@@ -94,7 +94,8 @@ def essop_configs(draw):
         rows_per_beat=draw(st.sampled_from([r for r in range(1, rows + 1) if rows % r == 0])),
         lfsr_width=draw(st.sampled_from([w for w in sorted(ESSOP_LFSR_POLYS) if mag <= w <= 16])),
         log2_bl_max=draw(st.integers(0, 3)), rng=draw(st.sampled_from(["shared", "per_converter"])),
-        double_buffer=draw(st.booleans()), lr_shift_bits=draw(st.integers(1, 4))))
+        double_buffer=draw(st.booleans()), lr_shift_bits=draw(st.integers(1, 4)),
+        acc_max=draw(st.sampled_from([1, 1, 2, 3, 5]))))
 
 
 @st.composite
@@ -202,8 +203,9 @@ def simulate_nmpu(cfg, n_beats=120):
 
 def simulate_essop(cfg, n_products=6):
     """Products with reseeds, every log2_bl (an out-of-range one too), Inf/NaN operands and
-    output stalls: every read-out beat of counts, E, error and last (`tests/test_hdl_essop.py`
-    bench)."""
+    output stalls, in groups of random `acc` flags where `acc_max` > 1 (mostly mismatching E:
+    random operands): every read-out beat of counts, E, error and last, and `reg_error`
+    (`tests/test_hdl_essop.py` bench)."""
     rng = rng_for(cfg)
     products = []
     for k in range(n_products):
@@ -212,10 +214,17 @@ def simulate_essop(cfg, n_products=6):
                 "lr_shift": int(rng.integers(0, cfg.lr_shift_max + 1)),
                 "seed_x": int(rng.integers(1, cfg.lfsr_max + 1)),
                 "seed_d": int(rng.integers(1, cfg.lfsr_max + 1))}
-        products.append((fp16_vectors(rng, 1, cfg.rows)[0], fp16_vectors(rng, 1, cfg.cols)[0],
-                         regs, k % 3 == 1))
-    rows, _ = run_stream(cfg, products, ready_p=0.7, seed=int(rng.integers(1 << 30)))
-    want = expected_rows(cfg, products)
+        acc = int(cfg.accumulates and k < n_products - 1 and rng.random() < 0.6)
+        x, d = fp16_vectors(rng, 1, cfg.rows)[0], fp16_vectors(rng, 1, cfg.cols)[0]
+        if k and products[-1][4] and rng.random() < 0.5:   # inside a group: the same E again
+            x, d, regs = products[-1][0], products[-1][1], dict(products[-1][2])
+        products.append((x, d, regs, k % 3 == 1, acc))
+    flags = []
+    want = expected_rows(cfg, products, flags)
+    status = {}
+    rows, _ = run_stream(cfg, products, ready_p=0.7, seed=int(rng.integers(1 << 30)),
+                         beats=len(want), status=status)
+    assert status["reg_error"] == any(flags)
     for k, (a, b) in enumerate(zip(rows, want)):
         assert a == b, f"beat {k} (product {k // cfg.readout_beats}): got {a}, expected {b}"
     assert len(rows) == len(want)
@@ -333,7 +342,7 @@ INVALID_FIELDS = {
         log2_bl_max=out_of(0, 10), rng=st.sampled_from(["", "Shared", "per-converter", None]),
         double_buffer=st.sampled_from([0, 1, "no", None]), lr_shift_bits=out_of(1, 6),
         rows_per_beat=st.one_of(out_of(1, 32), st.sampled_from([3, 5, 6, 7, 12, 24])),
-        name=st.sampled_from(["", "Upper", "has space", 7])),
+        acc_max=out_of(1, 1024), name=st.sampled_from(["", "Upper", "has space", 7])),
     LDPUConfig: dict(
         columns=out_of(1, 4096), adc_bits=out_of(1, 15), residual=st.sampled_from([0, 1, "yes", None]),
         clamp_count_bits=out_of(1, 64), scale_blocks=out_of(1, 2),

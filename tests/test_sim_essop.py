@@ -1,8 +1,10 @@
-"""cocotb regression of the generated ESSOP Verilog on Icarus and Verilator: the `tiny` preset
-and two random valid configs (drawn from the run's printed seed) run every scenario of
+"""cocotb regression of the generated ESSOP Verilog on Icarus and Verilator: the `tiny` preset,
+`tiny` with accumulation (K = 4 products per read-out, 2 rows per beat, double-buffered) and
+two random valid configs (drawn from the run's printed seed) run every scenario of
 verif/tb_essop.py on both simulators; the other presets too in `make regress` (in `make test`
 their bulk data goes through the fast path, tests/test_fastpath.py)."""
 
+import dataclasses
 import os
 
 import pytest
@@ -15,7 +17,9 @@ from .conftest import run_seed, small_first
 
 REGRESS = os.environ.get("TB_REGRESS") == "1"
 # full-size presets: cocotb in `make regress`, their data through the fast path in `make test`
-CONFIGS = small_first(ESSOP_PRESETS) + random_essop_configs(run_seed(), 2)
+TINY_ACC = dataclasses.replace(ESSOP_PRESETS["tiny"], name="tiny-acc", acc_max=4, rows_per_beat=2,
+                               double_buffer=True)
+CONFIGS = small_first(ESSOP_PRESETS) + [TINY_ACC] + random_essop_configs(run_seed(), 2)
 
 
 @pytest.mark.sim

@@ -61,7 +61,7 @@ def random_essop_configs(seed, count):
             log2_bl_max=int(rng.integers(0, 6)),
             rng=str(rng.choice(["shared", "per_converter"])),
             double_buffer=bool(rng.integers(0, 2)), lr_shift_bits=int(rng.integers(1, 5)),
-            rows_per_beat=int(rng.integers(1, 4)))
+            rows_per_beat=int(rng.integers(1, 4)), acc_max=int(rng.choice([1, 1, 2, 3, 4])))
         try:
             cfg = ESSOPConfig(**fields)
         except ValueError:

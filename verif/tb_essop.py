@@ -30,8 +30,9 @@ POWER_ON_SEEDS = (1, 1)   # the LFSRs after reset hold the states of seeds 1 and
 # -- reference model ------------------------------------------------------------------------------
 
 class ESSOPModel:
-    """The engine's LFSR states, pending reseed and `reg_error`; one expected product per
-    accepted beat, computed at acceptance (the state is sequential)."""
+    """The engine's LFSR states, pending reseed, `reg_error` and open group (`acc_max` > 1);
+    one expected read-out per accepted beat that ends a group (every beat when `acc_max` is 1),
+    computed at acceptance (the state is sequential)."""
 
     def __init__(self, cfg, corrupt=False):
         self.cfg = cfg
@@ -42,10 +43,13 @@ class ESSOPModel:
         self.state = g.reseed(self.cfg, *POWER_ON_SEEDS)
         self.pending = False
         self.reg_error = False
+        self.group = g.group_start(self.cfg)
+        self.readout = None     # (C, E, error) of the last group read out
 
-    def accept(self, x, d, regs):
-        """One accepted product with the register values of its clock. Returns (expected beats,
-        the golden Product or None for a rejected one, whether it was rejected)."""
+    def accept(self, x, d, regs, acc=0):
+        """One accepted product with the register values of its clock and its `acc` flag.
+        Returns (expected beats: none while its group stays open, the golden Product or None
+        for a rejected one, whether it was rejected)."""
         cfg = self.cfg
         reseed, self.pending = self.pending, False
         seeds_ok = regs["seed_x"] != 0 and regs["seed_d"] != 0
@@ -61,9 +65,15 @@ class ESSOPModel:
             if self.corrupt:  # one LFSR clock out of step: the checker must notice
                 sx = g.lfsr_leap(cfg, sx, cfg.poly_x)[0]
             res = g.outer_product(cfg, x, d, regs["log2_bl"], regs["lr_shift"], sx, sd)
-            self.state = (res.state_x, res.state_d)
             c, e, err = res.c, int(res.exp), int(res.error)
-        out = g.readout(cfg, c, e, err)
+            if g.group_admits(cfg, self.group, e, err):
+                self.state = (res.state_x, res.state_d)
+        self.group, ro, flag = g.group_add(cfg, self.group, c, e, err, acc)
+        self.reg_error |= flag
+        self.readout = ro
+        if ro is None:
+            return [], res, bad
+        out = g.readout(cfg, *ro)
         beats = [{name: out[name][b] for name in ("c", "exp", "error", "last")}
                  for b in range(cfg.readout_beats)]
         return beats, res, bad
@@ -102,6 +112,7 @@ class ESSOPBench(StreamBench):
         self.cfg = CFG
         self.model = ESSOPModel(CFG, corrupt=corrupt)
         self.products = []        # golden Product (or None) per accepted beat since start/reset
+        self.owed = 0             # read-out beats expected since start/reset
         self.seeds = dict(zip(("seed_x", "seed_d"), POWER_ON_SEEDS))
         # order: a reseed pulse on the clock of an acceptance applies to that beat
         self.setup(dut, stalls, seed_offset, name,
@@ -115,17 +126,25 @@ class ESSOPBench(StreamBench):
 
     # -- stimulus -----------------------------------------------------------------------------
 
-    def send(self, xs, ds, regs, label=None):
+    def send(self, xs, ds, regs, label=None, acc=None):
         """Products xs (P, rows), ds (P, cols) of binary16 patterns; `regs` one dict per product
-        (or one for all) with log2_bl and lr_shift (seeds default to the last ones sent); a
-        `label` is counted in the coverage group "class" when the product is accepted."""
+        (or one for all) with log2_bl and lr_shift (seeds default to the last ones sent); `acc`
+        their group flags (P,) (default 0: one read-out each); a `label` is counted in the
+        coverage group "class" when the product is accepted."""
         xs, ds = np.atleast_2d(xs), np.atleast_2d(ds)
         regs = [regs] * len(xs) if isinstance(regs, dict) else regs
-        words = self.codec_in.encode({"x": xs, "d": ds})
+        acc = np.zeros(len(xs), np.int64) if acc is None else np.asarray(acc, np.int64)
+        fields = {"x": xs, "d": ds}
+        if self.cfg.accumulates:
+            fields["acc"] = acc
+        elif acc.any():
+            raise ValueError("`acc` flags need a config with `acc_max` > 1")
+        words = self.codec_in.encode(fields)
         for k, word in enumerate(words):
             r = {**self.seeds, **regs[k]}  # the seed registers keep their last values
             self.seeds = {name: r[name] for name in ("seed_x", "seed_d")}
-            self.source.send(word, {"x": xs[k], "d": ds[k], "regs": r, "label": label})
+            self.source.send(word, {"x": xs[k], "d": ds[k], "regs": r, "label": label,
+                                    "acc": int(acc[k])})
 
     def vectors(self, count, n, kind="random"):
         """`count` vectors of `n` binary16 patterns of a class (`verif.stimulus`)."""
@@ -145,13 +164,37 @@ class ESSOPBench(StreamBench):
     # -- monitors -----------------------------------------------------------------------------
 
     def accepted(self, word, tag, cycle):
-        rows, res, bad = self.model.accept(tag["x"], tag["d"], tag["regs"])
+        group = self.model.group
+        rows, res, bad = self.model.accept(tag["x"], tag["d"], tag["regs"], tag["acc"])
         for row in rows:
             self.sb.expect(row)
+        self.owed += len(rows)
         self.products.append(res)
         if tag["label"]:
             self.cov.hit("class", tag["label"])
         self._classify(tag, rows, res, bad)
+        if self.cfg.accumulates:
+            self._classify_group(tag, group, res, bad)
+
+    def _classify_group(self, tag, before, res, bad):
+        """Coverage of the group logic: group sizes read out, each way a group can fail, and
+        read-outs beyond one product's count range."""
+        cov, model = self.cov, self.model
+        rejected = bad or res is None or bool(res.error)
+        if not rejected and not g.group_admits(self.cfg, before, res.exp, res.error):
+            cov.hit("group", "exp_mismatch")
+        elif rejected and before.products:
+            cov.hit("group", "rejected_inside")
+        if model.readout is None:
+            return
+        c, _, err = model.readout
+        if tag["acc"]:
+            cov.hit("group", "overlong")
+        size = before.products + 1
+        cov.hit("group_size", "1" if size == 1 else "K" if size == self.cfg.acc_max else "inner")
+        if not err and size > 1:
+            cov.hit("group", "clean_sum")
+            cov.hit("group", "beyond_one_bl", int((np.abs(c) > self.cfg.bl_max).sum()))
 
     def _classify(self, tag, rows, res, bad):
         cfg, cov = self.cfg, self.cov
@@ -190,9 +233,20 @@ class ESSOPBench(StreamBench):
     # -- phases -------------------------------------------------------------------------------
 
     async def drain(self, timeout=None):
-        """Wait until every queued product went in and all its rows came out."""
+        """Wait until every queued product went in and every read-out it closed came out (one
+        per product when `acc_max` is 1)."""
         per = self.cfg.bl_max + self.cfg.readout_beats + 8
-        await super().drain(timeout or 200 + 4 * per * (len(self.source.queue) + 2))
+        timeout = timeout or 200 + 4 * per * (len(self.source.queue) + 2)
+        await self.loop.wait_until(self.inputs_idle, timeout, "the input queue to empty")
+        await self.loop.wait_until(lambda: self.sink.received - self.received_base >= self.owed,
+                                   timeout, "the read-outs of all accepted products")
+        await ClockCycles(self.dut.clk, 2)
+        self.flush_outputs()
+        self.sb.check_done()
+
+    def rebase(self):
+        super().rebase()
+        self.owed = 0
 
     async def check_status(self, pending=None):
         """`reg_error` and `busy` against the model (call when drained)."""
@@ -312,6 +366,72 @@ async def reseeds(dut, stalls):
     await bench.drain()
     await bench.check_status()
     bench.finish(f"reseeds_{'_'.join(stalls)}", require=stalls == ("none", "none"))
+
+
+def same_exponent(rng, x, d):
+    """Another product with the block maxima of (x, d), so the same E at the same registers:
+    elements permuted, signs flipped, some zeroed (never all the largest ones)."""
+    x = rng.permutation(x) ^ (rng.integers(0, 2, x.size) << 15)
+    d = rng.permutation(d) ^ (rng.integers(0, 2, d.size) << 15)
+    top_x, top_d = (x & 0x7C00) == (x & 0x7C00).max(), (d & 0x7C00) == (d & 0x7C00).max()
+    return (np.where(top_x | (rng.random(x.size) < 0.7), x, 0),
+            np.where(top_d | (rng.random(d.size) < 0.7), d, 0))
+
+
+@cocotb.test(skip=not CFG.accumulates)
+@cocotb.parametrize(stalls=STALLS)
+async def accumulation(dut, stalls):
+    """Groups of 1..K products of one E (`acc_max` = K > 1) at every BL, reseeds inside them,
+    and now and then a fault: a product of another E, an Inf, a zero seed, an over-long group.
+    Every read-out against golden `group_add`; `reg_error`, `busy` and `clear`."""
+    bench = ESSOPBench(dut, stalls, seed_offset=10)
+    cfg, rng = bench.cfg, bench.rng
+    await bench.start()
+    bench.cov.require("group_size", ["1", "K"] + (["inner"] if cfg.acc_max > 2 else []))
+    bench.cov.require("group", ["exp_mismatch", "rejected_inside", "overlong", "clean_sum",
+                                "beyond_one_bl"])
+    faults = ("mismatch", "inf", "zero_seed", "overlong")
+    for k in range(max(2 * len(faults), n_products(12))):
+        x = bench.vectors(1, cfg.rows)[0] & 0x7BFF       # finite: faults come only from below
+        d = bench.vectors(1, cfg.cols)[0] & 0x7BFF
+        size = [1, cfg.acc_max][k % 2] if k < 4 else int(rng.integers(1, cfg.acc_max + 1))
+        regs = dict(bench.random_regs(), seed_x=bench.random_seed(), seed_d=bench.random_seed())
+        fault = faults[(k // 2) % len(faults)] if k % 2 and k >= 4 else None
+        size = max(size, 2) if fault else size
+        xs, ds, rs, acc = [], [], [], []
+        for j in range(size):
+            gx, gd = same_exponent(rng, x, d)
+            r = dict(regs, reseed=j == 1)
+            if j == size - 1 and fault == "mismatch" and size > 1:
+                r["lr_shift"] = (r["lr_shift"] + 1) % (cfg.lr_shift_max + 1)
+            elif j == size - 1 and fault == "inf":
+                gx[int(rng.integers(0, cfg.rows))] = 0x7C00
+            elif j == size - 1 and fault == "zero_seed":
+                r.update(reseed=True, seed_x=0)
+            xs.append(gx), ds.append(gd), rs.append(r), acc.append(int(j < size - 1))
+        if fault == "overlong":
+            # K products with acc = 1: the K-th ends the group; one more closes the next
+            acc = [1] * cfg.acc_max + [0]
+            more = [same_exponent(rng, x, d) for _ in range(cfg.acc_max + 1 - size)]
+            xs += [m[0] for m in more]
+            ds += [m[1] for m in more]
+            rs += [dict(regs)] * len(more)
+        bench.send(np.stack(xs), np.stack(ds), rs, acc=acc)
+        if k % 3 == 2 or fault:
+            await bench.drain()
+            await bench.check_status()
+            if bench.model.reg_error:
+                await bench.pulse("clear")
+                await bench.check_status()
+    # full-scale groups of K at the longest BL, both signs: sums beyond one product's range,
+    # towards the counters' ±K·bl_max
+    for sign in (0, 0x8000):
+        x, d = np.full((cfg.acc_max, cfg.rows), 0x7BFF), np.full((cfg.acc_max, cfg.cols), 0x7BFF | sign)
+        bench.send(x, d, {"log2_bl": cfg.log2_bl_max, "lr_shift": 0},
+                   acc=[1] * (cfg.acc_max - 1) + [0])
+    await bench.drain()
+    await bench.check_status()
+    bench.finish(f"accumulation_{'_'.join(stalls)}", require=stalls == ("none", "none"))
 
 
 @cocotb.test()
@@ -444,7 +564,9 @@ async def throughput(dut):
     """For every BL: K products without stalls. The clocks between the first beats of
     consecutive products are measured (BL + rows/R single-buffered, max(BL, rows/R) double-
     buffered, R = `rows_per_beat`: `cfg.clocks_per_product`) and the latency to the first beat
-    (`LATENCY` + BL); figures to throughput.json."""
+    (`LATENCY` + BL); with `acc_max` > 1 also groups of k products (k = 1, 2, 4, … and
+    `acc_max`): the clocks between read-outs, per product (`clocks_per_product(log2_bl, k)`);
+    figures to throughput.json."""
     bench = ESSOPBench(dut, seed_offset=8)
     cfg = bench.cfg
     await bench.start()
@@ -467,9 +589,26 @@ async def throughput(dut):
                      "clocks_total": int(out[-1] - acc[0] + 1)})
         assert latency == META["latency"] + bl, f"BL {bl}: latency {latency}, not {META['latency']} + BL"
         assert (period == want).all(), f"BL {bl}: clocks between products {list(period)}, not {want}"
+    per_k = []
+    ks = sorted({1 << j for j in range(cfg.acc_max.bit_length()) if 1 << j <= cfg.acc_max}
+                | {cfg.acc_max}) if cfg.accumulates else []
+    for group in ks:
+        for log2_bl in range(cfg.log2_bl_max + 1):
+            out0 = len(bench.out_cycles)
+            x, d = bench.vectors(1, cfg.rows)[0] & 0x7BFF, bench.vectors(1, cfg.cols)[0] & 0x7BFF
+            acc = [int(j % group < group - 1) for j in range(k * group)]
+            bench.send(np.tile(x, (k * group, 1)), np.tile(d, (k * group, 1)),
+                       {"log2_bl": log2_bl, "lr_shift": 0}, acc=acc)
+            await bench.drain()
+            period = np.diff(bench.out_cycles[out0:][::cfg.readout_beats])
+            want = cfg.clocks_per_product(log2_bl, group)
+            per_k.append({"k": group, "log2_bl": log2_bl, "bl": 1 << log2_bl, "groups": k,
+                          "cycles_per_product": float(period.mean()) / group, "expected": want})
+            assert (period == group * want).all(), \
+                f"k {group}, BL {1 << log2_bl}: clocks between read-outs {list(period)}, not {group * want}"
     result = {"unit": "essop", "tag": cfg.tag, "sim": cocotb.SIM_NAME, "rows": cfg.rows,
-              "cols": cfg.cols, "rows_per_beat": cfg.rows_per_beat,
-              "double_buffer": cfg.double_buffer, "per_bl": rows,
+              "cols": cfg.cols, "rows_per_beat": cfg.rows_per_beat, "acc_max": cfg.acc_max,
+              "double_buffer": cfg.double_buffer, "per_bl": rows, "per_k": per_k,
               "latency": META["latency"], "vectors": k, "clocks": rows[-1]["clocks_total"],
               "cycles_per_vector": rows[-1]["cycles_per_product"]}
     OUT.mkdir(parents=True, exist_ok=True)
