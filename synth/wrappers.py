@@ -1,4 +1,5 @@
-"""Area of the periphery wrappers (hdl/periphery.py), apart from the units they wrap.
+"""Area of the periphery wrappers (hdl/periphery.py: NMPU, LDPU and ESSOP tops), apart from the
+units they wrap.
 
     python -m synth.wrappers [--preset nmpu_paper ...]   synthesize the tops (build/synth/periphery_<tag>/)
 
@@ -66,11 +67,11 @@ def main(argv=None):
     from hdl.periphery import PERIPHERY_PRESETS
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--preset", action="append", choices=sorted(PERIPHERY_PRESETS),
-                    help="periphery preset (default: nmpu_paper, ldpu_paper)")
+                    help="periphery preset (default: nmpu_paper, ldpu_paper, essop_paper)")
     ap.add_argument("--out", type=Path, default=flow.DEFAULT_OUT)
     args = ap.parse_args(argv)
     tools = flow.Tools.setup(args.out)
-    for name in args.preset or ["nmpu_paper", "ldpu_paper"]:
+    for name in args.preset or ["nmpu_paper", "ldpu_paper", "essop_paper"]:
         row = flow.run("periphery", PERIPHERY_PRESETS[name], tools, out_dir=args.out)
         print(f"periphery {name}: {row['area_um2'] / 1e6:.3f} mm², f_max {row['fmax_mhz']} MHz",
               flush=True)

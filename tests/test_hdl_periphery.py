@@ -155,6 +155,14 @@ def test_wrapper_area_rows(tmp_path):
     assert "| nmpu_small | 0.001 | 0.001 | 0.0001 | 10.0% | 210.0 / 200.0 |" in \
         wrappers.markdown(rows, {"wrappers": [w]})
     assert wrappers.wrapper_rows(rows[1:], tmp_path) == []
+    # an ESSOP top against its engine's row
+    essop = PERIPHERY_PRESETS["essop_tiny"]
+    d = tmp_path / f"periphery_{essop.tag}"
+    d.mkdir()
+    (d / "result.json").write_text(json.dumps({"area_um2": 125.0, "fmax_mhz": 400.0}))
+    rows.append({"unit": "essop", "preset": essop.core.tag, "area_um2": 100.0})
+    w = {r["top"]: r for r in wrappers.wrapper_rows(rows, tmp_path)}
+    assert (w["essop_tiny"]["wrapper_area_um2"], w["essop_tiny"]["wrapper_share"]) == (25.0, 0.25)
 
 
 # -- the ESSOP top -------------------------------------------------------------------------------
