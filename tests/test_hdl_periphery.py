@@ -16,6 +16,36 @@ from .test_regmap import axil_read, axil_write
 CFG = PERIPHERY_PRESETS["nmpu_tiny"]
 
 
+async def stream_job(ctx, dut, beats, n_out, stall, rng, extra=(12345, 0)):
+    """Offer the job's input `beats` [(tdata, tlast)] (then `extra`, which must not be taken)
+    and take `n_out` output beats, each side stalling with probability `stall`; no irq before
+    the last output, and the input closed after the job. Returns the outputs [(tdata, tlast)]."""
+    got, k, cycles = [], 0, 0
+    while len(got) < n_out:
+        cycles += 1
+        assert cycles < 3000, "the job hangs"
+        offer = rng.random() >= stall
+        beat = beats[k] if k < len(beats) else extra
+        ctx.set(dut.s_axis_tdata, beat[0])
+        ctx.set(dut.s_axis_tlast, beat[1])
+        ctx.set(dut.s_axis_tvalid, int(offer))
+        ctx.set(dut.m_axis_tready, int(rng.random() >= stall))
+        if offer and ctx.get(dut.s_axis_tready):
+            assert k < len(beats), "a beat beyond the job was accepted"
+            k += 1
+        assert not ctx.get(dut.irq), "done before the last output"
+        if ctx.get(dut.m_axis_tvalid) and ctx.get(dut.m_axis_tready):
+            got.append((ctx.get(dut.m_axis_tdata), ctx.get(dut.m_axis_tlast)))
+        await ctx.tick()
+    ctx.set(dut.s_axis_tvalid, 1)
+    ctx.set(dut.s_axis_tdata, extra[0])
+    for _ in range(4):
+        assert not ctx.get(dut.s_axis_tready), "input open after the job"
+        await ctx.tick()
+    ctx.set(dut.s_axis_tvalid, 0)
+    return got
+
+
 def _layer_word(rm, regs):
     word = {}
     for r, f in rm.fields_of("LAYER"):
@@ -71,31 +101,9 @@ def test_job_equals_golden(stall, bad_last):
         assert st & 1, "busy after start"
         for off in _layer_word(rm, regs):
             assert await axil_write(ctx, dut, off, 0) != OKAY, "LAYER written while busy"
-        k, cycles = 0, 0
-        extra = (12345, 0)   # one beat beyond the job: must not be taken
-        while len(got) < vectors * core.beats:
-            cycles += 1
-            assert cycles < 2000, "the job hangs"
-            offer = rng.random() >= stall
-            beat = beats[k] if k < len(beats) else extra
-            ctx.set(dut.s_axis_tdata, beat[0])
-            ctx.set(dut.s_axis_tlast, beat[1])
-            ctx.set(dut.s_axis_tvalid, int(offer))
-            ctx.set(dut.m_axis_tready, int(rng.random() >= stall))
-            if offer and ctx.get(dut.s_axis_tready):
-                assert k < len(beats), "a beat beyond the job was accepted"
-                k += 1
-            assert not ctx.get(dut.irq), "done before the last output"
-            if ctx.get(dut.m_axis_tvalid) and ctx.get(dut.m_axis_tready):
-                got.append(ctx.get(dut.m_axis_tdata))
-                lasts.append(ctx.get(dut.m_axis_tlast))
-            await ctx.tick()
-        ctx.set(dut.s_axis_tvalid, 1)
-        ctx.set(dut.s_axis_tdata, extra[0])
-        for _ in range(4):
-            assert not ctx.get(dut.s_axis_tready), "input open after the job"
-            await ctx.tick()
-        ctx.set(dut.s_axis_tvalid, 0)
+        out = await stream_job(ctx, dut, beats, vectors * core.beats, stall, rng)
+        got.extend(w for w, _ in out)
+        lasts.extend(last for _, last in out)
         _, st = await axil_read(ctx, dut, rm.reg("STATUS").offset)
         flags = 0b10110 if bad_last else 0b10010  # done, bus error (the LAYER write), frame error
         assert st == flags, f"STATUS {st:#x}, expected {flags:#x}"
@@ -186,7 +194,7 @@ def _essop_run(dut, rm, beats, layer, reseed, stall, rng, expect_beats):
     """Program LAYER, start a job of len(beats) products (with CTRL.reseed if asked), stream
     `beats` [(tdata, tlast)] under random stalls; returns the output (tdata, tlast) and the
     status afterwards. Checks on the way: the input closes after the job, no irq before the
-    last output, LAYER and reseed refused while busy."""
+    last output, LAYER and reseed refused while busy (`stream_job`)."""
     got = []
 
     async def bench(ctx):
@@ -203,28 +211,7 @@ def _essop_run(dut, rm, beats, layer, reseed, stall, rng, expect_beats):
         assert await axil_write(ctx, dut, 0x20, word) != OKAY, "LAYER written while busy"
         assert await axil_write(ctx, dut, ctrl.offset, 1 << ctrl.field("reseed").lsb) != OKAY, \
             "reseed taken while busy"
-        k, cycles = 0, 0
-        while len(got) < expect_beats:
-            cycles += 1
-            assert cycles < 3000, "the job hangs"
-            offer = rng.random() >= stall
-            beat = beats[k] if k < len(beats) else (0x1234, 1)
-            ctx.set(dut.s_axis_tdata, beat[0])
-            ctx.set(dut.s_axis_tlast, beat[1])
-            ctx.set(dut.s_axis_tvalid, int(offer))
-            ctx.set(dut.m_axis_tready, int(rng.random() >= stall))
-            if offer and ctx.get(dut.s_axis_tready):
-                assert k < len(beats), "a product beyond the job was accepted"
-                k += 1
-            assert not ctx.get(dut.irq), "done before the last read-out beat"
-            if ctx.get(dut.m_axis_tvalid) and ctx.get(dut.m_axis_tready):
-                got.append((ctx.get(dut.m_axis_tdata), ctx.get(dut.m_axis_tlast)))
-            await ctx.tick()
-        ctx.set(dut.s_axis_tvalid, 1)
-        for _ in range(3):
-            assert not ctx.get(dut.s_axis_tready), "input open after the job"
-            await ctx.tick()
-        ctx.set(dut.s_axis_tvalid, 0)
+        got.extend(await stream_job(ctx, dut, beats, expect_beats, stall, rng, (0x1234, 1)))
         ctx.set(dut.m_axis_tready, 1)
         for _ in range(40):  # nothing more comes out
             assert not ctx.get(dut.m_axis_tvalid), "a read-out beat beyond the job"
