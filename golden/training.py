@@ -36,6 +36,13 @@ quadratic in G/g_max, clipped at 0) when `program_noise` is on.
 
 Mini-batches. Each sample's outer product is one ESSOP product (or a set of tiles); the B
 products of a mini-batch are summed into χ, then the pulses are sent (once per mini-batch).
+With accumulation (`TrainConfig.acc` = K > 1, "exact" mode; the engine is the preset with
+`acc_max` = K) the driver sends a mini-batch tile by tile, the B samples' products of one tile
+in a row, and lets up to K consecutive products of one E add up in the counters
+(`golden.essop.group_flags`: a group never mixes tiles or exponents, so no product is refused);
+one read-out per group (`golden.essop.accumulated_stream`). The update is exactly the sum of the
+single products' updates sent in that order: the counters add what the single read-outs would
+have carried. "fast" mode draws the same sums per product, so K changes nothing there.
 Biases are digital (the periphery's per-column offset) and train in float32 in every mode.
 """
 
@@ -56,7 +63,7 @@ from hdl.config import ESSOPConfig, essop_preset
 __all__ = [
     "DeviceConfig", "TrainConfig", "MODES", "BLS",
     "device_factors", "mean_step", "pulse", "apply_pulses", "transfer", "program_noise_sigma",
-    "program_pairs", "refresh", "log2_of_bl", "tile_batch", "untile", "weight_update",
+    "program_pairs", "refresh", "log2_of_bl", "tile_batch", "untile", "tile_major", "weight_update",
     "PCMLayer", "FloatLayer", "TileForward", "Network", "forward", "backward", "accuracy", "train",
     "training_step", "rtl_vectors", "study", "write_report", "main",
 ]
@@ -116,13 +123,14 @@ class TrainConfig:
     lr_decay: tuple = (0.5, 0.75)   # fractions of the epochs after which lr_shift grows by one
     w_max: float = 1.0         # |W| of a pair with G+ − G− = g_max
     essop: str = "paper"       # ESSOP preset (hdl/config.py)
+    acc: int = 1               # K: products accumulated per read-out in "exact" mode
     analog: bool = True        # forward pass through golden.tile (False: float W as read)
     adc_bits: int = 12         # golden.tile's default
     adc_range: float = 32.0    # ADC full scale in full-scale products (golden.tile.TileConfig)
     device: DeviceConfig = field(default_factory=DeviceConfig)
 
     def __post_init__(self):
-        for name in ("hidden", "epochs", "batch", "lr_shift", "adc_bits"):
+        for name in ("hidden", "epochs", "batch", "lr_shift", "adc_bits", "acc"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < (0 if name == "epochs" else 1):
                 raise ValueError(f"`{name}` must be a positive int, not {v!r}")
@@ -140,7 +148,9 @@ class TrainConfig:
 
     @property
     def essop_cfg(self) -> ESSOPConfig:
-        return essop_preset(self.essop)
+        """The preset, with counters for `acc` products when `acc` > 1 (`acc_max` validates it)."""
+        cfg = essop_preset(self.essop)
+        return dataclasses.replace(cfg, acc_max=self.acc) if self.acc > cfg.acc_max else cfg
 
     @property
     def eta(self):
@@ -294,12 +304,15 @@ def _finite_fp16(name, v):
     return bits
 
 
-def weight_update(mode, cfg: ESSOPConfig, x, d, lr_shift, bl=None, rng=None, state=None):
+def weight_update(mode, cfg: ESSOPConfig, x, d, lr_shift, bl=None, rng=None, state=None, acc=1):
     """ΔW = η·Σ_b x_b·d_bᵀ (η = 2^−lr_shift) of a mini-batch x (B, M), d (B, N), float64 (M, N).
 
     mode "float": exact; "exact": ESSOP bit-exact from LFSR `state` (a pair of states, from
     `golden.essop.reseed` or a previous call), returns (ΔW, new state, counts (B·R·K, rows, cols),
     exponents (B·R·K,)); "fast": ESSOP statistics from `rng`. Returns ΔW for "float" and "fast".
+    `acc` > 1 ("exact"; at most `cfg.acc_max`): the products tile by tile, up to `acc` of one E
+    per read-out (see the module docstring); the counts and exponents are then the read-outs'
+    (G, rows, cols) and (G,).
     """
     x = np.atleast_2d(np.asarray(x, dtype=np.float64))
     d = np.atleast_2d(np.asarray(d, dtype=np.float64))
@@ -317,8 +330,14 @@ def weight_update(mode, cfg: ESSOPConfig, x, d, lr_shift, bl=None, rng=None, sta
         return np.ldexp(x.T @ d, -int(lr_shift))
     if mode not in ("exact", "fast"):
         raise ValueError(f"`mode` must be 'float', 'exact' or 'fast', not {mode!r}")
+    if isinstance(acc, bool) or not isinstance(acc, (int, np.integer)) or not 1 <= acc <= cfg.acc_max:
+        raise ValueError(f"`acc` must be an int in [1, {cfg.acc_max}] (ESSOP acc_max), not {acc!r}")
     log2_bl = log2_of_bl(cfg, bl)
     xs, ds = tile_batch(cfg, _finite_fp16("x", x), _finite_fp16("d", d))
+    if mode == "exact" and acc > 1:
+        if state is None:
+            raise ValueError("mode 'exact' needs the LFSR `state` (golden.essop.reseed)")
+        return _accumulated_update(cfg, xs, ds, log2_bl, int(lr_shift), state, int(acc), m, n)
     if mode == "fast":
         res = ge.outer_product_fast(cfg, xs, ds, log2_bl, int(lr_shift), _rng(rng))
     else:
@@ -335,6 +354,26 @@ def weight_update(mode, cfg: ESSOPConfig, x, d, lr_shift, bl=None, rng=None, sta
     if mode == "fast":
         return dw
     return dw, (res.state_x, res.state_d), res.c, res.exp
+
+
+def tile_major(xs, ds):
+    """A mini-batch's products (B, T, …) in the accumulating driver's order: tile by tile, the
+    B samples of a tile in a row. Returns xs (T·B, rows), ds (T·B, cols), tile index (T·B,)."""
+    bsz, t = xs.shape[:2]
+    return (xs.transpose(1, 0, 2).reshape(t * bsz, -1), ds.transpose(1, 0, 2).reshape(t * bsz, -1),
+            np.repeat(np.arange(t), bsz))
+
+
+def _accumulated_update(cfg, xs, ds, log2_bl, lr_shift, state, acc, m, n):
+    """`weight_update` "exact" with up to `acc` products per read-out."""
+    px, pd, tiles = tile_major(xs, ds)
+    flags = ge.group_flags(cfg, px, pd, log2_bl, lr_shift, acc, keys=tiles)
+    res, flagged = ge.accumulated_stream(cfg, px, pd, flags, log2_bl, lr_shift, *state)
+    if res.error.any() or flagged.any():
+        raise ValueError("ESSOP flagged a group")  # unreachable: group_flags forms clean groups
+    per_tile = np.zeros((xs.shape[1], cfg.rows, cfg.cols))
+    np.add.at(per_tile, tiles[flags == 0], ge.decode(cfg, res.c, res.exp[:, None, None]))
+    return untile(cfg, per_tile, m, n), (res.state_x, res.state_d), res.c, res.exp
 
 
 # -- one layer of PCM pairs ------------------------------------------------------------------------
@@ -500,7 +539,7 @@ def train(tcfg: TrainConfig, mode, data, seed, bl=None, progress=None, hook=None
     seeds = np.random.default_rng([seed, 6]).integers(1, ecfg.lfsr_max + 1, size=2)
     state = ge.reseed(ecfg, int(seeds[0]), int(seeds[1]))
     acc = [accuracy(net, data.x_test, data.y_test)]
-    step = 0
+    step = readouts = 0
     for epoch in range(tcfg.epochs):
         order = order_rng.permutation(len(data.y_train))
         lr_shift = tcfg.lr_shift_at(epoch)
@@ -518,7 +557,9 @@ def train(tcfg: TrainConfig, mode, data, seed, bl=None, progress=None, hook=None
                     dw = weight_update("fast", ecfg, xin, d, lr_shift, bl=bl, rng=op_rng)
                 else:
                     before = state
-                    dw, state, c, e = weight_update("exact", ecfg, xin, d, lr_shift, bl=bl, state=state)
+                    dw, state, c, e = weight_update("exact", ecfg, xin, d, lr_shift, bl=bl,
+                                                    state=state, acc=tcfg.acc)
+                    readouts += len(c)
                     info = {"state": before, "c": c, "exp": e}
                 if hook is not None:
                     hook(dict(step=step, layer=k, x=xin, d=d, dw=dw, lr_shift=lr_shift, **(info or {})))
@@ -533,7 +574,7 @@ def train(tcfg: TrainConfig, mode, data, seed, bl=None, progress=None, hook=None
     return {"mode": mode, "bl": bl, "seed": seed, "acc": acc, "final": acc[-1],
             "pulses": sum(la.pulses for la in net.layers),
             "refreshes": sum(la.refreshes for la in net.layers),
-            "steps": step, "wall_s": time.perf_counter() - t0}
+            "steps": step, "readouts": readouts, "wall_s": time.perf_counter() - t0}
 
 
 def training_step(tcfg: TrainConfig, data, seed, step=3, bl=32):

@@ -215,6 +215,40 @@ def test_exact_update_matches_golden_essop():
     assert c.shape == (3 * 2 * 2, PAPER.rows, PAPER.cols) and e.shape == (12,)
 
 
+@pytest.mark.parametrize("acc", [2, 4, 16])
+def test_accumulated_update_is_the_sum_of_single_products(acc, data):
+    """A mini-batch update through accumulated read-outs (K = acc) equals the sum of the single
+    products' updates sent in the same order (tile by tile, samples in a row, each product read
+    out alone): bit-exact ΔW and the same LFSR state after; fewer read-outs than products."""
+    cfg = dataclasses.replace(PAPER, acc_max=16)
+    info = T.training_step(T.TrainConfig(), data, 1, step=2, bl=8)[1]
+    x, d = info["x"], info["d"]                               # 10 samples, 32 -> 10
+    state = ge.reseed(cfg, 321, 654)
+    dw, st, c, e = T.weight_update("exact", cfg, x, d, 5, bl=8, state=state, acc=acc)
+    xs, ds = T.tile_batch(cfg, fp16.encode(x), fp16.encode(d))
+    px, pd, tiles = T.tile_major(xs, ds)
+    singles = ge.product_stream(cfg, px, pd, 3, 5, *state)
+    per_tile = np.zeros((xs.shape[1], cfg.rows, cfg.cols))
+    np.add.at(per_tile, tiles, ge.decode(cfg, singles.c, singles.exp[:, None, None]))
+    assert np.array_equal(dw, T.untile(cfg, per_tile, *dw.shape))
+    assert (int(st[0]), int(st[1])) == (int(singles.state_x), int(singles.state_d))
+    assert len(c) == len(e) < len(px) and np.abs(c).max() <= acc * 8
+    one, *_ = T.weight_update("exact", cfg, x, d, 5, bl=8, state=state)   # sample by sample
+    assert np.abs(dw - one).max() < np.abs(one).max()                  # another LFSR order only
+
+
+def test_accumulation_in_training_config():
+    assert T.TrainConfig(acc=16).essop_cfg.acc_max == 16
+    assert T.TrainConfig().essop_cfg == PAPER
+    with pytest.raises(ValueError, match="`acc` must be a positive int"):
+        T.TrainConfig(acc=0)
+    with pytest.raises(ValueError, match=r"`acc_max` must be in \[1, 1024\]"):
+        T.TrainConfig(acc=2048)
+    x, d = np.ones((2, 3)), np.ones((2, 3))
+    with pytest.raises(ValueError, match=r"`acc` must be an int in \[1, 1\]"):
+        T.weight_update("exact", PAPER, x, d, 3, bl=8, state=ge.reseed(PAPER, 1, 1), acc=4)
+
+
 @pytest.mark.parametrize("bl", [8, 32])
 def test_exact_and_fast_same_moments(bl, data):
     """Over T trials (exact: one reseed per trial; fast: one rng draw per trial) of the outer
