@@ -363,3 +363,43 @@ def test_clocks_per_product_accumulated(cfg):
             period = np.diff(clocks[::cfg.readout_beats])
             assert (period == k * cfg.clocks_per_product(log2_bl, k)).all(), \
                 f"k {k}, log2_bl {log2_bl}: clocks between read-outs {list(period)}"
+
+
+def test_open_group_keeps_busy():
+    """Products with acc = 1 leave no read-out and keep `busy` high while the group is open;
+    the closing product reads out their sum."""
+    cfg = ACC[0]
+    x, d = np.full(cfg.rows, 0x3C00), np.full(cfg.cols, 0x3C00)
+    regs = {"log2_bl": 2, "lr_shift": 0, "seed_x": 1, "seed_d": 1}
+    dut = ESSOP(cfg)
+    seen = {}
+
+    async def bench(ctx):
+        ctx.set(dut.o.ready, 1)
+        for name, v in regs.items():
+            ctx.set(getattr(dut, name), v)
+        ctx.set(dut.i.payload.x, [int(a) for a in x])
+        ctx.set(dut.i.payload.d, [int(a) for a in d])
+        for acc in (1, 1):
+            ctx.set(dut.i.payload.acc, acc)
+            ctx.set(dut.i.valid, 1)
+            await ctx.tick().until(dut.i.ready)
+        ctx.set(dut.i.valid, 0)
+        for _ in range(40):
+            assert not ctx.get(dut.o.valid), "a read-out while the group is open"
+            await ctx.tick()
+        seen["busy_open"] = ctx.get(dut.busy)
+        ctx.set(dut.i.payload.acc, 0)
+        ctx.set(dut.i.valid, 1)
+        await ctx.tick().until(dut.i.ready)
+        ctx.set(dut.i.valid, 0)
+        await ctx.tick().until(dut.o.valid)
+        seen["c"] = [int(c) for c in ctx.get(dut.o.payload.c)]
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    assert seen["busy_open"] == 1
+    want = expected_rows(cfg, [(x, d, regs, False, 1), (x, d, regs, False, 1), (x, d, regs, False, 0)])
+    assert seen["c"] == want[0][0]
