@@ -155,7 +155,7 @@ class PeripheryConfig(_ConfigIdentity):
             if value > 0xFFFF:
                 raise ValueError(f"GEOMETRY holds a 16-bit `{name}`, not {value}")
         # the job counts one read-out per product: a group of accumulated products reads out once
-        if getattr(self.core, "acc_max", 1) != 1:
+        if self.unit == "essop" and self.core.accumulates:
             raise ValueError(f"`core` of an essop periphery must read out every product "
                              f"(acc_max 1), not acc_max {self.core.acc_max}")
 
@@ -388,7 +388,8 @@ class Periphery(wiring.Component):
                 store[reg.name, f.name])
         layer = {name: Cat(*bits) for name, bits in layer_bits.items()}
         if spec.params:
-            m.d.comb += unit.layer.as_value().eq(Cat(*[layer[n] for n, _, _ in spec.layer(cfg.core)]))
+            order = [name for name, _, _ in spec.layer(cfg.core)]
+            m.d.comb += unit.layer.as_value().eq(Cat(*[layer[name] for name in order]))
             # parameter window -> the unit's write port
             m.d.comb += [unit.wr.en.eq(wr["en"]), unit.wr.addr.eq(wr["column"]),
                          unit.wr.data.as_value().eq(wr["word"])]
@@ -415,10 +416,11 @@ class Periphery(wiring.Component):
         took = self.s_axis_tvalid & self.s_axis_tready
         i_l, o_l = _layouts(cfg)
         i_data = self.s_axis_tdata[:_data_bits(i_l)]
+        if "last" in i_l.members:
+            i_data = Cat(i_data, self.s_axis_tlast)
         m.d.comb += [unit.i.valid.eq(self.s_axis_tvalid & open_),
                      self.s_axis_tready.eq(unit.i.ready & open_),
-                     unit.i.payload.as_value().eq(Cat(i_data, self.s_axis_tlast) if "last" in i_l.members
-                                                  else i_data)]
+                     unit.i.payload.as_value().eq(i_data)]
         if hasattr(unit, "frame_error"):
             m.d.comb += st["frame_error"].eq(unit.frame_error)
         else:  # one beat per item: tlast on every beat

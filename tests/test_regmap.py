@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from amaranth.sim import Simulator
 
-from hdl.config import NMPU_PRESETS, NMPUConfig
+from hdl.config import ESSOP_PRESETS, NMPU_PRESETS, NMPUConfig
 from hdl.periphery import (PERIPHERY_PRESETS, SLVERR, OKAY, Periphery, PeripheryConfig,
                            periphery_regmap)
 from hdl.regmap import Field, Reg, RegModel, pack_fields, write_outputs
@@ -216,7 +216,10 @@ def test_c_example_fails_on_a_renamed_field(outputs, tmp_path):
 
 @pytest.mark.parametrize("kwargs,match", [
     (dict(unit="fp16outer"), "`unit` must be one of nmpu, ldpu, essop"),
-    (dict(unit="essop", core=NMPU_PRESETS["tiny"]), "`core` of a essop periphery must be a ESSOPConfig"),
+    (dict(unit="essop", core=NMPU_PRESETS["tiny"]),
+     "`core` of a essop periphery must be a ESSOPConfig"),
+    (dict(unit="essop", core=dataclasses.replace(ESSOP_PRESETS["tiny"], acc_max=2)),
+     "must read out every product .acc_max 1., not acc_max 2"),
     (dict(unit="ldpu", core=NMPU_PRESETS["tiny"]), "`core` of a ldpu periphery must be a LDPUConfig"),
     (dict(job_bits=0), r"`job_bits` must be in \[1, 32\], not 0"),
     (dict(job_bits=33), r"`job_bits` must be in \[1, 32\], not 33"),
