@@ -153,23 +153,145 @@ def test_table_interpolates_and_extrapolates_linearly():
     assert t.at(load=0.0, slew=-2.0) == pytest.approx(-1.0)
 
 
-def test_samples_toggles_and_window(tmp_path):
-    # 3 nets, bits written as the monitor writes them; x is no transition
-    rows = ["00 010", "10 110", "00 0x0", "01 011", "01 111", "00 000"]
-    path = tmp_path / "s.txt"
-    path.write_text("\n".join(rows) + "\n")
-    flags, values = power.read_samples(path, 3)
-    first, last = power.window(flags)
-    assert (first, last) == (1, 4)
-    order = np.array([2, 0, 1])      # character k is net order[k]
-    r, f = power.toggles(values, order, 3, first, last)
-    # net 2: 1,0,0,1 -> one fall, one rise; net 0: 1,x,1,1 -> none; net 1: 0,0,1,1 -> a rise
-    assert list(r) == [0, 1, 1] and list(f) == [0, 0, 1]
-    path.write_text("00 01\n")
-    with pytest.raises(power.PowerError, match="not 6 characters long"):
-        power.read_samples(path, 3)
-    with pytest.raises(power.PowerError, match="handshake"):
-        power.window(np.zeros((3, 2), dtype=bool))
+# A VCD as the zero-delay run writes it (1 ps ticks, clock period 10 ns: rising edges at 5, 15,
+# 25 ... ns): the bench's handshakes, the netlist's nets (n1, the 2-bit port `a`) and a net of an
+# inlined cell model (pwi_: not in the netlist, skipped).
+HAND_VCD = """$timescale 1ps $end
+$scope module tb_hand $end
+$var reg 1 ! clk $end
+$var reg 1 " i__valid $end
+$var wire 1 # i__ready $end
+$var wire 1 $ o__valid $end
+$var reg 1 % o__ready $end
+$upscope $end
+$scope module tb_hand $end
+$scope module dut $end
+$var wire 1 ! clk $end
+$var wire 2 & a [1:0] $end
+$var wire 1 ' n1 $end
+$var wire 1 ( q $end
+$var wire 1 ) pwi_u1_x $end
+$upscope $end
+$upscope $end
+$enddefinitions $end
+#0
+$dumpvars
+0!
+x"
+x#
+x$
+x%
+bxx &
+x'
+x(
+$end
+#5000
+1!
+0"
+1#
+0$
+1%
+b00 &
+0'
+0(
+#10000
+0!
+1"
+#15000
+1!
+b01 &
+1'
+#20000
+0!
+#25000
+1!
+b10 &
+0'
+1(
+1$
+0"
+#30000
+0!
+#35000
+1!
+b11 &
+1'
+0(
+0$
+#40000
+0!
+#45000
+1!
+b00 &
+0'
+"""
+# Rising edge k is at 10 k + 5 ns; a handshake at edge k is seen in the values before its changes.
+# Input handshakes at edges 1 and 2, the output handshake at edge 3: the window [1, 3) holds the
+# changes at 15 and 25 ns, not those at 5 ns (before) or at 35 and 45 ns (after).
+
+
+def test_vcd_activity_counts_transitions_of_the_window(tmp_path):
+    hand_net = power.parse_netlist(_write(tmp_path, "h2.v", HAND_NETLIST.replace(
+        "input a;", "input [1:0] a;").replace(".A(a)", ".A(a[0])")))
+    path = _write(tmp_path, "a.vcd", HAND_VCD)
+    act = power.read_vcd(path, hand_net, "tb_hand")
+    assert (act.start, act.stop, act.clocks) == (1, 3, 2)
+    assert act.flags[:5].tolist() == [[False, False], [True, False], [True, False],
+                                      [False, True], [False, False]]
+    ids = {name: ids for name, _, _, ids, _ in hand_net.wires}
+    # 15 ns: a 00 -> 01, n1 0 -> 1; 25 ns: a 01 -> 10, n1 1 -> 0, q 0 -> 1
+    assert act.rises[ids["a"]].tolist() == [1, 1] and act.falls[ids["a"]].tolist() == [1, 0]
+    assert (act.rises[ids["n1"][0]], act.falls[ids["n1"][0]]) == (1, 1)
+    assert (act.rises[ids["q"][0]], act.falls[ids["q"][0]]) == (1, 0)
+    # o__valid held high over 35 ns: the last output handshake at edge 4, the window [1, 4)
+    # also holds 35 ns: a 10 -> 11, n1 0 -> 1, q 1 -> 0
+    late = HAND_VCD.replace("#35000\n1!\nb11 &\n1'\n0(\n0$", "#35000\n1!\nb11 &\n1'\n0(")
+    act = power.read_vcd(_write(tmp_path, "b.vcd", late), hand_net, "tb_hand")
+    assert (act.start, act.stop) == (1, 4)
+    assert act.rises[ids["a"]].tolist() == [2, 1] and act.falls[ids["a"]].tolist() == [1, 0]
+    assert (act.rises[ids["n1"][0]], act.falls[ids["n1"][0]]) == (2, 1)
+    assert (act.rises[ids["q"][0]], act.falls[ids["q"][0]]) == (1, 1)
+    with pytest.raises(power.PowerError, match="wires not dumped"):
+        power.read_vcd(_write(tmp_path, "c.vcd", HAND_VCD.replace("$var wire 1 ( q $end\n", "")),
+                       hand_net, "tb_hand")
+    with pytest.raises(power.PowerError, match="no input or no output handshake"):
+        power.read_vcd(_write(tmp_path, "d.vcd", HAND_VCD.replace("1$", "0$")), hand_net,
+                       "tb_hand")
+
+
+def test_port_declared_twice_keeps_one_net_per_bit(tmp_path):
+    """Yosys declares every port twice (`input [1:0] a;` and `wire [1:0] a;`): each bit is
+    one net, read by the cells and counted as an input (the bits were once merged into one)."""
+    text = HAND_NETLIST.replace("input a;", "input [1:0] a;\n  wire [1:0] a;").replace(
+        ".A(a)", ".A(a[1])")
+    net = power.parse_netlist(_write(tmp_path, "p.v", text))
+    a = [w for w in net.wires if w[0] == "a"]
+    assert len(a) == 1 and len(set(a[0][3])) == 2
+    assert set(a[0][3]) <= net.inputs
+    assert net.cells[0][2]["A"] == a[0][3][1]
+    with pytest.raises(power.PowerError, match="declared as"):
+        power.parse_netlist(_write(tmp_path, "q.v", text.replace("wire [1:0] a;",
+                                                                 "wire [2:0] a;")))
+
+
+def test_inlined_cell_models(osu, tmp_path):
+    """The cell models expanded into primitives: a flip-flop is one udp_dff with Q as its
+    output (the unused inverted output dropped, the output buffer merged), a NAND one nand
+    (and + not merged), an AOI keeps its internal net under the instance's prefix."""
+    models = (flow.DEFAULT_OUT / "tech" / power.MODELS_FILE).read_text()
+    cells, udps = power.cell_primitives(models)
+    assert cells["DFFPOSX1"][1] == [("udp_dff", ["Q", "D", "CLK", "1'B0", "1'B0",
+                                                 "pwi_notifier"])]
+    assert cells["NAND2X1"][1] == [("nand", ["Y", "A", "B"])]
+    assert [p for p, _ in cells["AOI21X1"][1]] == ["and", "nor"]
+    assert any("primitive udp_dff" in u for u in udps)
+    text = power.inline_cells("module m(a, b, c, y);\n  input a;\n  input b;\n  input c;\n"
+                              "  output y;\n  AOI21X1 u1 (.A(a), .B(b), .C(c), .Y(y));\n"
+                              "endmodule\n", models)
+    assert "  and g1 (pwi_u1_I0_out, a, b);" in text and "  nor g2 (y, pwi_u1_I0_out, c);" in text
+    assert "  wire pwi_u1_I0_out;" in text
+    with pytest.raises(power.PowerError, match="NAND9"):
+        power.inline_cells("module m(a);\n  input a;\n  NAND9 u (.A(a));\nendmodule\n", models)
 
 
 def test_liberty_and_netlist_errors_name_the_problem(tmp_path):
