@@ -15,6 +15,7 @@ random data with an Inf (error products) continuing from the LFSR state; the exp
 each is `golden.essop`'s.
 """
 
+import functools
 import json
 import os
 import shutil
@@ -93,6 +94,7 @@ def layer_job(pcfg, vectors=VECTORS, seed=1):
     return {"vectors": vectors, "chains": chains, "expected": expected}
 
 
+@functools.lru_cache(maxsize=None)  # the training step runs once for both simulators
 def essop_job(pcfg, seed=1):
     """The ESSOP job JSON of verif/tb_periphery.py (see the module doc)."""
     from golden import essop as ge
