@@ -297,33 +297,33 @@ def _check_beats(cfg, products, ready_p, seed):
 
 @pytest.mark.parametrize("cfg", ACC, ids=lambda c: c.tag)
 def test_accumulated_groups_match_golden(cfg):
-    """Groups of 1..K products of one E (mixed BL where E allows, reseeds inside), with an E
-    mismatch, an Inf, a bad seed and an over-long group now and then, under output stalls: every
+    """Groups of 1..K products of one E (mixed BL where E allows, reseeds inside) alternating
+    with full groups holding a fault at every position (an E mismatch, an Inf, a zero seed:
+    later products of the group follow it), and an over-long group, under output stalls: every
     read-out beat and `reg_error` against golden `group_add`."""
     rng = np.random.default_rng(run_seed())
+    faults = list(itertools.product(("mismatch", "inf", "seed"), range(cfg.acc_max)))
     products = []
-    for k in range(10):
+    for k in range(2 * len(faults) + 1):
+        fault, fault_at = faults[k // 2] if k % 2 else (None, -1)
         x, d = fp16_vectors(rng, 1, cfg.rows)[0] & 0x7BFF, fp16_vectors(rng, 1, cfg.cols)[0] & 0x7BFF
-        size = int(rng.integers(1, cfg.acc_max + 1))
+        size = cfg.acc_max if fault or k == 2 * len(faults) else int(rng.integers(1, cfg.acc_max + 1))
+        over = k == 2 * len(faults)                # the last group: K products with acc = 1
         regs = {"log2_bl": int(rng.integers(0, cfg.log2_bl_max + 1)),
                 "lr_shift": int(rng.integers(0, cfg.lr_shift_max + 1)),
                 "seed_x": int(rng.integers(1, cfg.lfsr_max + 1)), "seed_d": int(rng.integers(1, cfg.lfsr_max + 1))}
         for j in range(size):
             gx, gd = _group_vectors(cfg, rng, x, d)
             r = dict(regs)
-            if k % 4 == 3 and j == size - 1:      # a fault: E mismatch, Inf, zero seed
-                fault = ("mismatch", "inf", "seed")[(k // 4) % 3]
-                if fault == "mismatch":
-                    r["log2_bl"] = (r["log2_bl"] + 1) % (cfg.log2_bl_max + 1)
-                elif fault == "inf":
-                    gx = gx.copy()
-                    gx[0] = 0x7C00
-                else:
-                    r["seed_x"] = 0
-            over = k == 5 and j == size - 1 and size == cfg.acc_max
+            if j == fault_at and fault == "mismatch":
+                r["log2_bl"] = (r["log2_bl"] + 1) % (cfg.log2_bl_max + 1)
+            elif j == fault_at and fault == "inf":
+                gx = gx.copy()
+                gx[0] = 0x7C00
+            elif j == fault_at:
+                r["seed_x"] = 0
             products.append((gx, gd, r, j == 1 or r["seed_x"] == 0, int(j < size - 1 or over)))
-        if products[-1][4]:                         # an over-long group: close the next one
-            products.append((x, d, regs, False, 0))
+    products.append((x, d, regs, False, 0))         # closes the group after the over-long one
     _check_beats(cfg, products, 0.7, run_seed())
 
 

@@ -394,19 +394,21 @@ async def accumulation(dut, stalls):
     for k in range(max(2 * len(faults), n_products(12))):
         x = bench.vectors(1, cfg.rows)[0] & 0x7BFF       # finite: faults come only from below
         d = bench.vectors(1, cfg.cols)[0] & 0x7BFF
-        size = [1, cfg.acc_max][k % 2] if k < 4 else int(rng.integers(1, cfg.acc_max + 1))
         regs = dict(bench.random_regs(), seed_x=bench.random_seed(), seed_d=bench.random_seed())
-        fault = faults[(k // 2) % len(faults)] if k % 2 and k >= 4 else None
-        size = max(size, 2) if fault else size
+        # clean groups of every size 1..K; full groups with a fault, first inside them, then
+        # at other positions (later products of the group follow it)
+        fault = faults[(k // 2) % len(faults)] if k % 2 else None
+        size = cfg.acc_max if fault else 1 + (k // 2) % cfg.acc_max
+        at = (k // (2 * len(faults)) + 1) % size
         xs, ds, rs, acc = [], [], [], []
         for j in range(size):
             gx, gd = same_exponent(rng, x, d)
             r = dict(regs, reseed=j == 1)
-            if j == size - 1 and fault == "mismatch" and size > 1:
+            if j == at and fault == "mismatch":
                 r["lr_shift"] = (r["lr_shift"] + 1) % (cfg.lr_shift_max + 1)
-            elif j == size - 1 and fault == "inf":
+            elif j == at and fault == "inf":
                 gx[int(rng.integers(0, cfg.rows))] = 0x7C00
-            elif j == size - 1 and fault == "zero_seed":
+            elif j == at and fault == "zero_seed":
                 r.update(reseed=True, seed_x=0)
             xs.append(gx), ds.append(gd), rs.append(r), acc.append(int(j < size - 1))
         if fault == "overlong":
