@@ -539,7 +539,7 @@ def train(tcfg: TrainConfig, mode, data, seed, bl=None, progress=None, hook=None
     seeds = np.random.default_rng([seed, 6]).integers(1, ecfg.lfsr_max + 1, size=2)
     state = ge.reseed(ecfg, int(seeds[0]), int(seeds[1]))
     acc = [accuracy(net, data.x_test, data.y_test)]
-    step = readouts = 0
+    step = readouts = products = 0
     for epoch in range(tcfg.epochs):
         order = order_rng.permutation(len(data.y_train))
         lr_shift = tcfg.lr_shift_at(epoch)
@@ -560,6 +560,7 @@ def train(tcfg: TrainConfig, mode, data, seed, bl=None, progress=None, hook=None
                     dw, state, c, e = weight_update("exact", ecfg, xin, d, lr_shift, bl=bl,
                                                     state=state, acc=tcfg.acc)
                     readouts += len(c)
+                    products += len(xin) * -(-xin.shape[1] // ecfg.rows) * -(-d.shape[1] // ecfg.cols)
                     info = {"state": before, "c": c, "exp": e}
                 if hook is not None:
                     hook(dict(step=step, layer=k, x=xin, d=d, dw=dw, lr_shift=lr_shift, **(info or {})))
@@ -574,7 +575,8 @@ def train(tcfg: TrainConfig, mode, data, seed, bl=None, progress=None, hook=None
     return {"mode": mode, "bl": bl, "seed": seed, "acc": acc, "final": acc[-1],
             "pulses": sum(la.pulses for la in net.layers),
             "refreshes": sum(la.refreshes for la in net.layers),
-            "steps": step, "readouts": readouts, "wall_s": time.perf_counter() - t0}
+            "steps": step, "products": products, "readouts": readouts,
+            "wall_s": time.perf_counter() - t0}
 
 
 def training_step(tcfg: TrainConfig, data, seed, step=3, bl=32):
@@ -651,6 +653,9 @@ def study(tcfg: TrainConfig, seeds, bls=BLS, progress=None, extra_exact_bl=None)
                         "curve_std": curves.std(axis=0).tolist(),
                         "pulses_mean": float(np.mean([r["pulses"] for r in per_seed])),
                         "refreshes_mean": float(np.mean([r["refreshes"] for r in per_seed])),
+                        "products_per_readout": (sum(r["products"] for r in per_seed)
+                                                 / sum(r["readouts"] for r in per_seed))
+                        if mode == "exact" else None,
                         "wall_s": float(sum(r["wall_s"] for r in per_seed))})
     ref = next(r for r in results if r["mode"] == "float")
     for r in results:  # paired by seed: same initial weights, sample order and device draws
@@ -703,6 +708,11 @@ def write_report(report, out):
                   f"it (or above): {bl if bl else 'none'}; BL = 32 "
                   f"{'meets' if report['bl32_within_0p5'] else 'misses'} the goal.",
               f"Total wall time {report['wall_s']:.0f} s."]
+    for r in report["results"]:
+        if r.get("products_per_readout"):
+            lines += ["", f"ESSOP exact at BL {r['bl']}: up to {c['acc']} products per read-out "
+                          f"(`acc`), {r['products_per_readout']:.2f} per read-out on average "
+                          f"(groups of one E and one tile, golden.essop.group_flags)."]
     (out / "training.md").write_text("\n".join(lines) + "\n")
     _plot(report, out / "training.png")
 
@@ -736,9 +746,14 @@ def main(argv=None):
     ap.add_argument("--epochs", type=int, default=None)
     ap.add_argument("--exact-bl", type=int, default=None,
                     help="also run ESSOP exact mode (bit-exact, slow) at this BL")
+    ap.add_argument("--acc", type=int, default=1,
+                    help="exact mode: up to this many products per ESSOP read-out (default 1)")
     ap.add_argument("--out", default=str(ROOT / "build" / "report"))
     args = ap.parse_args(argv)
-    tcfg = TrainConfig()
+    try:
+        tcfg = TrainConfig(acc=args.acc)
+    except ValueError as e:
+        sys.exit(f"--acc: {e}")
     if args.quick:
         tcfg = dataclasses.replace(tcfg, epochs=3)
     if args.epochs is not None:
