@@ -333,7 +333,7 @@ def test_tag_of_custom_is_name_and_hash():
 def test_tag_differs_for_every_field():
     base = ESSOPConfig(name="base", rows=8, cols=8, mag_bits=4, lfsr_width=8, log2_bl_max=5)
     changes = dict(rows=9, cols=7, mag_bits=5, lfsr_width=9, log2_bl_max=6, rng="per_converter",
-                   double_buffer=True, lr_shift_bits=4, rows_per_beat=2)
+                   double_buffer=True, lr_shift_bits=4, rows_per_beat=2, acc_max=4)
     assert set(changes) | {"name"} == {f.name for f in dataclasses.fields(ESSOPConfig)}
     tags = {base.tag}
     for field, value in changes.items():
