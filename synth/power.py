@@ -1359,6 +1359,7 @@ def measure(unit, cfg, lib, synth_dir=flow.DEFAULT_OUT, out_dir=DEFAULT_OUT, cou
     if not netlist.is_file():
         raise PowerError(f"no mapped netlist {netlist}: run `python -m synth.flow --unit {unit} "
                          f"--preset {cfg.tag}` first")
+    from synth import power_workload as pw
     count = count or POWER_COUNT[unit]
     points = prepared or prepare(unit, cfg, out_dir, count, seed)
     models = cell_models(Path(synth_dir) / "tech")
@@ -1395,7 +1396,7 @@ def measure(unit, cfg, lib, synth_dir=flow.DEFAULT_OUT, out_dir=DEFAULT_OUT, cou
         main = results[0]
     row.update({k: v for k, v in main.items() if k != "label"})
     row["workload"] = points[0][2]["workload"]
-    row["workload_name"] = "training x/δ" if unit in ("essop", "fp16outer") else "golden random"
+    row["workload_name"] = pw.workload_name(unit, cfg)
     row["model"] = {"voltage_v": lib.voltage, "wire_load": "none (pin capacitances only, as the "
                     "timing flow)", "port_load_pf": flow.LOAD_PF,
                     "nominal_slew_ns": NOMINAL_SLEW_NS, "clock_slew_ns": CLOCK_SLEW_NS}
@@ -1420,6 +1421,11 @@ POWER_COUNT = {"nmpu": 16, "ldpu": 2, "essop": 4, "fp16outer": 8}
 # ---------------------------------------------------------------------------------------------
 # All units x presets
 
+def _cost(synth_dir, unit, cfg, windows):
+    netlist = Path(synth_dir) / f"{unit}_{cfg.tag}" / "netlist.v"
+    return (netlist.stat().st_size if netlist.is_file() else 0) * (1 + windows)
+
+
 def run_all(items, lib, synth_dir=flow.DEFAULT_OUT, out_dir=DEFAULT_OUT, jobs=1, count=None):
     """measure() on [(unit, cfg)], `jobs` at a time (the simulations are separate processes);
     yields rows as they finish, a failed one as a row with `error`. The benches are written
@@ -1431,8 +1437,10 @@ def run_all(items, lib, synth_dir=flow.DEFAULT_OUT, out_dir=DEFAULT_OUT, jobs=1,
         except (PowerError, subprocess.TimeoutExpired) as exc:
             return {"unit": unit, "preset": cfg.tag, "error": str(exc)}
 
-    # the benches (Verilog from Amaranth) in this thread; only the simulations in parallel
+    # the benches (Verilog from Amaranth) in this thread; only the simulations in parallel,
+    # the longest first (netlist size x windows) so that `jobs` runs end together
     prepared = [(u, c, prepare(u, c, out_dir, count or POWER_COUNT[u])) for u, c in items]
+    prepared.sort(key=lambda i: -_cost(synth_dir, i[0], i[1], len(i[2])))
     with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         for done in concurrent.futures.as_completed([pool.submit(one, i) for i in prepared]):
             yield done.result()
@@ -1489,8 +1497,8 @@ PAPER_ESSOP_ENERGY = 1.822      # ESSOP paper: 82.2 % better energy efficiency (
 
 def _energy_of(r):
     keys = ("pj_per_item", "items_per_uj", "pj_per_clock", "idle_pj_per_clock", "shares",
-            "items", "window_clocks", "clocks_per_item", "workload", "period_ns",
-            "gate_level_beats")
+            "items", "window_clocks", "clocks_per_item", "workload", "workload_name",
+            "period_ns", "gate_level_beats")
     e = {k: r.get(k) for k in keys}
     if "per_bl" in r:
         e["per_bl"] = [{k: p[k] for k in ("bl", "pj_per_item", "items_per_uj", "pj_per_clock",
@@ -1502,6 +1510,8 @@ def attach(rows, rat, build, ref_bl=None):
     """Put the energy of build/report/power.json into the PPA rows (`energy`) and the ratios
     (`energy_nmpu_vs_ldpu`: LDPU pJ / NMPU pJ per vector; `energy_essop_vs_fp16`: products per
     J of ESSOP / of the FP16 array, at every BL, the training BL marked)."""
+    from synth import power_workload as pw
+    ref_bl = ref_bl or pw.TRAINING_BL       # without a training report: docs/ppa.md's BL 8
     path = Path(build) / "report" / "power.json"
     power = {(r["unit"], r["preset"]): r for r in
              (json.loads(path.read_text()) if path.is_file() else []) if "error" not in r}
@@ -1550,7 +1560,10 @@ def markdown(rows, rat, ref_bl=None):
               "model; toggles per net; Liberty internal + switching energy (no wire load), "
               "leakage at f_max, the ideal clock's pin load and CLK energy. Items: 256-value "
               "vector (NMPU, LDPU), outer product (ESSOP at its largest BL here, every BL below; "
-              "FP16 array). Details: build/report/power.md.", "",
+              "FP16 array). Workloads: NMPU / LDPU on the MNIST MLP's fc1 (the accuracy study's "
+              "tile model and compiler; tiny presets: golden random), ESSOP / FP16 array on a "
+              "training step's x / δ. Details and the full workload of each row: "
+              "build/report/power.md.", "",
               "| unit | preset | pJ / item | items / µJ | idle pJ / clock | clock | flip-flops "
               "| logic | inputs | leakage | workload (items, window clocks) |",
               "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|---|"]
@@ -1560,7 +1573,8 @@ def markdown(rows, rat, ref_bl=None):
         lines.append(f"| {r['unit']} | {r['preset']} | {e['pj_per_item']:,.1f} | "
                      f"{_fmt(e['items_per_uj'], ',.0f')} | {e['idle_pj_per_clock']:.2f} | "
                      f"{s['clock']:.0%} | {s['flip-flops']:.0%} | {s['logic']:.0%} | "
-                     f"{s['inputs']:.0%} | {s['leakage']:.2%} | {e['workload'][:90]} "
+                     f"{s['inputs']:.0%} | {s['leakage']:.2%} | "
+                     f"{e.get('workload_name') or e['workload'][:90]} "
                      f"({e['items']}, {e['window_clocks']}) |")
     if rat.get("energy_nmpu_vs_ldpu"):
         lines += ["", "NMPU against the LDPU, energy per 256-value vector (the NMPU paper: "
@@ -1571,8 +1585,12 @@ def markdown(rows, rat, ref_bl=None):
             lines.append(f"| {e['nmpu']} | {e['ldpu']} | {e['nmpu_pj_per_vector']:,.0f} | "
                          f"{e['ldpu_pj_per_vector']:,.0f} | {e['energy_ratio']:.2f}x |")
     if rat.get("energy_essop_vs_fp16"):
+        from synth import power_workload as pw
+        src = (f"{ref_bl} (training report)" if ref_bl else
+               f"{pw.TRAINING_BL} (docs/ppa.md: the smallest BL within 0.5 points of exact outer "
+               f"products; no build/report/training.json)")
         lines += ["", f"ESSOP against the FP16 array, products per joule (the ESSOP paper: "
-                      f"{PAPER_ESSOP_ENERGY:.2f}x); training BL {ref_bl or 'unknown'}:", "",
+                      f"{PAPER_ESSOP_ENERGY:.2f}x); training BL {src}:", "",
                   "| ESSOP | BL | ESSOP pJ / product | FP16 pJ / product | energy-efficiency "
                   "ratio |", "|---|--:|--:|--:|--:|"]
         for e in rat["energy_essop_vs_fp16"]:

@@ -424,3 +424,23 @@ def test_baseline_checks_energy_with_its_own_tolerance():
     # a baseline row without energy does not check it (`check` prints that it did not)
     ldpu = {"unit": "ldpu", "preset": "paper", "area_um2": 900.0, "fmax_mhz": 100.0}
     assert baseline.compare([ldpu], ref) == []
+
+
+@pytest.mark.regress
+def test_real_layer_window_same_counts_for_nmpu_and_ldpu():
+    """The NMPU and LDPU windows of the paper presets: the last row tile of the MNIST MLP's
+    fc1 through golden.compiler (its outputs checked against post_process inside), the same
+    ADC counts for both units, the parameter image written first. Regress only: it needs the
+    trained MNIST MLP (trained on first use, minutes)."""
+    from hdl.export import UNITS, port_map
+    from synth import power_workload as pw
+    digests = {}
+    for unit in ("nmpu", "ldpu"):
+        _, presets, component = UNITS[unit]
+        cfg = presets["paper"]
+        vec, what = pw.layer_window(unit, cfg, port_map(component(cfg)), 2)
+        assert len(vec.inputs) == len(vec.outputs) == 2 * cfg.beats
+        assert len(vec.writes) == cfg.columns
+        assert what.startswith(f"{pw.REAL_NETWORK} {pw.REAL_LAYER}")
+        digests[unit] = re.search(r"crc32 ([0-9a-f]{8})", what).group(1)
+    assert digests["nmpu"] == digests["ldpu"]
