@@ -87,7 +87,8 @@ __all__ = [
     "normalise", "bitstreams", "accumulate", "exponent",
     "outer_product", "product_stream", "tile_beats", "tiled_outer_product", "tile_map",
     "outer_product_fast", "quantised_product", "decode", "readout",
-    "Group", "group_start", "group_admits", "group_add", "accumulated_stream", "group_flags",
+    "Group", "group_start", "group_admits", "group_add", "accumulated_stream", "product_exponents",
+    "group_flags",
 ]
 
 
@@ -616,19 +617,26 @@ def accumulated_stream(cfg: ESSOPConfig, xs, ds, acc, log2_bl, lr_shift, state_x
             np.array(flagged, bool))
 
 
-def group_flags(cfg: ESSOPConfig, xs, ds, log2_bl, lr_shift, k, keys=None):
-    """The driver's `acc` flags for products in order: runs of consecutive products with the
-    same E (and the same `keys` entry, e.g. the weight tile they update) of at most k products
-    form a group, so no product is ever refused for a mismatch; a product that would be
-    rejected (Inf/NaN) stands alone. Returns acc (P,) int64."""
-    k = _register("k", k, 1, cfg.acc_max)
+def product_exponents(cfg: ESSOPConfig, xs, ds, log2_bl, lr_shift):
+    """E of each product as the engine will form it, and whether it will be rejected for Inf or
+    NaN (E = 0 then), from the inputs alone: what a driver knows before sending. Returns
+    (E (P,), error (P,))."""
     log2_bl, lr_shift = check_registers(cfg, log2_bl, lr_shift)
     nx, nd = normalise(cfg, xs, "xs"), normalise(cfg, ds, "ds")
     if nx.e.ndim != 1 or nx.e.shape != nd.e.shape:
         raise ValueError(f"`xs` and `ds` must be (P, rows) and (P, cols) with the same P, not "
                          f"{np.shape(xs)} and {np.shape(ds)}")
     error = nx.error | nd.error
-    e = np.where(error, 0, nx.e + nd.e - log2_bl - lr_shift)
+    return np.where(error, 0, nx.e + nd.e - log2_bl - lr_shift), error
+
+
+def group_flags(cfg: ESSOPConfig, xs, ds, log2_bl, lr_shift, k, keys=None):
+    """The driver's `acc` flags for products in order: runs of consecutive products with the
+    same E (and the same `keys` entry, e.g. the weight tile they update) of at most k products
+    form a group, so no product is ever refused for a mismatch; a product that would be
+    rejected (Inf/NaN) stands alone. Returns acc (P,) int64."""
+    k = _register("k", k, 1, cfg.acc_max)
+    e, error = product_exponents(cfg, xs, ds, log2_bl, lr_shift)
     keys = np.zeros(e.shape, np.int64) if keys is None else np.asarray(keys)
     if keys.shape != e.shape:
         raise ValueError(f"`keys` must have one entry per product ({e.size}), not shape {keys.shape}")

@@ -38,7 +38,7 @@ Mini-batches. Each sample's outer product is one ESSOP product (or a set of tile
 products of a mini-batch are summed into χ, then the pulses are sent (once per mini-batch).
 With accumulation (`TrainConfig.acc` = K > 1, "exact" mode; the engine is the preset with
 `acc_max` = K) the driver sends a mini-batch tile by tile, the B samples' products of one tile
-in a row, and lets up to K consecutive products of one E add up in the counters
+in a row ordered by their E (`tile_major`), and lets up to K consecutive products of one E add up in the counters
 (`golden.essop.group_flags`: a group never mixes tiles or exponents, so no product is refused);
 one read-out per group (`golden.essop.accumulated_stream`). The update is exactly the sum of the
 single products' updates sent in that order: the counters add what the single read-outs would
@@ -356,17 +356,22 @@ def weight_update(mode, cfg: ESSOPConfig, x, d, lr_shift, bl=None, rng=None, sta
     return dw, (res.state_x, res.state_d), res.c, res.exp
 
 
-def tile_major(xs, ds):
-    """A mini-batch's products (B, T, …) in the accumulating driver's order: tile by tile, the
-    B samples of a tile in a row. Returns xs (T·B, rows), ds (T·B, cols), tile index (T·B,)."""
+def tile_major(cfg: ESSOPConfig, xs, ds, log2_bl, lr_shift):
+    """A mini-batch's products (B, T, …) in the accumulating driver's order: tile by tile, and
+    within a tile the B samples ordered by the E of their product (stable), so that products
+    of one E follow each other and can share a read-out. Returns xs (T·B, rows), ds (T·B, cols),
+    tile index (T·B,)."""
     bsz, t = xs.shape[:2]
-    return (xs.transpose(1, 0, 2).reshape(t * bsz, -1), ds.transpose(1, 0, 2).reshape(t * bsz, -1),
-            np.repeat(np.arange(t), bsz))
+    px, pd = xs.transpose(1, 0, 2).reshape(t * bsz, -1), ds.transpose(1, 0, 2).reshape(t * bsz, -1)
+    tiles = np.repeat(np.arange(t), bsz)
+    e, _ = ge.product_exponents(cfg, px, pd, log2_bl, lr_shift)
+    order = np.lexsort((e, tiles))
+    return px[order], pd[order], tiles[order]
 
 
 def _accumulated_update(cfg, xs, ds, log2_bl, lr_shift, state, acc, m, n):
     """`weight_update` "exact" with up to `acc` products per read-out."""
-    px, pd, tiles = tile_major(xs, ds)
+    px, pd, tiles = tile_major(cfg, xs, ds, log2_bl, lr_shift)
     flags = ge.group_flags(cfg, px, pd, log2_bl, lr_shift, acc, keys=tiles)
     res, flagged = ge.accumulated_stream(cfg, px, pd, flags, log2_bl, lr_shift, *state)
     if res.error.any() or flagged.any():

@@ -218,15 +218,17 @@ def test_exact_update_matches_golden_essop():
 @pytest.mark.parametrize("acc", [2, 4, 16])
 def test_accumulated_update_is_the_sum_of_single_products(acc, data):
     """A mini-batch update through accumulated read-outs (K = acc) equals the sum of the single
-    products' updates sent in the same order (tile by tile, samples in a row, each product read
-    out alone): bit-exact ΔW and the same LFSR state after; fewer read-outs than products."""
+    products' updates sent in the same order (tile by tile, the samples of a tile by E, each
+    product read out alone): bit-exact ΔW and the same LFSR state after; fewer read-outs than products."""
     cfg = dataclasses.replace(PAPER, acc_max=16)
     info = T.training_step(T.TrainConfig(), data, 1, step=2, bl=8)[1]
     x, d = info["x"], info["d"]                               # 10 samples, 32 -> 10
     state = ge.reseed(cfg, 321, 654)
     dw, st, c, e = T.weight_update("exact", cfg, x, d, 5, bl=8, state=state, acc=acc)
     xs, ds = T.tile_batch(cfg, fp16.encode(x), fp16.encode(d))
-    px, pd, tiles = T.tile_major(xs, ds)
+    px, pd, tiles = T.tile_major(cfg, xs, ds, 3, 5)
+    pe = ge.product_exponents(cfg, px, pd, 3, 5)[0]
+    assert all((np.diff(pe[tiles == t]) >= 0).all() for t in range(xs.shape[1]))  # E in order
     singles = ge.product_stream(cfg, px, pd, 3, 5, *state)
     per_tile = np.zeros((xs.shape[1], cfg.rows, cfg.cols))
     np.add.at(per_tile, tiles, ge.decode(cfg, singles.c, singles.exp[:, None, None]))
