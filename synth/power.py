@@ -1656,8 +1656,11 @@ def main(argv=None):
                   f"{row['idle_pj_per_clock']:.2f})  {row['gate_level']['result']}  "
                   f"{row['wall_s']:.0f} s", flush=True)
     collect(rows, args.report)
-    print(f"power: {len(rows)} run(s) in {time.monotonic() - t0:.0f} s; "
-          f"{args.report}/power.json, power.md")
+    import resource
+    cpu = sum(getattr(resource.getrusage(w), f) for w in (resource.RUSAGE_SELF,
+              resource.RUSAGE_CHILDREN) for f in ("ru_utime", "ru_stime"))
+    print(f"power: {len(rows)} run(s) in {time.monotonic() - t0:.0f} s ({cpu:.0f} CPU-s with "
+          f"the simulators); {args.report}/power.json, power.md")
     if failed:
         sys.exit(f"power: {failed} run(s) failed")
 
