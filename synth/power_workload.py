@@ -136,16 +136,13 @@ def _partner(unit, cfg):
     if unit == "nmpu":
         return cfg, dataclasses.replace(LDPU_PRESETS["paper"], name="power_partner",
                                         columns=cfg.columns, adc_bits=cfg.adc_bits)
-    base = NMPU_PRESETS["paper"] if cfg.columns == NMPU_PRESETS["paper"].columns else \
-        NMPU_PRESETS["tiny"]
-    return dataclasses.replace(base, name="power_partner", columns=cfg.columns,
+    return dataclasses.replace(NMPU_PRESETS["paper"], name="power_partner", columns=cfg.columns,
                                adc_bits=cfg.adc_bits), cfg
 
 
 def layer_window(unit, cfg, ports, count):
     """(Vectors, description): `count` test images through the last row tile of the real
     layer (see the module doc) on the NMPU or LDPU `cfg`."""
-    from golden import baselines as gb_
     from golden import compiler as gc
     from golden import network as gnet
     from golden import nmpu as gn
@@ -185,28 +182,51 @@ def layer_window(unit, cfg, ports, count):
         words = gn.pack_params(cfg, img.nmpu.params)
         golden = "golden.nmpu.pack_params, golden.nmpu.forward"
     else:
-        layer = dict(c=int(gb_.LDPULayer().c), relu_mid=0, relu_out=int(img.relu),
+        layer = dict(c=int(gb.LDPULayer().c), relu_mid=0, relu_out=int(img.relu),
                      residual_en=int(img.residual_en))
-        y, clamped = gb_.forward(cfg, gb_.LDPULayer(**layer), img.ldpu.params, pf, nf,
+        y, clamped = gb.forward(cfg, gb.LDPULayer(**layer), img.ldpu.params, pf, nf,
                                  return_clamped=True, **({"r": r_in} if cfg.residual else {}))
-        words = gb_.pack_params(cfg, img.ldpu.params)
+        words = gb.pack_params(cfg, img.ldpu.params)
         golden = "golden.baselines.pack_params, golden.baselines.forward"
     if not np.array_equal(y[:, :c], prev):
         raise AssertionError(f"{unit} {cfg.tag}: the window's golden outputs differ from "
                              "golden.compiler.post_process (the accuracy study's path)")
     ins = {"p": pf, "n": nf} | ({"res": r_in} if cfg.residual else {})
-    vec = vv._postproc_beats(cfg, ports, ins, [layer] * count, y, clamped, words)
-    vec.golden = f"golden.compiler (post_process) / {golden}"
-    vec.summary = (f"{count} test images through row tile {sp.row_tiles}/{sp.row_tiles} of "
-                   f"{REAL_NETWORK} {REAL_LAYER} ({c} of {cfg.columns} columns), "
-                   f"{cfg.columns} parameter words written first")
+    summary = (f"{count} test images through row tile {sp.row_tiles}/{sp.row_tiles} of "
+               f"{REAL_NETWORK} {REAL_LAYER} ({c} of {cfg.columns} columns), "
+               f"{cfg.columns} parameter words written first")
+    vec = _layer_vectors(cfg, ports, ins, layer, y, clamped, words,
+                         f"golden.compiler (post_process) / {golden}", summary)
     digest = zlib.crc32(pf.tobytes() + nf.tobytes())
     what = (f"{REAL_NETWORK} {REAL_LAYER} (accuracy study): last of its {sp.row_tiles} row tiles "
             f"({tile_cfg.cols}-line tile, {tile_cfg.adc_bits}-bit ADC, {c} columns used), seed "
-            f"{REAL_SEED} at 1 day, test images 0..{count - 1}; ADC counts (crc32 {digest:08x}: "
+            f"{REAL_SEED} at 1 day, test images 0..{count - 1}; ADC counts (crc32 {digest:08x}, "
             f"{int(sat.count)} saturated), compiled parameter image and layer register, residual "
             f"= the first {sp.row_tiles - 1} tiles through the same unit")
     return vec, what
+
+
+def _layer_vectors(cfg, ports, ins, layer, y, clamped, words, golden, summary):
+    """NMPU / LDPU vectors (V, columns) as the replay's beats: `beats` beats of `lanes`
+    columns each, `last` on a vector's final beat, the one layer register word beside every
+    beat, the parameter words written first, the status after the run (the beat layout of
+    `verif.vectors`' generators, kept here so this window does not lean on their helpers)."""
+    v = len(y)
+    n = v * cfg.beats
+    beats = {k: np.asarray(a).reshape(n, cfg.lanes) for k, a in ins.items()}
+    beats["last"] = np.tile(np.arange(cfg.beats) == cfg.beats - 1, v).astype(np.int64)
+    fields = ports["layer"]["fields"]
+    word = Codec(ports["layer"]).encode({f: np.full(n, layer.get(f, 0), np.int64)
+                                         for f in fields})
+    top = (1 << cfg.clamp_count_bits) - 1
+    return vv.Vectors(inputs=Codec(ports["i__payload"]).encode(beats),
+                      outputs=Codec(ports["o__payload"]).encode(
+                          {"y": np.asarray(y).reshape(n, cfg.lanes), "last": beats["last"]}),
+                      regs={"layer": word}, writes=list(enumerate(words)),
+                      status={"frame_error": 0, "reg_error": 0,
+                              "clamp_count": min(int(np.sum(clamped)), top)},
+                      clocks=len(words) + n, item_clocks=cfg.beats, golden=golden,
+                      summary=summary)
 
 
 RECORD_PRESET = "paper"     # the ESSOP preset the training step is recorded with (32 x 32)
