@@ -46,30 +46,75 @@ def test_fastpath_verilator(unit, preset, seed):
     assert s["values"] == 3 * m["values"] and m["values"] % m["out_beats"] == 0
 
 
-# every other preset of every unit (the cocotb runs of these are regress-only): bulk golden data
-# with random and bursty stalls on both sides, in a second or two of simulation each
-# (an NMPU of more than 64 lanes, whose Verilator build alone takes minutes, in `make regress`:
-# `precision256` is `precision` with four times the lanes, the same lane arithmetic)
+# every other preset of every unit (the cocotb runs of these are regress-only): golden data with
+# random stalls on both sides through the Verilog bench in Icarus in `make test` (an Icarus
+# compile costs seconds where a Verilator build of a full-size preset costs minutes), bulk data
+# with random and bursty stalls through the Verilator bench in `make regress`
 PRESETS = [(u, p) for u in ("nmpu", "essop", "ldpu", "fp16outer") for p in UNITS[u][1] if p != "tiny"]
-PRESET_COUNT = {"nmpu": 200, "essop": 24, "ldpu": 24, "fp16outer": 64}
+PRESET_COUNT = {"verilator": {"nmpu": 200, "essop": 24, "ldpu": 24, "fp16outer": 64},
+                "icarus": {"nmpu": 24, "essop": 4, "ldpu": 4, "fp16outer": 8}}
+PRESET_STALLS = {"verilator": ("random", "bursty"), "icarus": ("random",)}
 
 
 def _preset_param(unit, preset):
+    """An NMPU of more than 64 lanes (`precision256`: `precision` with four times the lanes, the
+    same lane arithmetic; its elaboration alone takes minutes) only in `make regress`."""
     big = unit == "nmpu" and UNITS[unit][1][preset].lanes > 64
     return pytest.param(unit, preset, id=f"{unit}-{preset}",
                         marks=[pytest.mark.regress] if big else [])
 
 
 @pytest.mark.sim
+@pytest.mark.parametrize("sim", ["icarus", pytest.param("verilator", marks=pytest.mark.regress)])
 @pytest.mark.parametrize("unit, preset", [_preset_param(u, p) for u, p in PRESETS])
-def test_fastpath_presets(unit, preset, seed):
+def test_fastpath_presets(unit, preset, sim, seed):
     cfg = UNITS[unit][1][preset]
-    s = fp.check(unit, cfg, "verilator", PRESET_COUNT[unit], seed, ("random", "bursty"),
-                 name="presets")
+    stalls = PRESET_STALLS[sim]
+    s = fp.check(unit, cfg, sim, PRESET_COUNT[sim][unit], seed, stalls, name="presets")
     log = open(s["log"]).read()
-    assert log.count("PASS") == 2 and s["values"] > 0, log
-    print(f"{unit} {preset}: {s['values']} values in {s['wall_s']} s of simulation "
+    assert log.count("PASS") == len(stalls) and s["values"] > 0, log
+    print(f"{unit} {preset} on {sim}: {s['values']} values in {s['wall_s']} s of simulation "
           f"({s['values_per_s']:.0f}/s)")
+
+
+@pytest.mark.sim
+def test_fastpath_exhaustive_tiny(seed):
+    """The NMPU `tiny` exhaustive check at Verilator speed: every layer register setting x every
+    input combination in every column (the cocotb bench's `exhaustive` test, which runs all of
+    them in `make regress` and a seed-rotated share in `make test`), one random parameter image
+    per seed, random stalls."""
+    cfg = UNITS["nmpu"][1]["tiny"]
+    s = fp.check("nmpu", cfg, "verilator", 10**9, seed, ("random",), name="exhaustive",
+                 kind="exhaustive")
+    settings = (cfg.max_shift + 1) ** 2 * 3 * 2 * 2 * (2 if cfg.residual else 1)
+    combos = (cfg.adc_max + 1) ** 2 * (cfg.out_range[1] - cfg.out_range[0] + 1)
+    assert s["values"] == settings * combos * cfg.columns, s
+    print(f"tiny exhaustive on the fast path: {s['values']} column values, golden "
+          f"{s['golden_s']} s, simulation {s['wall_s']} s")
+
+
+def test_exhaustive_stimulus_covers_every_setting():
+    """The exhaustive generator: every register setting once, each column sees every input
+    combination under each, one parameter image; a share takes evenly spread settings; a unit
+    without such stimulus is named."""
+    cfg = UNITS["nmpu"][1]["tiny"]
+    build_dir, meta = fp.build("nmpu", cfg, "icarus")
+    from verif.payload import Codec
+    layer = Codec(meta["ports"]["layer"])
+    vec = vv.draw("nmpu", cfg, meta["ports"], 10**9, 3, "exhaustive")
+    regs = layer.decode(vec.regs["layer"])
+    settings = {tuple(int(regs[f][k]) for f in layer.fields) for k in range(0, len(vec.inputs), 2)}
+    assert len(settings) == (cfg.max_shift + 1) ** 2 * 3 * 8
+    ins = Codec(meta["ports"]["i__payload"]).decode(vec.inputs)
+    per = (cfg.adc_max + 1) ** 2 * (cfg.out_range[1] - cfg.out_range[0] + 1)
+    first = np.stack([ins[k][:per * cfg.beats].reshape(per, cfg.columns) for k in ("p", "n", "res")], -1)
+    for col in range(cfg.columns):
+        assert len({tuple(v) for v in first[:, col]}) == per
+    assert len(vec.writes) == cfg.columns
+    part = vv.draw("nmpu", cfg, meta["ports"], 96, 3, "exhaustive")
+    assert len(part.inputs) == 96 * per * cfg.beats
+    with pytest.raises(ValueError, match="no `exhaustive` stimulus for essop: it has random"):
+        vv.draw("essop", UNITS["essop"][1]["tiny"], {}, 1, 3, "exhaustive")
 
 
 def test_bulk_plan_sizes():

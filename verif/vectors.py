@@ -40,7 +40,7 @@ from hdl.export import UNITS, write
 from verif.payload import Codec
 from verif.stimulus import FP16_CLASSES, FP16_SPECIALS, essop_operands, fp16_operands
 
-__all__ = ["DEFAULT_COUNT", "Vectors", "GENERATORS", "draw", "write_replay", "generate", "compile_tb",
+__all__ = ["DEFAULT_COUNT", "Vectors", "GENERATORS", "KINDS", "draw", "write_replay", "generate", "compile_tb",
            "run_tb", "main"]
 
 # vectors (NMPU, LDPU) or products (ESSOP, FP16Outer) per replay: each preset runs in seconds
@@ -80,19 +80,23 @@ def _draw(rng, lo, hi, shape, corners):
     return np.where(pick < corners / 2, lo, np.where(pick < corners, hi, v))
 
 
-def _postproc_beats(cfg, ports, ins, layers, y, clamped, words):
+def _postproc_beats(cfg, ports, ins, regs, y, clamped, words):
     """NMPU and LDPU: vectors (V, columns) into `beats` beats of `lanes` columns framed by
-    `last` (positions from `golden.nmpu.frame`, as the benches frame them), the layer word of
-    each beat, the parameter writes and the status after the run."""
-    v = len(layers)
-    n = v * cfg.beats
+    `last` (positions from `golden.nmpu.frame`, as the benches frame them: the framing repeats
+    every vector, so two vectors' worth is checked), the layer word of each beat from the
+    per-vector registers `regs` ({field: (V, 1)}; a field of the port missing there is 0),
+    the parameter writes and the status after the run."""
+    beats_per, v = cfg.beats, len(next(iter(regs.values())))
+    n = v * beats_per
     beats = {k: np.asarray(a).reshape(n, cfg.lanes) for k, a in ins.items()}
-    beats["last"] = np.tile(np.arange(cfg.beats) == cfg.beats - 1, v).astype(np.int64)
-    pos, err, _ = gn.frame(cfg, beats["last"])
-    assert not err.any() and (pos == np.arange(n) % cfg.beats).all()
+    beats["last"] = np.tile(np.arange(beats_per) == beats_per - 1, v).astype(np.int64)
+    head = beats["last"][:2 * beats_per]
+    pos, err, _ = gn.frame(cfg, head)
+    assert not err.any() and (pos == np.arange(len(head)) % beats_per).all()
     layer_fields = list(ports["layer"]["fields"])
     layer = Codec(ports["layer"]).encode(
-        {f: [layers[k // cfg.beats].get(f, 0) for k in range(n)] for f in layer_fields})
+        {f: np.repeat(np.asarray(regs[f]).reshape(v), beats_per) if f in regs
+         else np.zeros(n, np.int64) for f in layer_fields})
     out = {"y": np.asarray(y).reshape(n, cfg.lanes), "last": beats["last"]}
     top = (1 << cfg.clamp_count_bits) - 1
     return Vectors(inputs=Codec(ports["i__payload"]).encode(beats),
@@ -103,16 +107,31 @@ def _postproc_beats(cfg, ports, ins, layers, y, clamped, words):
                    clocks=len(words) + n, item_clocks=cfg.beats)
 
 
+def _nmpu_params(cfg, rng, corners):
+    """A random NMPU parameter image, a share `corners` of each field on its rails."""
+    n = cfg.columns
+    return gn.NMPUParams(
+        sp=_draw(rng, 0, cfg.scale_max, n, corners),
+        sn=_draw(rng, 0, cfg.scale_max, n, corners) if cfg.dual else None,
+        o=_draw(rng, *cfg.offset_range, n, corners),
+        e=_draw(rng, 0, cfg.e_max, n, corners) if cfg.exp_bits else None)
+
+
+def _nmpu_beats(cfg, ports, ins, regs, params):
+    """The NMPU's beats of inputs `ins` under per-vector registers `regs` (`golden.nmpu.forward`)."""
+    y, clamped = gn.forward(cfg, gn.NMPULayer(**regs), params, p=ins.get("p"), n=ins.get("n"),
+                            x=ins.get("x"), r=ins.get("res"), return_clamped=True)
+    vec = _postproc_beats(cfg, ports, ins, regs, y, clamped, gn.pack_params(cfg, params))
+    vec.golden = "golden.nmpu.pack_params, golden.nmpu.forward"
+    return vec
+
+
 def nmpu_vectors(cfg, ports, rng, count):
     """Random parameters (a share on their rails), `count` vectors of counts and residuals (a
     share on the rails), one layer per vector: round modes in turn, shifts where the outputs
     are neither all zero nor all clamped (as `NMPUBench.useful_layer`), random switches."""
-    n, shape = cfg.columns, (count, cfg.columns)
-    params = gn.NMPUParams(
-        sp=_draw(rng, 0, cfg.scale_max, n, 0.15),
-        sn=_draw(rng, 0, cfg.scale_max, n, 0.15) if cfg.dual else None,
-        o=_draw(rng, *cfg.offset_range, n, 0.15),
-        e=_draw(rng, 0, cfg.e_max, n, 0.15) if cfg.exp_bits else None)
+    shape = (count, cfg.columns)
+    params = _nmpu_params(cfg, rng, 0.15)
     if cfg.dual:
         ins = {k: _draw(rng, 0, cfg.adc_max, shape, 0.1) for k in ("p", "n")}
     else:
@@ -129,10 +148,7 @@ def nmpu_vectors(cfg, ports, rng, count):
             layer["residual_en"] = int(rng.integers(0, 2))
         layers.append(layer)
     regs = {k: np.array([layer[k] for layer in layers])[:, None] for k in layers[0]}
-    y, clamped = gn.forward(cfg, gn.NMPULayer(**regs), params, p=ins.get("p"), n=ins.get("n"),
-                            x=ins.get("x"), r=ins.get("res"), return_clamped=True)
-    vec = _postproc_beats(cfg, ports, ins, layers, y, clamped, gn.pack_params(cfg, params))
-    vec.golden = "golden.nmpu.pack_params, golden.nmpu.forward"
+    vec = _nmpu_beats(cfg, ports, ins, regs, params)
     vec.summary = (f"{count} vectors of {cfg.columns} columns in {cfg.beats} beats, one layer "
                    f"register word per vector, {cfg.columns} parameter words written first")
     return vec
@@ -167,7 +183,7 @@ def ldpu_vectors(cfg, ports, rng, count):
     regs = {k: np.array([layer[k] for layer in layers])[:, None] for k in layers[0]}
     y, clamped = gb.forward(cfg, gb.LDPULayer(**regs), params, p=ins["p"], n=ins["n"],
                             r=ins.get("res"), return_clamped=True)
-    vec = _postproc_beats(cfg, ports, ins, layers, y, clamped, gb.pack_params(cfg, params))
+    vec = _postproc_beats(cfg, ports, ins, regs, y, clamped, gb.pack_params(cfg, params))
     vec.golden = "golden.baselines.pack_params, golden.baselines.forward"
     vec.summary = (f"{count} vectors of {cfg.columns} columns, one column per beat, one layer "
                    f"register word per vector, {cfg.columns} parameter words written first")
@@ -233,8 +249,51 @@ def fp16outer_vectors(cfg, ports, rng, count):
                             f"operand classes {', '.join(FP16_CLASSES)} in turn"))
 
 
+def nmpu_exhaustive_vectors(cfg, ports, rng, count):
+    """The cocotb bench's `exhaustive` test as one replay: every input value of a column (P and
+    N, or X; and the residual) under `count` layer register settings (all of them when `count`
+    reaches their number; else evenly spread from a seed-drawn start), each column of a vector
+    seeing every combination, with one random parameter image (30 % of it on the rails) drawn
+    from the seed. A `static_layer` config has only its switches to set."""
+    params = _nmpu_params(cfg, rng, 0.3)
+    if cfg.dual:
+        grids, names = [np.arange(cfg.adc_max + 1)] * 2, ["p", "n"]
+    else:
+        grids, names = [np.arange(cfg.x_range[0], cfg.x_range[1] + 1)], ["x"]
+    if cfg.residual:
+        grids.append(np.arange(cfg.out_range[0], cfg.out_range[1] + 1))
+        names.append("res")
+    combos = np.stack(np.meshgrid(*grids, indexing="ij"), -1).reshape(-1, len(grids))
+    n_combo = len(combos)
+    fixed = gn.static_fields(cfg)
+    axes = {"shift": range(cfg.max_shift + 1), "pre_cut": range(cfg.max_shift + 1),
+            "round_mode": range(3)}
+    axes = {k: ([fixed[k]] if k in fixed else list(v)) for k, v in axes.items()}
+    axes.update(relu_mid=(0, 1), relu_out=(0, 1), residual_en=(0, 1) if cfg.residual else (0,))
+    grid = np.stack(np.meshgrid(*map(np.asarray, axes.values()), indexing="ij"), -1)
+    settings = grid.reshape(-1, len(axes))
+    if count < len(settings):
+        step = len(settings) / count
+        start = int(rng.integers(0, len(settings)))
+        settings = settings[(start + (np.arange(count) * step).astype(np.int64)) % len(settings)]
+    # column j of a vector takes combination (v + j·stride) mod C: every column sees every one
+    stride = max(1, n_combo // cfg.columns)
+    idx = (np.arange(n_combo)[:, None] + stride * np.arange(cfg.columns)[None, :]) % n_combo
+    ins = {name: np.tile(combos[idx, f], (len(settings), 1)) for f, name in enumerate(names)}
+    per_vector = np.repeat(settings, n_combo, axis=0)
+    regs = {k: per_vector[:, i][:, None] for i, k in enumerate(axes)}
+    if not cfg.residual:
+        regs.pop("residual_en")
+    vec = _nmpu_beats(cfg, ports, ins, regs, params)
+    vec.summary = (f"{len(settings)} layer register settings x {n_combo} input combinations per "
+                   f"column ({len(per_vector)} vectors of {cfg.columns} columns), one parameter image")
+    return vec
+
+
 GENERATORS = {"nmpu": nmpu_vectors, "essop": essop_vectors, "ldpu": ldpu_vectors,
               "fp16outer": fp16outer_vectors}
+# other kinds of stimulus, by unit: `draw(..., kind=...)`
+KINDS = {"random": GENERATORS, "exhaustive": {"nmpu": nmpu_exhaustive_vectors}}
 
 
 # -- the test bench --------------------------------------------------------------------------------
@@ -413,13 +472,18 @@ def _readme(meta, vec, files, tb_file, seed):
     return "\n".join(lines) + "\n"
 
 
-def draw(unit, cfg, ports, count, seed):
+def draw(unit, cfg, ports, count, seed, kind="random"):
     """The golden stimulus and expected beats of `count` vectors or products of one config,
-    from `seed` (the same for every consumer: the Verilog bench here, the fast path)."""
+    from `seed` (the same for every consumer: the Verilog bench here, the fast path); `kind`
+    "exhaustive" (NMPU) takes `count` register settings instead (see its generator)."""
     if count < 1:
         raise ValueError(f"`count` must be at least 1, not {count}")
-    rng = np.random.default_rng([seed, zlib.crc32(f"{unit}_{cfg.tag}".encode())])
-    return GENERATORS[unit](cfg, ports, rng, count)
+    if unit not in KINDS.get(kind, {}):
+        have = sorted(k for k, units in KINDS.items() if unit in units)
+        raise ValueError(f"no `{kind}` stimulus for {unit}: it has {', '.join(have)}")
+    stream = f"{unit}_{cfg.tag}" + ("" if kind == "random" else f"_{kind}")
+    rng = np.random.default_rng([seed, zlib.crc32(stream.encode())])
+    return KINDS[kind][unit](cfg, ports, rng, count)
 
 
 def write_replay(meta, vec, folder):

@@ -159,7 +159,7 @@ def values_per_beat(unit, meta):
     return f.get("length", 1)
 
 
-def stimulus(unit, cfg, meta, folder, count, seed):
+def stimulus(unit, cfg, meta, folder, count, seed, kind="random"):
     """The golden stimulus and expected beats of `count` vectors or products (drawn as
     `verif.vectors.generate` draws them for this seed) as binary files in `folder`; returns the
     manifest (also in folder/fast.json). The Verilog bench and its hex files go beside them,
@@ -168,7 +168,7 @@ def stimulus(unit, cfg, meta, folder, count, seed):
     folder.mkdir(parents=True, exist_ok=True)
     ports = meta["ports"]
     t0 = time.perf_counter()
-    vec = vv.draw(unit, cfg, ports, count, seed)
+    vec = vv.draw(unit, cfg, ports, count, seed, kind)
     t_golden = time.perf_counter() - t0
     _bin(folder / "in.bin", vec.inputs, ports["i__payload"]["width"])
     _bin(folder / "out.bin", vec.outputs, ports["o__payload"]["width"])
@@ -187,7 +187,7 @@ def stimulus(unit, cfg, meta, folder, count, seed):
     (folder / "fields.txt").write_text(
         "".join(f"{n} {o} {w}\n" for n, o, w in _fields(ports["o__payload"])))
     per_item = cfg.rows if unit in ("essop", "fp16outer") else cfg.beats
-    manifest = {"unit": unit, "tag": cfg.tag, "seed": seed, "count": count,
+    manifest = {"unit": unit, "tag": cfg.tag, "seed": seed, "kind": kind, "count": count,
                 "in_beats": len(vec.inputs), "out_beats": len(vec.outputs),
                 "values": len(vec.outputs) * values_per_beat(unit, meta),
                 "products": len(vec.outputs) // per_item if unit in ("essop", "fp16outer") else 0,
@@ -258,11 +258,11 @@ def _replay_icarus(build_dir, meta, vec, folder, seed, stalls):
 
 
 def check(unit, cfg, sim="verilator", count=None, seed=1, stalls=("random",), name="fast",
-          wave=True, variant=None, verilog=None, reuse=False, elaborate=True):
-    """Build, draw `count` items of golden stimulus, replay it once per stall mode; writes
-    `run_<name>/summary.json` (values checked per second of simulation) and raises
-    AssertionError with the first mismatch and the waveform's path on a failure. `reuse`
-    replays the stimulus files already in the run folder (as edited by a test)."""
+          wave=True, variant=None, verilog=None, reuse=False, elaborate=True, kind="random"):
+    """Build, draw `count` items of golden stimulus (of `kind`: `verif.vectors.KINDS`), replay
+    it once per stall mode; writes `run_<name>/summary.json` (values checked per second of
+    simulation) and raises AssertionError with the first mismatch and the waveform's path on a
+    failure. `reuse` replays the stimulus files already in the run folder (as edited by a test)."""
     count = vv.DEFAULT_COUNT[unit] if count is None else count
     build_dir, meta = build(unit, cfg, sim, variant, verilog, elaborate=elaborate)
     folder = build_dir / f"run_{name}"
@@ -270,7 +270,7 @@ def check(unit, cfg, sim="verilator", count=None, seed=1, stalls=("random",), na
         m, vec = json.loads((folder / "fast.json").read_text()), None
     else:
         shutil.rmtree(folder, ignore_errors=True)
-        m, vec = stimulus(unit, cfg, meta, folder, count, seed)
+        m, vec = stimulus(unit, cfg, meta, folder, count, seed, kind)
     sim_s, cpu_s, log = 0.0, 0.0, []
     for mode in stalls:
         if sim == "verilator":
@@ -401,6 +401,9 @@ def main(argv=None):
                     "(10^8 NMPU, 10^7 LDPU values, 10^6 ESSOP, 10^6 FP16 products) on the engine")
     ap.add_argument("--scale", type=float, default=1.0, help="bulk size factor (default 1)")
     ap.add_argument("--jobs", type=int, default=2, help="engine workers for --bulk (default 2)")
+    ap.add_argument("--kind", choices=sorted(vv.KINDS), default="random",
+                    help="stimulus kind (exhaustive: NMPU, every layer register setting x every "
+                         "input combination; --count then takes that many settings)")
     args = ap.parse_args(argv)
     if args.scale <= 0:
         ap.error(f"--scale must be positive, not {args.scale}")
@@ -408,14 +411,18 @@ def main(argv=None):
         bulk(args.unit, args.scale, args.seed, args.jobs)
         return
     failed = 0
-    for unit in args.unit or list(UNITS):
+    units = args.unit or [u for u in UNITS if u in vv.KINDS[args.kind]]
+    for unit in units:
+        if unit not in vv.KINDS[args.kind]:
+            ap.error(f"no `{args.kind}` stimulus for {unit}")
         presets = UNITS[unit][1]
         for p in args.preset or presets:
             if p not in presets:
                 continue
             try:
-                s = check(unit, presets[p], args.sim, args.count or FAST_COUNT[unit], args.seed,
-                          tuple(args.stalls or ("random",)))
+                count = args.count or (FAST_COUNT[unit] if args.kind == "random" else 10**9)
+                s = check(unit, presets[p], args.sim, count, args.seed,
+                          tuple(args.stalls or ("random",)), kind=args.kind)
                 print(f"{unit} {p} on {args.sim}: {s['values']} values in {s['wall_s']} s "
                       f"({s['values_per_s']:.0f}/s; {s['values_per_cpu_s']:.0f} per CPU second)"
                       + (f", {s['products']} products" if s['products'] else ""), flush=True)
