@@ -396,9 +396,15 @@ def test_outer_throughput(cfg):
 
 # -- Verilog ---------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("unit,cfg", [("ldpu", ldpu_preset(n)) for n in ("paper", "lean", "tiny")]
+# the full-size presets in `make regress` (and in `make`'s `aimc generate --all --lint`)
+FULL_SIZE = {"paper": pytest.mark.regress, "lean": pytest.mark.regress, "tiny": ()}
+
+
+@pytest.mark.parametrize("unit,cfg", [pytest.param("ldpu", ldpu_preset(n), marks=FULL_SIZE[n])
+                                      for n in ("paper", "lean", "tiny")]
                          + [("ldpu", ODD), ("ldpu", ONE)]
-                         + [("fp16outer", fp16_outer_preset(n)) for n in ("paper", "tiny")]
+                         + [pytest.param("fp16outer", fp16_outer_preset(n), marks=FULL_SIZE[n])
+                            for n in ("paper", "tiny")]
                          + [("fp16outer", OUTER[2])],
                          ids=lambda v: getattr(v, "tag", v))
 def test_verilog_lint_clean(unit, cfg, tmp_path):

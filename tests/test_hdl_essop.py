@@ -17,7 +17,7 @@ from hdl.export import lint, module_name, write
 from verif.configs import random_essop_configs
 from verif.runner import setup_tools
 
-from .conftest import run_seed
+from .conftest import regress_only, run_seed
 
 TINY = essop_preset("tiny")
 # Small arrays in every mode; mag_bits 12 > 11 takes the left-shifting path of the magnitudes.
@@ -245,7 +245,9 @@ def test_rejects_wrong_config_type():
         ESSOP({"rows": 4})
 
 
-@pytest.mark.parametrize("cfg", list(ESSOP_PRESETS.values()) + random_essop_configs(run_seed(), 4)
+# the full-size presets in `make regress` (and in `make`'s `aimc generate --all --lint`)
+@pytest.mark.parametrize("cfg", [regress_only(c, c.name != "tiny") for c in ESSOP_PRESETS.values()]
+                         + random_essop_configs(run_seed(), 4)
                          + SMALL[1:] + ACC, ids=lambda c: c.tag)
 def test_verilog_lint_clean(cfg, tmp_path):
     """`verilator --lint-only -Wall`, with only the waivers listed in hdl/export.py."""

@@ -4,8 +4,8 @@ The `tiny` preset and three random valid configs (drawn from the run's printed s
 scenario of verif/tb_nmpu.py on both simulators (the other presets too in `make regress`; in
 `make test` their bulk data goes through the fast path, tests/test_fastpath.py); the `tiny`
 preset is also checked exhaustively
-(all register settings on Verilator, a seed-rotated share on Icarus; all on both in
-`make regress`).
+(a seed-rotated share of the register settings on Icarus, all of them on both simulators in
+`make regress`; all of them through the fast path in `make test`).
 """
 
 import os
@@ -34,11 +34,13 @@ def test_nmpu_scenarios(cfg, sim, seed):
 
 
 @pytest.mark.sim
-@pytest.mark.parametrize("sim", SIMULATORS)
+@pytest.mark.parametrize("sim", [s if s == "icarus" else pytest.param(s, marks=pytest.mark.regress)
+                                 for s in SIMULATORS])
 def test_nmpu_exhaustive_tiny(sim, seed):
-    # every register setting on Verilator; on Icarus (3x slower) a seed-rotated 3 % of them,
-    # all of them in `make regress`
-    share = "1" if REGRESS or sim == "verilator" else "0.03"
+    # through cocotb: a seed-rotated 3 % of the register settings on Icarus in `make test`, all
+    # of them on both simulators in `make regress` (`make test` checks all of them at Verilator
+    # speed through the fast path: tests/test_fastpath.py::test_fastpath_exhaustive_tiny)
+    share = "1" if REGRESS else "0.03"
     summary = run_bench("nmpu", NMPU_PRESETS["tiny"], sim, seed, testcase="exhaustive",
                         extra_env={"TB_EXHAUSTIVE": "1", "TB_EXHAUSTIVE_SHARE": share},
                         name="exhaustive")
