@@ -56,6 +56,7 @@ def test_catalogue_errors_name_the_mutant(tmp_path):
         mutate.load(path)
 
 
+@pytest.mark.regress      # 90 s in make test; `make mutate` runs the same runner on every mutant
 def test_mutants_killed_end_to_end(tmp_path, catalogue):
     """Two mutants through the runner (copies, baseline, report): both killed, and the baseline
     of their selections (the unmutated tree) passed, or run() would have raised."""
