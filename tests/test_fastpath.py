@@ -77,6 +77,16 @@ def test_fastpath_presets(unit, preset, sim, seed):
           f"({s['values_per_s']:.0f}/s)")
 
 
+def _exhaustive_size(cfg):
+    """(register settings, input combinations per column) of a dual-input NMPU's exhaustive
+    stimulus, counted from the config: shift x pre-cut x 3 round modes x 2 ReLU switches (x 2
+    residual switches), P x N (x residual)."""
+    res = cfg.residual
+    settings = (cfg.max_shift + 1) ** 2 * 3 * 2 * 2 * (2 if res else 1)
+    combos = (cfg.adc_max + 1) ** 2 * ((cfg.out_range[1] - cfg.out_range[0] + 1) if res else 1)
+    return settings, combos
+
+
 @pytest.mark.sim
 def test_fastpath_exhaustive_tiny(seed):
     """The NMPU `tiny` exhaustive check at Verilator speed: every layer register setting x every
@@ -86,8 +96,7 @@ def test_fastpath_exhaustive_tiny(seed):
     cfg = UNITS["nmpu"][1]["tiny"]
     s = fp.check("nmpu", cfg, "verilator", 10**9, seed, ("random",), name="exhaustive",
                  kind="exhaustive")
-    settings = (cfg.max_shift + 1) ** 2 * 3 * 2 * 2 * (2 if cfg.residual else 1)
-    combos = (cfg.adc_max + 1) ** 2 * (cfg.out_range[1] - cfg.out_range[0] + 1)
+    settings, combos = _exhaustive_size(cfg)
     assert s["values"] == settings * combos * cfg.columns, s
     print(f"tiny exhaustive on the fast path: {s['values']} column values, golden "
           f"{s['golden_s']} s, simulation {s['wall_s']} s")
@@ -103,10 +112,10 @@ def test_exhaustive_stimulus_covers_every_setting():
     layer = Codec(meta["ports"]["layer"])
     vec = vv.draw("nmpu", cfg, meta["ports"], 10**9, 3, "exhaustive")
     regs = layer.decode(vec.regs["layer"])
+    n_settings, per = _exhaustive_size(cfg)
     settings = {tuple(int(regs[f][k]) for f in layer.fields) for k in range(0, len(vec.inputs), 2)}
-    assert len(settings) == (cfg.max_shift + 1) ** 2 * 3 * 8
+    assert len(settings) == n_settings
     ins = Codec(meta["ports"]["i__payload"]).decode(vec.inputs)
-    per = (cfg.adc_max + 1) ** 2 * (cfg.out_range[1] - cfg.out_range[0] + 1)
     first = np.stack([ins[k][:per * cfg.beats].reshape(per, cfg.columns) for k in ("p", "n", "res")], -1)
     for col in range(cfg.columns):
         assert len({tuple(v) for v in first[:, col]}) == per
