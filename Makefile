@@ -31,9 +31,9 @@ PYTEST   = $(RUN) $(BIN)/python -m pytest
 all: verilog
 	$(PYTEST) -n $(JOBS) -p no:cacheprovider
 	$(RUN) $(BIN)/python -m verif.summary
-	$(RUN) $(BIN)/python -m golden.budget > /dev/null
-	$(RUN) $(BIN)/python -m golden.accuracy --quick > /dev/null
-	$(RUN) $(BIN)/python -m golden.training > /dev/null
+	$(RUN) $(BIN)/python -m studies.budget > /dev/null
+	$(RUN) $(BIN)/python -m studies.accuracy --quick > /dev/null
+	$(RUN) $(BIN)/python -m studies.training > /dev/null
 	$(RUN) $(BIN)/python -m verif.throughput --jobs $(JOBS) --seed $(SEED)
 	$(MAKE) --no-print-directory synth
 	@echo "Verilog: build/verilog/   simulation runs: build/sim/<sim>/<unit>_<tag>/   reports: build/report/ (sim.md, error_budget.md, accuracy_quick.md, training.md, synth.md, ppa.md)"
@@ -81,7 +81,7 @@ summary: $(STAMP)
 	$(RUN) $(BIN)/python -m verif.summary
 
 budget: $(STAMP)
-	$(RUN) $(BIN)/python -m golden.budget
+	$(RUN) $(BIN)/python -m studies.budget
 
 # Golden vectors and a plain Verilog test bench per unit x preset, replayable in Icarus without
 # Python (build/vectors/<unit>_<tag>/README.txt); VECTORS="--unit nmpu --preset tiny --run"
@@ -125,7 +125,7 @@ baseline: $(STAMP)
 # Area and f_max against the work per clock: NMPU lanes 1..256, ESSOP 8x8..64x64 at BL 8..128
 # (about an hour on 2 cores; finished points are reused).
 scaling: $(STAMP)
-	$(RUN) $(BIN)/python -m synth.scaling --jobs $(JOBS)
+	$(RUN) $(BIN)/python -m studies.scaling --jobs $(JOBS)
 
 # Network accuracy of the analog tile with float, FP16 LDPU and NMPU post-processing: the digits
 # MLP and residual CNN (20 programming seeds, t = 1 min .. 30 days), then the MNIST CNN and MLP
@@ -133,17 +133,17 @@ scaling: $(STAMP)
 # at the 1-day point; MNIST="--quick" for 2 seeds and 3 times). Trains the networks once
 # (cached in build/networks/): build/report/accuracy.md, accuracy_mnist.md
 accuracy: $(STAMP)
-	$(RUN) OPENBLAS_NUM_THREADS=1 $(BIN)/python -m golden.accuracy $(ACCURACY)
-	$(RUN) OPENBLAS_NUM_THREADS=1 $(BIN)/python -m golden.accuracy --suite mnist $(MNIST)
+	$(RUN) OPENBLAS_NUM_THREADS=1 $(BIN)/python -m studies.accuracy $(ACCURACY)
+	$(RUN) OPENBLAS_NUM_THREADS=1 $(BIN)/python -m studies.accuracy --suite mnist $(MNIST)
 
 # Speed of the golden tile model against a bare matmul, and of the network evaluation.
 bench: $(STAMP)
-	$(RUN) OPENBLAS_NUM_THREADS=1 $(BIN)/python -m golden.bench
+	$(RUN) OPENBLAS_NUM_THREADS=1 $(BIN)/python -m studies.bench
 
 # Mixed-precision training of the digits MLP with ESSOP outer products (float, exact, ESSOP
 # fast at BL 8..128, 3 seeds; a few minutes): build/report/training.md; TRAIN="--quick" is short.
 train: $(STAMP)
-	$(RUN) $(BIN)/python -m golden.training $(TRAIN)
+	$(RUN) $(BIN)/python -m studies.training $(TRAIN)
 
 # Mutation score: every mutant of verif/mutants.toml on a copy of the tree (build/mutate/<id>/);
 # build/report/mutation.{json,md}; MUTATE="--only ID ..." narrows it (about 6 min on 2 cores).

@@ -15,7 +15,7 @@ config's own message.
 Objectives (NSGA-II, Optuna's ask/tell in this driver, a JournalStorage file so that a run
 resumes where it stopped):
 - accuracy loss in percentage points against the FP16 chip: the tile model's quick digits
-  protocol (golden.accuracy.evaluate on the `mlp` network, PROTOCOL's seeds and drift times),
+  protocol (studies.accuracy.evaluate on the `mlp` network, PROTOCOL's seeds and drift times),
   the NMPU point on a tile with its ADC width against the FP16 LDPU on the 12-bit tile of the
   chip (`paper`), same seeds; the paired NMPU − LDPU difference at the point's own ADC is
   recorded too;
@@ -116,21 +116,31 @@ def config_of(unit, params):
     return dataclasses.replace(base_config(unit), name="x", **params)
 
 
-def _source_hash(*folders):
+def _source_hash(*paths):
+    """SHA-256 (16 hex digits) of the Python source under `paths` (folders or files, relative to
+    the repository), each file named by its path, so that a file moved between folders is a
+    different key."""
     h = hashlib.sha256()
-    for folder in folders:
-        for p in sorted((ROOT / folder).glob("*.py")):
-            h.update(p.name.encode() + p.read_bytes())
+    for path in paths:
+        p = ROOT / path
+        for f in (sorted(p.glob("*.py")) if p.is_dir() else [p]):
+            h.update(f.relative_to(ROOT).as_posix().encode() + b"\0" + f.read_bytes())
     return h.hexdigest()[:16]
+
+
+# The code an accuracy evaluation runs: the golden models and the accuracy study that drives
+# them (studies/accuracy.py left golden/ in the layout move; without it here, a change of the
+# study would not re-run cached points).
+ACCURACY_SOURCES = ("golden", "studies/accuracy.py")
 
 
 # -- evaluators (run on engine workers) --------------------------------------------------------
 
 def _tile_accuracy(nmpu_cfg, protocol):
-    """{path: accuracy per (seed, t)} of golden.accuracy.evaluate for one NMPU config, with the
+    """{path: accuracy per (seed, t)} of studies.accuracy.evaluate for one NMPU config, with the
     tile's and the LDPU's ADC width set to the NMPU's."""
     import numpy as np
-    from golden import accuracy as ga
+    from studies import accuracy as ga
     from golden import network as gnet
     from golden import tile as gt
     from golden.data import load
@@ -207,7 +217,7 @@ class Evaluator:
         self.acc_limit, self.min_fmax, self.work, self.synth = acc_limit, min_fmax, Path(work), synth
         self.acc_cache = Cache(self.work / "cache" / "accuracy")
         self.synth_cache = Cache(self.work / "cache" / "synth")
-        self.golden = _source_hash("golden")
+        self.golden = _source_hash(*ACCURACY_SOURCES)
         self._tools = None
 
     def acc_key(self, cfg):

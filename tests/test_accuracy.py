@@ -1,4 +1,4 @@
-"""golden/accuracy.py: the protocol's tables on a tiny network (2 seeds, 2 times): required
+"""studies/accuracy.py: the protocol's tables on a tiny network (2 seeds, 2 times): required
 fields, paired differences on shared device draws, per-layer errors, the report files."""
 
 import copy
@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from golden import accuracy as ga
+from studies import accuracy as ga
 from golden import compiler as gc
 from golden import network as gnet
 from golden import tile as gt
@@ -136,7 +136,7 @@ def test_report_files(tmp_path, monkeypatch, net):
 
 
 def test_bench_tile_smoke():
-    from golden import bench
+    from studies import bench
     r = bench.bench_tile(vectors=16, repeat=1, cfg=gt.TileConfig(name="b", rows=32, cols=16))
     assert r["vectors"] == 16 and r["rows"] == 32 and r["cols"] == 16
     assert r["tile_seconds"] > 0 and r["ratio_to_matmul"] == pytest.approx(
@@ -255,7 +255,7 @@ def test_mnist_variants_and_targets(monkeypatch, tmp_path, net, data):
 
 
 def test_bench_network_reads_replays_every_read(net, data):
-    from golden import bench
+    from studies import bench
     prog = gc.ProgrammedNetwork(gc.plan(net, data.x_train), 0)
     r = bench.bench_network_reads(prog, net, data.x_test[:30], repeat=1)
     tiles = [t for layer in prog.tiles.values() for row in layer for t in row]

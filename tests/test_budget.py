@@ -1,4 +1,4 @@
-"""The first error-budget row (golden/budget.py): a short run, its bookkeeping, and the
+"""The first error-budget row (studies/budget.py): a short run, its bookkeeping, and the
 properties the report relies on."""
 
 import json
@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from golden import budget
+from studies import budget
 from hdl.config import LDPU_PRESETS, NMPU_PRESETS, NMPUConfig
 
 

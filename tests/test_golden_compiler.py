@@ -93,7 +93,7 @@ def _tile_chain(prog, op, x_codes, residual, t, path, true_gains):
 def test_round_trip_within_the_quantisation_bound(request, data, which, gains):
     """Noise off (with `gains`: ADC gain spread on, corrected by the calibration): every layer's
     NMPU output lies within `layer_bound` of the float layer on the same input codes; the LDPU
-    within that plus 2 LSB of FP16 rounding (golden/budget.py), the ideal path within it too."""
+    within that plus 2 LSB of FP16 rounding (studies/budget.py), the ideal path within it too."""
     net = request.getfixturevalue(which)
     tile_cfg = SMALL.ideal if which == "mlp" else dataclasses.replace(SMALL.ideal, rows=36)
     if gains:

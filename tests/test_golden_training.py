@@ -1,4 +1,4 @@
-"""Tests of mixed-precision training with ESSOP (golden/training.py).
+"""Tests of mixed-precision training with ESSOP (studies/training.py).
 
 The device model (step statistics against the formulas of the module docstring, saturation,
 refresh), the pulse transfer (exact truncation, no lost χ), the outer-product modes (float, ESSOP
@@ -15,7 +15,7 @@ import pytest
 
 from golden import essop as ge
 from golden import fp16
-from golden import training as T
+from studies import training as T
 from golden.data import digits
 from hdl.config import essop_preset
 

@@ -9,7 +9,7 @@ against `golden.compiler.post_process` (the path the accuracy study runs). verif
 programs and runs the tiles through the bus (see its tests).
 
 The ESSOP top's job (`essop_job`): the x and −δ of one sample of a real training step
-(`golden.training.training_step`, layer 1 of mini-batch 3, the paper run's vectors; layer 0 on
+(`studies.training.training_step`, layer 1 of mini-batch 3, the paper run's vectors; layer 0 on
 a 32-row engine, so the job has two products) on the engine's tiles with a reseed, then golden
 random data with an Inf (error products) continuing from the LFSR state; the expected update of
 each is `golden.essop`'s.
@@ -99,7 +99,7 @@ def essop_job(pcfg, seed=1):
     """The ESSOP job JSON of verif/tb_periphery.py (see the module doc)."""
     from golden import essop as ge
     from golden import fp16
-    from golden import training as gtr
+    from studies import training as gtr
     from golden.data import digits
     cfg = pcfg.core
     # layer 1 (32 × 10) on tiles of up to 16 rows: at least two products (missing-tlast test)

@@ -1,11 +1,12 @@
 """The PPA report (synth/report.py), the area breakdown grouping (synth/breakdown.py) and the
-scaling study's fit (synth/scaling.py), on small made-up inputs with known answers."""
+scaling study's fit (studies/scaling.py), on small made-up inputs with known answers."""
 
 import json
 
 import pytest
 
-from synth import breakdown, report, scaling, storage
+from studies import scaling
+from synth import breakdown, report, storage
 
 
 def _synth_row(unit, preset, area, fmax, **config):

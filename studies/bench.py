@@ -1,0 +1,170 @@
+"""Speed of the golden tile model and of the network evaluation.
+
+- Tile MVMs per second: a batch of int8 input vectors through the full tile model
+  (`Tile.read`: PWM MVM of both polarities, per-line ADC gains, floor, saturation; the
+  conductances at t drawn once and cached, as in the accuracy runs), against a bare float64
+  matmul of the same shape (vectors × rows) @ (rows × cols). The tile computes both polarities,
+  so it also reports the ratio to the bare matmul of the doubled width (rows × 2·cols).
+- Network evaluation: time of one pass over the digits test set per path (float,
+  analog + ideal float, analog + FP16 LDPU, analog + NMPU), and of programming a network.
+- The tile reads of a network evaluation: every `Tile.read` of one analog pass (all layers,
+  all tiles, the inputs it really reads), replayed, against the bare matmuls of both polarities
+  of the same inputs and conductances (the cost floor of the tile model).
+
+    OPENBLAS_NUM_THREADS=1 python -m studies.bench [--vectors N] [--repeat R] [--out build/report]
+
+Times are CPU seconds of this process (`time.process_time`), best of the repeats: on a shared
+machine other jobs inflate wall time but hardly CPU time; with one BLAS thread (recorded) CPU
+time is the single-core time.
+"""
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from golden import compiler as gc
+from golden import network as gnet
+from golden import tile as gt
+from golden.data import digits
+
+__all__ = ["best_time", "bench_tile", "bench_network", "bench_network_reads", "main"]
+
+
+def best_time(fn, repeat):
+    """Smallest CPU time of `repeat` calls (seconds)."""
+    best = np.inf
+    for _ in range(repeat):
+        t0 = time.process_time()
+        fn()
+        best = min(best, time.process_time() - t0)
+    return best
+
+
+def bench_network_reads(prog, net, x, t=3600.0, repeat=3):
+    """CPU time of every `Tile.read` of one NMPU pass of `net` on inputs x (floats), replayed on
+    the recorded inputs, against the bare float64 matmuls x @ [G+ G−] of the same reads."""
+    calls = []
+    for layer in prog.tiles.values():
+        for row in layer:
+            for tile in row:
+                read = tile.read
+
+                def spy(xx, tt, *a, _read=read, _tile=tile, **kw):
+                    calls.append((_tile, np.array(xx, copy=True), tt, kw.get("lsb")))
+                    return _read(xx, tt, *a, **kw)
+                tile.read = spy
+    try:
+        prog.logits("nmpu", t, x)
+    finally:
+        for layer in prog.tiles.values():
+            for row in layer:
+                for tile in row:
+                    del tile.read
+    stacked = [(np.asarray(xx, dtype=np.float64), np.concatenate(tile.conductances(tt), axis=1))
+               for tile, xx, tt, _ in calls]
+    t_read = best_time(lambda: [tile.read(xx, tt, lsb=lsb, return_saturated=True)
+                                for tile, xx, tt, lsb in calls], repeat)
+    t_mm = best_time(lambda: [xf @ g2 for xf, g2 in stacked], repeat)
+    return {"reads": len(calls), "vectors": int(sum(c[1].shape[0] for c in calls)),
+            "reads_seconds": t_read, "matmul_2x_seconds": t_mm, "ratio_to_2x_matmul": t_read / t_mm}
+
+
+def bench_tile(vectors=1024, repeat=7, seed=0, cfg=None):
+    cfg = gt.TileConfig(name="pcm") if cfg is None else cfg
+    rng = np.random.default_rng(seed)
+    w = rng.uniform(-1, 1, (cfg.rows, cfg.cols))
+    tile = gt.Tile(cfg, w, seed)
+    x = rng.integers(0, cfg.x_max + 1, (vectors, cfg.rows))
+    t = 3600.0
+    g_pos, g_neg = tile.conductances(t)
+    tile.read(x, t)  # warm up
+    xf = x.astype(np.float64)
+    g2 = np.concatenate([g_pos, g_neg], axis=1)
+    # interleaved, best of `repeat` each: a shared machine's load hits all three alike
+    t_tile = t_mm = t_mm2 = np.inf
+    for _ in range(repeat):
+        t_tile = min(t_tile, best_time(lambda: tile.read(x, t), 1))
+        t_mm = min(t_mm, best_time(lambda: xf @ g_pos, 1))
+        t_mm2 = min(t_mm2, best_time(lambda: xf @ g2, 1))
+    return {"vectors": vectors, "rows": cfg.rows, "cols": cfg.cols,
+            "tile_seconds": t_tile, "matmul_seconds": t_mm, "matmul_2x_seconds": t_mm2,
+            "tile_mvm_per_s": vectors / t_tile, "matmul_mvm_per_s": vectors / t_mm,
+            "ratio_to_matmul": t_tile / t_mm, "ratio_to_2x_matmul": t_tile / t_mm2}
+
+
+def bench_network(name, data, t=3600.0, seed=0):
+    net = gnet.load_or_train(name, progress=False)
+    t0 = time.perf_counter()
+    plan = gc.plan(net, data.x_train)
+    t_plan = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    prog = gc.ProgrammedNetwork(plan, seed)
+    prog.compile(t)
+    t_prog = time.perf_counter() - t0
+    out = {"network": name, "test_images": int(data.y_test.size), "plan_seconds": t_plan,
+           "program_and_compile_seconds": t_prog}
+    out["float_seconds"] = best_time(lambda: net.logits(data.x_test), 3)
+    for path in gc.PATHS:
+        out[f"analog_{path}_seconds"] = best_time(
+            lambda: prog.logits(path, t, data.x_test), 2)
+    out["tile_reads"] = bench_network_reads(prog, net, data.x_test, t)
+    return out
+
+
+def markdown(doc):
+    tb = doc["tile"]
+    L = ["# Golden model speed", "",
+         f"Tile {tb['rows']} × {tb['cols']}, batch of {tb['vectors']} vectors (best of "
+         f"{doc['repeat']}, interleaved; BLAS threads: {doc['blas_threads']}):", "",
+         "| what | seconds | MVMs/s | ratio |", "|---|---:|---:|---:|",
+         f"| full tile model (`Tile.read`: MVM both polarities + ADC) | {tb['tile_seconds']:.5f} | "
+         f"{tb['tile_mvm_per_s']:.0f} | 1 |",
+         f"| bare float64 matmul, same shape | {tb['matmul_seconds']:.5f} | "
+         f"{tb['matmul_mvm_per_s']:.0f} | tile is {tb['ratio_to_matmul']:.2f}× slower |",
+         f"| bare float64 matmul, both polarities (2·cols) | {tb['matmul_2x_seconds']:.5f} | "
+         f"{tb['vectors'] / tb['matmul_2x_seconds']:.0f} | tile is {tb['ratio_to_2x_matmul']:.2f}× slower |",
+         "", "Network evaluation on the digits test set (CPU seconds per pass):", "",
+         "| network | images | float | analog + float | analog + FP16 LDPU | analog + NMPU | program + compile |",
+         "|---|---:|---:|---:|---:|---:|---:|"]
+    for n in doc["networks"]:
+        L.append(f"| {n['network']} | {n['test_images']} | {n['float_seconds']:.3f} | "
+                 f"{n['analog_float_seconds']:.3f} | {n['analog_ldpu_seconds']:.3f} | "
+                 f"{n['analog_nmpu_seconds']:.3f} | {n['program_and_compile_seconds']:.3f} |")
+    L += ["", "Tile reads of one analog pass (every `Tile.read` of the NMPU path, replayed) against "
+          "the bare matmuls of both polarities of the same reads (target ≤ 1.2x):", "",
+          "| network | reads | vectors | tile reads (s) | bare 2x matmuls (s) | ratio |",
+          "|---|---:|---:|---:|---:|---:|"]
+    for n in doc["networks"]:
+        r = n["tile_reads"]
+        L.append(f"| {n['network']} | {r['reads']} | {r['vectors']} | {r['reads_seconds']:.4f} | "
+                 f"{r['matmul_2x_seconds']:.4f} | {r['ratio_to_2x_matmul']:.2f} |")
+    return "\n".join(L) + "\n"
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--vectors", type=int, default=1024)
+    ap.add_argument("--repeat", type=int, default=15)
+    ap.add_argument("--out", type=Path, default=Path("build/report"))
+    args = ap.parse_args(argv)
+    if args.vectors < 1 or args.repeat < 1:
+        ap.error("--vectors and --repeat must be at least 1")
+    data = digits()
+    doc = {"repeat": args.repeat,
+           "blas_threads": os.environ.get("OPENBLAS_NUM_THREADS", os.environ.get("OMP_NUM_THREADS", "default")),
+           "tile": bench_tile(args.vectors, args.repeat),
+           "networks": [bench_network(n, data) for n in gnet.NETWORKS
+                        if gnet.DATASET.get(n, "digits") == "digits"]}
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "bench.json").write_text(json.dumps(doc, indent=1) + "\n")
+    text = markdown(doc)
+    (args.out / "bench.md").write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
