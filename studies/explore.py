@@ -20,17 +20,20 @@ resumes where it stopped):
   chip (`paper`), same seeds; the paired NMPU − LDPU difference at the point's own ADC is
   recorded too;
 - area (µm², synth.flow on OSU 0.18 µm);
+- energy per item (pJ per vector of `columns` outputs): synth.power.measure, a gate-level run of
+  the point's mapped netlist over the unit's workload (the MNIST MLP's fc1 for a 256-column
+  NMPU), its outputs checked against the golden model on the way;
 - items per second = f_max x lanes (one beat of `lanes` columns per clock: the cycles per
   vector that `make summary` measures are columns / lanes).
-Energy per item joins the objectives when the energy evaluator (synth/power.py) is committed:
-until then it is not part of the search (see docs/explore.md).
 
 Cheap objectives first: accuracy runs first; a point whose loss exceeds `--acc-limit` is not
-synthesised and is infeasible (constraint), as is a failed point or one below `--min-fmax`.
+synthesised and is infeasible (constraint), as is a failed point or one below `--min-fmax`;
+only the synthesised points that meet `--min-fmax` get the gate-level energy run.
 Every evaluation is cached on the driver (engine/cache.py): accuracy under the config, the
 protocol and the golden model's source; synthesis under synth.flow.cache_key (config, flow,
-tools with the Liberty hash, Verilog). The front's first K points are then verified by cocotb
-(golden vs RTL) on Icarus and Verilator.
+tools with the Liberty hash, Verilog); energy under the netlist's SHA-256, the clock period,
+the tools, the workload and the source of the power model and of the workload's makers. The
+front's first K points are then verified by cocotb (golden vs RTL) on Icarus and Verilator.
 
 Reports: build/report/explore.{json,md,png}: the front (table and plots: accuracy loss vs area,
 vs items/s; today's presets and the paper's point marked), the search history, wall times,
@@ -73,7 +76,7 @@ PROTOCOL = {"network": "mlp", "seeds": [0, 1], "times": [60.0, 86400.0], "ref_ad
 QUALITY_SPACE = {"adc_bits": tuple(range(6, 13)), "scale_frac": tuple(range(3, 10)),
                  "offset_frac": (0, 1)}
 # Penalty values of an infeasible point (Optuna needs finite numbers to rank it).
-WORST = {"acc_loss_pp": 100.0, "area_um2": 1e12, "items_per_s": 0.0}
+WORST = {"acc_loss_pp": 100.0, "area_um2": 1e12, "pj_per_item": 1e12, "items_per_s": 0.0}
 
 
 def _units():
@@ -132,6 +135,12 @@ def _source_hash(*paths):
 # them (studies/accuracy.py left golden/ in the layout move; without it here, a change of the
 # study would not re-run cached points).
 ACCURACY_SOURCES = ("golden", "studies/accuracy.py")
+# The code an energy evaluation runs besides the netlist: the power model, the workload and the
+# golden functions and study that make the workload's vectors and expected outputs.
+ENERGY_SOURCES = ("synth/power.py", "synth/power_workload.py", "verif/vectors.py",
+                  "verif/payload.py", "golden", "studies/training.py")
+POWER_SEED = 1
+ENERGY_MEM_GB = 1.0         # the gate-level run of a 256-column NMPU: Icarus image + VCD counts
 
 
 # -- evaluators (run on engine workers) --------------------------------------------------------
@@ -188,6 +197,43 @@ def verify_task(unit, cfg_dict, sim, seed):
     return {"sim": sim, "tests": s.get("tests"), "wall_s": s.get("wall_s")}
 
 
+_POWER_LIBS = {}
+
+
+def energy_task(unit, cfg_dict, row, tools, work):
+    """Energy per item of one synthesised point, on an engine worker: synth.power.measure over
+    the unit's workload with the point's mapped netlist. The netlist is the one the synthesis
+    left in `work`/synth when it is there and its SHA-256 is the row's; otherwise (the synthesis
+    ran on another machine, or its folder was cleaned) the flow runs again here and must give
+    the same netlist. Returns {pj_per_item, items_per_uj, ...} (ESSOP: per BL too)."""
+    from synth import flow, power
+    cfg = _units()[unit][0].from_dict(cfg_dict)
+    synth_dir = Path(work) / "synth"
+    run_dir = synth_dir / f"{unit}_{cfg.tag}"
+    netlist = run_dir / "netlist.v"
+    want = row["netlist_sha256"]
+    if not (netlist.is_file() and hashlib.sha256(netlist.read_bytes()).hexdigest() == want):
+        again = flow.run(unit, cfg, flow._worker_tools(tools, synth_dir), synth_dir,
+                         row["flow"]["period_ns"])
+        if again["netlist_sha256"] != want:
+            raise power.PowerError(f"{unit} {cfg.tag}: the synthesis run again here gave another "
+                                   f"netlist ({again['netlist_sha256'][:12]}, the cached row's "
+                                   f"{want[:12]}): the flow is not deterministic on this worker")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "result.json").write_text(json.dumps(row, indent=1) + "\n")   # f_max: the period
+    if str(synth_dir) not in _POWER_LIBS:
+        _POWER_LIBS[str(synth_dir)] = power.library(synth_dir)
+    r = power.measure(unit, cfg, _POWER_LIBS[str(synth_dir)], synth_dir, Path(work) / "power",
+                      seed=POWER_SEED, glitches=False)
+    for sim in (Path(work) / "power" / f"{unit}_{cfg.tag}").rglob("psim"):
+        sim.unlink()            # the compiled bench: tens of MB per point, not needed again
+    out = {k: r.get(k) for k in ("pj_per_item", "items_per_uj", "item", "workload_name",
+                                 "period_ns", "gate_level_beats", "clocks_per_item", "wall_s")}
+    if "per_bl" in r:
+        out["per_bl"] = [{"bl": p["bl"], "pj_per_item": p["pj_per_item"]} for p in r["per_bl"]]
+    return out
+
+
 # -- Pareto --------------------------------------------------------------------------------------
 
 def dominates(a, b, senses):
@@ -205,7 +251,14 @@ def pareto(points, senses):
 
 # -- the search ----------------------------------------------------------------------------------
 
-OBJECTIVES = (("acc_loss_pp", "minimize"), ("area_um2", "minimize"), ("items_per_s", "maximize"))
+OBJECTIVES = (("acc_loss_pp", "minimize"), ("area_um2", "minimize"), ("pj_per_item", "minimize"),
+              ("items_per_s", "maximize"))
+_AT = {name: j for j, (name, _) in enumerate(OBJECTIVES)}
+
+
+def value(r, name):
+    """Objective `name` of a record (its entry in r["values"])."""
+    return r["values"][_AT[name]]
 
 
 class Evaluator:
@@ -217,7 +270,9 @@ class Evaluator:
         self.acc_limit, self.min_fmax, self.work, self.synth = acc_limit, min_fmax, Path(work), synth
         self.acc_cache = Cache(self.work / "cache" / "accuracy")
         self.synth_cache = Cache(self.work / "cache" / "synth")
+        self.energy_cache = Cache(self.work / "cache" / "energy")
         self.golden = _source_hash(*ACCURACY_SOURCES)
+        self.energy_code = _source_hash(*ENERGY_SOURCES)
         self._tools = None
 
     def acc_key(self, cfg):
@@ -234,6 +289,17 @@ class Evaluator:
                 raise RuntimeError(f"the FP16 reference failed: {out.error}")
             self._ref = out.value
         return self._ref
+
+    def energy_key(self, cfg, row):
+        """The energy cache key: the mapped netlist (its SHA-256), the clock period it is run
+        at (leakage and idle clocks), the tools, the workload and the code that makes it."""
+        from synth import power
+        from synth import power_workload as pw
+        return key(kind="energy", unit=self.unit, config=cfg.to_dict(),
+                   netlist=row["netlist_sha256"], period_ns=row.get("min_period_ns"),
+                   tools=row.get("tools"), code=self.energy_code,
+                   workload={"name": pw.workload_name(self.unit, cfg), "seed": POWER_SEED,
+                             "count": power.POWER_COUNT[self.unit]})
 
     @property
     def tools(self):
@@ -265,7 +331,7 @@ class Evaluator:
         if passing and self.synth:
             from synth import flow
             by_tag = {cfgs[i][0].tag: i for i in passing}
-            hits0 = self.synth_cache.hits
+            hits0, rows = self.synth_cache.hits, {}
             for _, cfg, row in flow.run_all([(self.unit, cfgs[i][0]) for i in by_tag.values()],
                                             self.tools, self.work / "synth", engine=self.eng,
                                             cache=self.synth_cache):
@@ -278,10 +344,13 @@ class Evaluator:
                          synth_s=row.get("wall_s"))
                 r["seconds"] += row.get("wall_s") or 0
                 r["status"] = "ok" if (row["fmax_mhz"] or 0) >= self.min_fmax else "slow"
+                if r["status"] == "ok":
+                    rows[by_tag[cfg.tag]] = (cfg, row)
             self.synth_hits = self.synth_cache.hits - hits0
-        elif passing:        # accuracy only (--no-synth): area and throughput not measured
+            self._energy(recs, rows)
+        elif passing:        # accuracy only (--no-synth): area, energy, throughput not measured
             for i in passing:
-                recs[i].update(status="ok", area_um2=0.0, items_per_s=0.0)
+                recs[i].update(status="ok", area_um2=0.0, pj_per_item=0.0, items_per_s=0.0)
         for r in recs:
             ok = r["status"] == "ok"
             r["values"] = [r.get(k) if ok or (k == "acc_loss_pp" and k in r) else WORST[k]
@@ -291,6 +360,34 @@ class Evaluator:
             r["constraints"] = [acc_c if r["status"] != "failed" else 1e6,
                                 fmax_c if ok or r["status"] == "slow" else 1e6]
         return recs
+
+
+    def _energy(self, recs, rows):
+        """Energy per item of the synthesised points that met f_max ({index: (cfg, row)}),
+        cached; a point whose energy run fails is failed."""
+        todo = []
+        for i, (cfg, row) in rows.items():
+            if not row.get("netlist_sha256"):     # a row cached before the flow recorded it
+                net = self.work / "synth" / f"{self.unit}_{cfg.tag}" / "netlist.v"
+                if not net.is_file():
+                    recs[i].update(status="failed", error="energy: the cached synthesis row has "
+                                   "no netlist hash and its netlist is gone (run once with an "
+                                   "empty build/explore/cache/synth)")
+                    continue
+                row = dict(row, netlist_sha256=hashlib.sha256(net.read_bytes()).hexdigest())
+            todo.append((i, cfg, row))
+        tools = self.tools if todo else None
+        for out in self.eng.map(energy_task, todo, mem_gb=ENERGY_MEM_GB,
+                                args=lambda t: (self.unit, t[1].to_dict(), t[2], tools, self.work),
+                                cache=self.energy_cache, key=lambda t: self.energy_key(t[1], t[2]),
+                                label=lambda t: f"{self.unit} {t[1].tag} energy"):
+            r = recs[out.item[0]]
+            r["seconds"] += out.seconds
+            if out.ok:
+                r.update(pj_per_item=out.value["pj_per_item"], energy=out.value,
+                         cached_energy=out.cached)
+            else:
+                r.update(status="failed", error="energy: " + out.error.strip().splitlines()[0])
 
 
 def _suggest(trial, sp):
@@ -311,7 +408,7 @@ def search(unit, trials, eng, *, batch=8, seed=1, evaluator=None, storage=None, 
         storage.unlink(missing_ok=True)
     sampler = optuna.samplers.NSGAIISampler(population_size=max(4, batch), seed=seed)
     study = optuna.create_study(
-        study_name=f"{unit}-{hashlib.sha1(json.dumps(sp, sort_keys=True).encode()).hexdigest()[:8]}",
+        study_name=f"{unit}-{hashlib.sha1(json.dumps([sp, OBJECTIVES], sort_keys=True).encode()).hexdigest()[:8]}",
         storage=JournalStorage(JournalFileBackend(str(storage))), sampler=sampler,
         directions=[d for _, d in OBJECTIVES], load_if_exists=True)
     done = [t for t in study.trials if t.state.is_finished()]
@@ -338,7 +435,7 @@ def search(unit, trials, eng, *, batch=8, seed=1, evaluator=None, storage=None, 
         for t, r in zip(asked, recs):
             k += 1
             for a in ("status", "tag", "error", "config", "constraints", "acc_nmpu", "acc_fp16_ref",
-                      "paired_pp", "fmax_mhz", "seconds"):
+                      "paired_pp", "fmax_mhz", "energy", "seconds"):
                 if r.get(a) is not None:
                     t.set_user_attr(a, r[a])
             # feasible when every constraint is <= 0: accuracy loss within the limit, f_max
@@ -371,7 +468,7 @@ def front(recs):
         if ok[i]["tag"] not in seen:
             seen.add(ok[i]["tag"])
             out.append(ok[i])
-    return sorted(out, key=lambda r: r["values"][1])
+    return sorted(out, key=lambda r: value(r, "area_um2"))
 
 
 # -- search quality on an enumerable subspace -----------------------------------------------------
@@ -439,24 +536,29 @@ def quality(eng, evaluator, *, budget_share=1 / 3, seeds=(1, 2, 3, 4, 5), batch=
 
 # -- reports -------------------------------------------------------------------------------------
 
+def _item(unit):
+    return {"nmpu": "vector", "essop": "product"}.get(unit, "item")
+
+
 def write_reports(unit, study, evaluator, wall, out=REPORT_DIR, extra=None):
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     recs = records(study)
     fr = front(recs)
+    caches = {"accuracy": evaluator.acc_cache, "synth": evaluator.synth_cache,
+              "energy": getattr(evaluator, "energy_cache", None)}
     doc = {"unit": unit, "objectives": [list(o) for o in OBJECTIVES], "space":
            {k: list(v) for k, v in space(unit).items()}, "protocol": evaluator.protocol,
            "acc_limit_pp": evaluator.acc_limit, "min_fmax_mhz": evaluator.min_fmax,
            "trials": len(recs), "feasible": sum(r["feasible"] for r in recs),
            "front": fr, "history": recs, "wall_s": round(wall, 1), "where": evaluator.eng.where,
-           "cache": {"accuracy_hit_rate": evaluator.acc_cache.hit_rate,
-                     "synth_hit_rate": evaluator.synth_cache.hit_rate,
-                     "accuracy_hits": evaluator.acc_cache.hits,
-                     "synth_hits": evaluator.synth_cache.hits,
-                     "synth_misses": evaluator.synth_cache.misses}}
+           "cache": {f"{k}_{what}": (getattr(c, attr) if c is not None else 0)
+                     for k, c in caches.items()
+                     for what, attr in (("hit_rate", "hit_rate"), ("hits", "hits"),
+                                        ("misses", "misses"))}}
     doc.update(extra or {})
     (out / "explore.json").write_text(json.dumps(doc, indent=1) + "\n")
-    sp = doc["space"]
+    sp, item, cache = doc["space"], _item(unit), doc["cache"]
     lines = [f"# Design-space exploration: {unit.upper()}", "",
              f"NSGA-II over {len(sp)} knobs read from the config ({', '.join(sp)}); "
              f"{doc['trials']} trials, {doc['feasible']} feasible; accuracy loss limit "
@@ -464,25 +566,30 @@ def write_reports(unit, study, evaluator, wall, out=REPORT_DIR, extra=None):
              f"{wall / 60:.1f} min. Accuracy: `{evaluator.protocol['network']}` on the tile model, "
              f"seeds {evaluator.protocol['seeds']}, t = {evaluator.protocol['times']} s, loss "
              f"against the FP16 LDPU on the {evaluator.protocol['ref_adc_bits']}-bit tile. "
-             f"Cache hit rate: accuracy {doc['cache']['accuracy_hit_rate']:.0%}, synthesis "
-             f"{doc['cache']['synth_hit_rate']:.0%}. Generated by `make explore`.", "",
+             f"Energy per {item}: gate-level run of the mapped netlist (synth/power.py). "
+             f"Cache hit rate: accuracy {cache['accuracy_hit_rate']:.0%}, synthesis "
+             f"{cache['synth_hit_rate']:.0%}, energy {cache['energy_hit_rate']:.0%}. "
+             f"Generated by `make explore`.", "",
              "## Front", "",
-             "| # | preset | acc loss pp | NMPU−LDPU same ADC pp | area µm² | f_max MHz | "
-             "items/s (M) | config (searched fields) |", "|--:|---|--:|--:|--:|--:|--:|---|"]
+             f"| # | preset | acc loss pp | NMPU−LDPU same ADC pp | area µm² | pJ/{item} | "
+             f"f_max MHz | {item}s/s (M) | config (searched fields) |",
+             "|--:|---|--:|--:|--:|--:|--:|--:|---|"]
     for r in fr:
         c = r.get("config") or {}
-        lines.append(f"| {r['number']} | {r.get('preset', '')} | {r['values'][0]:.2f} | "
-                     f"{r.get('paired_pp', float('nan')):.2f} | {r['values'][1]:,.0f} | "
-                     f"{r.get('fmax_mhz') or 0:.0f} | {r['values'][2] / 1e6:,.0f} | "
+        lines.append(f"| {r['number']} | {r.get('preset', '')} | {value(r, 'acc_loss_pp'):.2f} | "
+                     f"{r.get('paired_pp', float('nan')):.2f} | {value(r, 'area_um2'):,.0f} | "
+                     f"{value(r, 'pj_per_item'):,.1f} | {r.get('fmax_mhz') or 0:.0f} | "
+                     f"{value(r, 'items_per_s') / 1e6:,.0f} | "
                      + ", ".join(f"{k}={c.get(k)}" for k in sp) + " |")
     presets = [r for r in recs if r.get("preset")]
     if presets:
-        lines += ["", "## Today's presets", "", "| preset | status | acc loss pp | area µm² | "
-                  "items/s (M) | on the front |", "|---|---|--:|--:|--:|---|"]
+        lines += ["", "## Today's presets", "", f"| preset | status | acc loss pp | area µm² | "
+                  f"pJ/{item} | {item}s/s (M) | on the front |", "|---|---|--:|--:|--:|--:|---|"]
         tags = {r["tag"] for r in fr}
         for r in presets:
-            lines.append(f"| {r['preset']} | {r.get('status')} | {r['values'][0]:.2f} | "
-                         f"{r['values'][1]:,.0f} | {r['values'][2] / 1e6:,.0f} | "
+            lines.append(f"| {r['preset']} | {r.get('status')} | {value(r, 'acc_loss_pp'):.2f} | "
+                         f"{value(r, 'area_um2'):,.0f} | {value(r, 'pj_per_item'):,.1f} | "
+                         f"{value(r, 'items_per_s') / 1e6:,.0f} | "
                          f"{'yes' if r['tag'] in tags else 'no'} |")
     if "quality" in doc:
         q = doc["quality"]
@@ -492,36 +599,44 @@ def write_reports(unit, study, evaluator, wall, out=REPORT_DIR, extra=None):
         for name, share in q["mean_share"].items():
             lines.append(f"| {name} | {share:.0%} | "
                          f"{[r['front_found'] for r in q['runs'] if r['sampler'] == name]} |")
-    lines += ["", "## History", "", "| # | status | acc loss pp | area µm² | f_max MHz | s |",
-              "|--:|---|--:|--:|--:|--:|"]
+    lines += ["", "## History", "", f"| # | status | acc loss pp | area µm² | pJ/{item} | "
+              f"f_max MHz | s |", "|--:|---|--:|--:|--:|--:|--:|"]
     for r in recs:
-        lines.append(f"| {r['number']} | {r.get('status')} | {r['values'][0]:.2f} | "
-                     f"{r['values'][1]:,.0f} | {r.get('fmax_mhz') or 0:.0f} | "
-                     f"{r.get('seconds', 0):.0f} |")
+        lines.append(f"| {r['number']} | {r.get('status')} | {value(r, 'acc_loss_pp'):.2f} | "
+                     f"{value(r, 'area_um2'):,.0f} | {value(r, 'pj_per_item'):,.1f} | "
+                     f"{r.get('fmax_mhz') or 0:.0f} | {r.get('seconds', 0):.0f} |")
     (out / "explore.md").write_text("\n".join(lines) + "\n")
-    _plot(recs, fr, out / "explore.png")
+    _plot(recs, fr, out / "explore.png", item)
     return doc
 
 
-def _plot(recs, fr, path):
+def _plot(recs, fr, path, item="item"):
+    """Accuracy loss against each cost objective: the feasible points, the points of the
+    search's (four-objective) front, the two-objective front of each panel as a line, and
+    today's presets."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    panels = (("area_um2", f"area (mm², OSU 0.18 µm)", 1e-6, 1),
+              ("pj_per_item", f"energy per {item} (pJ)", 1.0, 1),
+              ("items_per_s", f"{item}s per second (G)", 1e-9, -1))
+    fig, axes = plt.subplots(1, len(panels), figsize=(15, 4.2))
     ok = [r for r in recs if r["feasible"]]
-    for ax, j, xlabel, scale in ((axes[0], 1, "area (mm², OSU 0.18 µm)", 1e-6),
-                                 (axes[1], 2, "items per second (G)", 1e-9)):
-        ax.scatter([r["values"][j] * scale for r in ok], [r["values"][0] for r in ok], s=12,
-                   color="0.6", label="feasible points")
-        f = sorted(fr, key=lambda r: r["values"][j])
-        ax.plot([r["values"][j] * scale for r in f], [r["values"][0] for r in f], "o-",
-                color="C0", label="front")
+    for ax, (name, xlabel, scale, sense) in zip(axes, panels):
+        xy = [(value(r, name) * scale, value(r, "acc_loss_pp")) for r in ok]
+        ax.scatter([x for x, _ in xy], [y for _, y in xy], s=12, color="0.6",
+                   label="feasible points")
+        ax.scatter([value(r, name) * scale for r in fr], [value(r, "acc_loss_pp") for r in fr],
+                   s=30, color="C0", label="front (all objectives)")
+        two = sorted({xy[i] for i in pareto(xy, (sense, 1))})
+        ax.plot([x for x, _ in two], [y for _, y in two], "-", color="C0", lw=1,
+                label="front of this pair")
         for r in recs:
             if r.get("preset") and r["feasible"]:
                 marker = "*" if r["preset"] == "paper" else "s"
-                ax.plot(r["values"][j] * scale, r["values"][0], marker, ms=11, color="C3",
-                        label=f"preset {r['preset']}" + (" (the paper's point)"
-                                                         if r["preset"] == "paper" else ""))
+                ax.plot(value(r, name) * scale, value(r, "acc_loss_pp"), marker, ms=11,
+                        color="C3", label=f"preset {r['preset']}" + (
+                            " (the paper's point)" if r["preset"] == "paper" else ""))
         ax.set_xlabel(xlabel)
         ax.set_ylabel("accuracy loss vs FP16 (pp)")
         ax.grid(True, alpha=0.3)

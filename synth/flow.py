@@ -571,6 +571,9 @@ def run(unit, cfg, tools, out_dir=DEFAULT_OUT, period_ns=DEFAULT_PERIOD_NS, prep
     row.update(synthesize(v_path, top, run_dir, tools, period_ns))
     row.update(timing(run_dir, top, tools, period_ns))
     row["ff_by_block"] = ff_by_block(run_dir / "netlist.v", tools.liberty)
+    # the mapped netlist's identity: what a later gate-level run (synth/power.py) is keyed by,
+    # also when the netlist itself stayed on a remote worker
+    row["netlist_sha256"] = hashlib.sha256((run_dir / "netlist.v").read_bytes()).hexdigest()
     row["verilog_s"] = round(verilog_s, 2)
     row["wall_s"] = round(time.monotonic() - t0 + verilog_s, 2)
     row["tools"] = tools.versions

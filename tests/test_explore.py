@@ -59,7 +59,7 @@ class Fake:
         from engine.cache import Cache
         self.acc_limit, self.min_fmax, self.synth, self.calls = acc_limit, 50.0, True, 0
         self.protocol = {"network": "fake", "seeds": [0], "times": [60.0], "ref_adc_bits": 12}
-        self.acc_cache = self.synth_cache = Cache("/nonexistent")
+        self.acc_cache = self.synth_cache = self.energy_cache = Cache("/nonexistent")
         self.eng = type("E", (), {"where": "nowhere"})()
 
     def evaluate(self, cfgs):
@@ -68,7 +68,8 @@ class Fake:
             self.calls += 1
             if c is None:
                 out.append({"status": "invalid", "error": err, "tag": None, "config": None,
-                            "seconds": 0.0, "values": [100.0, 1e12, 0.0], "constraints": [1e6] * 2})
+                            "seconds": 0.0, "values": list(ex.WORST.values()),
+                            "constraints": [1e6] * 2})
                 continue
             loss = max(0.0, 12 - c.adc_bits) * 0.6 + max(0.0, 7 - c.scale_frac) * 0.3
             area = (c.adc_bits + c.scale_frac) * 1000.0 * c.lanes
@@ -76,7 +77,8 @@ class Fake:
             out.append({"status": "ok" if ok else "accuracy_fail", "tag": c.tag,
                         "config": c.to_dict(), "seconds": 0.0, "acc_loss_pp": loss,
                         "paired_pp": 0.0, "fmax_mhz": 200.0 if ok else None,
-                        "values": [loss, area if ok else 1e12, 2e8 * c.lanes if ok else 0.0],
+                        "values": [loss, area if ok else 1e12, area / 100 if ok else 1e12,
+                                   2e8 * c.lanes if ok else 0.0],
                         "constraints": [loss - self.acc_limit, -150.0 if ok else 1e6]})
         return out
 
@@ -101,7 +103,8 @@ def test_search_resumes_from_its_journal_and_marks_presets(tmp_path):
     assert all(not r["feasible"] for r in infeasible)
     doc = ex.write_reports("nmpu", study, fake, 1.0, tmp_path / "report")
     assert json.loads((tmp_path / "report" / "explore.json").read_text())["trials"] == 10
-    assert "## Front" in (tmp_path / "report" / "explore.md").read_text()
+    md = (tmp_path / "report" / "explore.md").read_text()
+    assert "## Front" in md and "pJ/vector" in md
     assert (tmp_path / "report" / "explore.png").stat().st_size > 1000
     assert len(doc["front"]) == len(fr)
 
@@ -122,16 +125,30 @@ def test_quality_measures_against_the_exhaustive_front(tmp_path):
 
 
 class InProcess:
-    """The engine's map, run in this process without cache (for the Evaluator's logic)."""
+    """The engine's map run in this process, with its cache rule (a hit is not run; a new
+    result is stored), for the Evaluator's logic; `calls` counts the functions run."""
     where = "in process"
 
-    def map(self, fn, items, *, args=None, label=None, **_):
+    def __init__(self):
+        self.calls = []
+
+    def map(self, fn, items, *, args=None, label=None, cache=None, key=None, keep=None, **_):
         from engine.executor import Outcome
         for i, item in enumerate(items):
+            k = key(item) if cache is not None and key is not None else None
+            hit = cache.get(k) if k is not None else None
+            if hit is not None:
+                yield Outcome(i, item, hit, None, 0.0, True, k)
+                continue
+            self.calls.append(fn.__name__)
             try:
-                yield Outcome(i, item, fn(*(args(item) if args else (item,))), None, 0.5)
+                v = fn(*(args(item) if args else (item,)))
             except Exception as exc:        # noqa: BLE001 - as the engine reports it
                 yield Outcome(i, item, None, f"{type(exc).__name__}: {exc}", 0.5)
+                continue
+            if k is not None and (keep is None or keep(v)):
+                cache.put(k, v)
+            yield Outcome(i, item, v, None, 0.5, False, k)
 
 
 def test_evaluator_cheap_first_and_constraints(monkeypatch, tmp_path):
@@ -153,8 +170,12 @@ def test_evaluator_cheap_first_and_constraints(monkeypatch, tmp_path):
                 yield unit, cfg, {"unit": unit, "preset": cfg.tag, "error": "Yosys failed\nlog"}
             else:
                 yield unit, cfg, {"area_um2": 1000.0 * cfg.adc_bits, "wall_s": 3.0,
-                                  "fmax_mhz": 40.0 if cfg.adc_bits == 10 else 200.0}
+                                  "fmax_mhz": 40.0 if cfg.adc_bits == 10 else 200.0,
+                                  "netlist_sha256": "ab" * 32, "min_period_ns": 5.0}
     monkeypatch.setattr(flow, "run_all", run_all)
+    energized = []
+    monkeypatch.setattr(ex, "energy_task", lambda unit, c, row, tools, work: (
+        energized.append(c["adc_bits"]) or {"pj_per_item": 10.0 * c["adc_bits"]}))
     ev = ex.Evaluator("nmpu", InProcess(), acc_limit=1.0, min_fmax=50.0, work=tmp_path)
     ev._tools = object()
     pts = [ex.config_of("nmpu", {"adc_bits": b, "lanes": n})
@@ -163,8 +184,9 @@ def test_evaluator_cheap_first_and_constraints(monkeypatch, tmp_path):
     status = [r["status"] for r in recs]
     assert status == ["accuracy_fail", "ok", "slow", "failed", "failed", "invalid"]
     assert synthesised == [8, 10, 10]                 # the 2 pp point was never synthesised
+    assert energized == [8]                           # nor the slow and failed ones measured
     ok = recs[1]
-    assert ok["values"] == [0.5, 8000.0, 200.0 * 1e6 * 16] and max(ok["constraints"]) <= 0
+    assert ok["values"] == [0.5, 8000.0, 80.0, 200.0 * 1e6 * 16] and max(ok["constraints"]) <= 0
     assert recs[0]["values"][0] == 2.0 and recs[0]["constraints"][0] > 0
     assert recs[2]["constraints"][1] == 10.0          # 40 MHz against 50
     assert recs[3]["error"] == "Yosys failed" and min(recs[3]["constraints"]) >= 1e6
@@ -191,3 +213,90 @@ def test_old_command_runs_the_moved_study():
                        text=True, cwd=ex.ROOT, timeout=120)
     assert p.returncode == 0, p.stderr
     assert "studies.budget" in p.stderr and "--vectors" in p.stdout
+
+
+def _energy_setup(monkeypatch, tmp_path, sha="ab" * 32, pj=42.0):
+    """An Evaluator on InProcess with synthesis and the energy run replaced by stand-ins;
+    returns (evaluator, engine, the energy calls' rows)."""
+    from synth import flow
+    monkeypatch.setattr(ex, "reference_task", lambda protocol: [0.9])
+    monkeypatch.setattr(ex, "accuracy_task", lambda c, p, ref: {
+        "acc_loss_pp": 0.1, "paired_pp": 0.0, "acc_nmpu": 0.9, "acc_fp16_ref": 0.9,
+        "acc_ldpu_same_adc": 0.9})
+
+    def run_all(items, tools, out_dir, engine=None, cache=None):
+        for unit, cfg in items:
+            yield unit, cfg, {"area_um2": 1.0, "fmax_mhz": 100.0, "min_period_ns": 10.0,
+                              "netlist_sha256": sha, "tools": {"yosys": "0"}}
+    monkeypatch.setattr(flow, "run_all", run_all)
+    rows = []
+
+    def energy_task(unit, c, row, tools, work):
+        rows.append(row)
+        return {"pj_per_item": pj, "workload_name": "stand-in"}
+    monkeypatch.setattr(ex, "energy_task", energy_task)
+    eng = InProcess()
+    ev = ex.Evaluator("nmpu", eng, acc_limit=1.0, min_fmax=50.0, work=tmp_path)
+    ev._tools = object()
+    return ev, eng, rows
+
+
+def test_energy_is_the_fourth_objective_cached_by_netlist_and_workload(monkeypatch, tmp_path):
+    """Energy per item runs on the synthesised points, is cached under the netlist's hash and
+    the workload, re-runs when either changes, and a failed energy run fails the point."""
+    cfg = ex.config_of("nmpu", {"adc_bits": 8})
+    ev, eng, rows = _energy_setup(monkeypatch, tmp_path)
+    (r,) = ev.evaluate([(cfg, None)])
+    assert r["status"] == "ok" and ex.value(r, "pj_per_item") == 42.0 and len(rows) == 1
+    assert rows[0]["netlist_sha256"] == "ab" * 32
+    assert [k for k, _ in ex.OBJECTIVES] == ["acc_loss_pp", "area_um2", "pj_per_item",
+                                             "items_per_s"]
+    (r,) = ev.evaluate([(cfg, None)])                     # resumed: a hit, nothing re-run
+    assert r["cached_energy"] and len(rows) == 1 and ev.energy_cache.hits == 1
+    ev2, _, rows2 = _energy_setup(monkeypatch, tmp_path, sha="cd" * 32)   # another netlist
+    ev2.evaluate([(cfg, None)])
+    assert len(rows2) == 1
+    k = ev.energy_key(cfg, {"netlist_sha256": "ab" * 32, "min_period_ns": 10.0})
+    assert k != ev.energy_key(cfg, {"netlist_sha256": "ab" * 32, "min_period_ns": 8.0})
+    from synth import power
+    monkeypatch.setitem(power.POWER_COUNT, "nmpu", 99)    # another workload
+    assert k != ev.energy_key(cfg, {"netlist_sha256": "ab" * 32, "min_period_ns": 10.0})
+    ev3, _, _ = _energy_setup(monkeypatch, tmp_path / "other")
+    monkeypatch.setattr(ex, "energy_task", lambda *a: 1 / 0)
+    (r,) = ev3.evaluate([(cfg, None)])
+    assert r["status"] == "failed" and r["error"].startswith("energy: ZeroDivisionError")
+    assert r["values"][1:] == list(ex.WORST.values())[1:] and min(r["constraints"]) >= 1e6
+
+
+def test_energy_task_uses_the_netlist_it_finds_or_synthesises_again(monkeypatch, tmp_path):
+    """On a worker: the netlist left by the synthesis is used when its hash is the row's;
+    otherwise the flow runs again there and must give the same netlist."""
+    import hashlib
+    from synth import flow, power
+    cfg = ex.config_of("nmpu", {"adc_bits": 8})
+    run_dir = tmp_path / "synth" / f"nmpu_{cfg.tag}"
+    run_dir.mkdir(parents=True)
+    text = b"module m; endmodule\n"
+    (run_dir / "netlist.v").write_bytes(text)
+    row = {"netlist_sha256": hashlib.sha256(text).hexdigest(), "flow": {"period_ns": 4.0},
+           "min_period_ns": 7.0}
+    measured, again = [], []
+    monkeypatch.setattr(power, "library", lambda d: "lib")
+    monkeypatch.setattr(power, "measure", lambda unit, c, lib, sd, od, **kw: measured.append(
+        (c.tag, lib, json.loads((sd / f"nmpu_{c.tag}" / "result.json").read_text()))) or {
+        "pj_per_item": 5.0, "items_per_uj": 2e5, "item": "vector", "workload_name": "w"})
+    monkeypatch.setattr(flow, "_worker_tools", lambda tools, d: tools)
+
+    def run(unit, c, tools, out_dir, period_ns):
+        again.append(period_ns)
+        (run_dir / "netlist.v").write_bytes(text)
+        return {"netlist_sha256": hashlib.sha256(text).hexdigest()}
+    monkeypatch.setattr(flow, "run", run)
+    out = ex.energy_task("nmpu", cfg.to_dict(), row, None, tmp_path)
+    assert out["pj_per_item"] == 5.0 and not again
+    assert measured[0][2]["min_period_ns"] == 7.0        # the row's f_max sets the period
+    (run_dir / "netlist.v").unlink()                      # synthesised on another machine
+    ex.energy_task("nmpu", cfg.to_dict(), row, None, tmp_path)
+    assert again == [4.0] and len(measured) == 2
+    with pytest.raises(power.PowerError, match="not deterministic"):
+        ex.energy_task("nmpu", cfg.to_dict(), dict(row, netlist_sha256="0" * 64), None, tmp_path)

