@@ -7,7 +7,7 @@ from amaranth import C, Cat, Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .common import clamp_counter, framing, param_memory, postproc_signature
+from .common import check_unit_args, clamp_counter, framing, param_memory, postproc_signature
 from .config import FP16OuterConfig, LDPUConfig
 from .fp16 import FP16FMA, FP16Mul, FP16ToInt8, IntToFP16, UIntToFP16
 
@@ -171,7 +171,8 @@ class LDPU(wiring.Component):
     Interface, framing and status as the NMPU's with one lane: parameters (`wr`: the five
     binary16 words of a column) and layer registers (`layer`) are sampled with each accepted
     beat, so a write lands for beats accepted after it; sticky `frame_error`, sticky `reg_error`
-    (a write to a column >= `columns`), saturating `clamp_count` of outputs whose conversion
+    (a write to a column >= `columns`; with `images` > 1 image slots, as the NMPU's, an address
+    >= images · columns), saturating `clamp_count` of outputs whose conversion
     saturated or met a NaN, lagging the output register by one clock; `clear` resets all three.
     Global stall: every register moves when the output register is free or read.
 
@@ -198,16 +199,15 @@ class LDPU(wiring.Component):
     two (the half-rate blocks take two clocks per stage), 5 fewer without the residual.
     """
 
-    def __init__(self, cfg: LDPUConfig):
-        if not isinstance(cfg, LDPUConfig):
-            self._MustUse__silence = True  # never elaborated: do not warn about it
-            raise TypeError(f"LDPU needs an LDPUConfig, not {type(cfg).__name__}")
-        self.cfg = cfg
+    def __init__(self, cfg: LDPUConfig, images=1):
+        check_unit_args(self, cfg, LDPUConfig, images)
+        self.cfg, self.images = cfg, images
         # Advances from acceptance to the activation block's first register.
         self.scale_latency = ScaleBlock.LATENCY * cfg.scale_blocks
         self.LATENCY = self.scale_latency + Activation.stages(cfg.residual)
         super().__init__(postproc_signature(cfg, ldpu_input_layout(cfg), ldpu_output_layout(cfg),
-                                            ldpu_layer_layout(cfg), ldpu_param_layout(cfg)))
+                                            ldpu_layer_layout(cfg), ldpu_param_layout(cfg),
+                                            images))
 
     @property
     def latency(self):
@@ -227,7 +227,7 @@ class LDPU(wiring.Component):
         payload = self.i.payload
         beat, frame_event = framing(m, accept, payload.last, cfg.beats)
         (word,), bad_write = param_memory(m, self.wr, beat, ldpu_param_layout(cfg),
-                                          cfg.columns, 1)
+                                          cfg.columns, 1, self.images, getattr(self, "image", None))
 
         def scale_block(name, take, en):
             m.submodules[name] = block = ScaleBlock(cfg.adc_bits)

@@ -7,23 +7,57 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["postproc_signature", "framing", "param_memory", "clamp_counter", "popcount"]
+__all__ = ["postproc_signature", "check_unit_args", "check_images", "param_addr_bits", "framing", "param_memory",
+           "clamp_counter", "popcount", "MAX_IMAGES"]
+
+MAX_IMAGES = 256  # parameter images of a unit (each a whole copy of the columns' words)
 
 
-def postproc_signature(cfg, input_layout, output_layout, layer_layout, param_layout):
+def postproc_signature(cfg, input_layout, output_layout, layer_layout, param_layout, images=1):
     """The ports of a post-processing unit (the LDPU is a drop-in for the NMPU): `i`/`o` streams,
-    the per-layer registers, the parameter write port, `clear` and the status outputs."""
-    return {
+    the per-layer registers, the parameter write port, `clear` and the status outputs. With
+    `images` > 1 parameter images (see `param_memory`), `wr.addr` spans images × columns and
+    `image` selects the image the beats read."""
+    sig = {
         "i": In(stream.Signature(input_layout)),
         "o": Out(stream.Signature(output_layout)),
         "layer": In(layer_layout),
-        "wr": In(wiring.Signature({"en": Out(1), "addr": Out(cfg.addr_bits),
+        "wr": In(wiring.Signature({"en": Out(1), "addr": Out(param_addr_bits(cfg, images)),
                                    "data": Out(param_layout)})),
         "clear": In(1),
         "frame_error": Out(1),
         "reg_error": Out(1),
         "clamp_count": Out(cfg.clamp_count_bits),
     }
+    if images > 1:
+        sig["image"] = In(range(images))
+    return sig
+
+
+def check_unit_args(unit, cfg, cfg_cls, images):
+    """A post-processing unit's constructor arguments: `cfg` must be a `cfg_cls`, `images` an int
+    >= 1. A refused unit is never elaborated: it is silenced (no unused-elaboratable warning)."""
+    try:
+        if not isinstance(cfg, cfg_cls):
+            raise TypeError(f"{type(unit).__name__} needs an {cfg_cls.__name__}, not "
+                            f"{type(cfg).__name__}")
+        check_images(images)
+    except (TypeError, ValueError):
+        unit._MustUse__silence = True
+        raise
+
+
+def check_images(images):
+    """`images`, the parameter images a unit holds: an int >= 1."""
+    if isinstance(images, bool) or not isinstance(images, int):
+        raise TypeError(f"`images` must be an int, not {type(images).__name__} {images!r}")
+    if not 1 <= images <= MAX_IMAGES:
+        raise ValueError(f"`images` must be in [1, {MAX_IMAGES}], not {images}")
+
+
+def param_addr_bits(cfg, images=1):
+    """Width of the write port's address: a column of one of `images` images."""
+    return cfg.addr_bits if images == 1 else (images * cfg.columns - 1).bit_length()
 
 
 def framing(m, accept, last, beats):
@@ -38,33 +72,37 @@ def framing(m, accept, last, beats):
     return beat, accept & (last != final)
 
 
-def param_memory(m, wr, beat, layout, columns, lanes):
-    """One memory of `columns // lanes` parameter words (of `layout`) per lane, read
+def param_memory(m, wr, beat, layout, columns, lanes, images=1, image=None):
+    """One memory of `images × columns // lanes` parameter words (of `layout`) per lane, read
     combinationally by the beat counter, so a write lands for beats accepted after it. Per-lane
     memories keep the write data a plain fan-out of the port (no lanes-wide replicated word).
-    `wr` carries en, addr (column) and data. Returns (words, write to a column >= `columns`)."""
+    `wr` carries en, addr and data; addr = s·columns + j is column j of image s (`lanes` divides
+    `columns`, so that is row s·beats + j // lanes of lane j % lanes), and beats read image
+    `image` (row image·beats + beat). Returns (words, write to an address >= images·columns)."""
     beats = columns // lanes
+    depth = images * beats
     addr = wr.addr
     if lanes & (lanes - 1) == 0:
         lane_bits = lanes.bit_length() - 1
         row, lane = addr[lane_bits:], addr[:lane_bits]
     else:
         row, lane = addr // lanes, addr % lanes
-    in_range = addr < columns
+    in_range = addr < images * columns
+    row_read = beat if images == 1 else image * beats + beat
     words = []
     for l in range(lanes):
         en = wr.en & in_range & (lane == l)
-        if beats == 1:  # one word per lane: a register (a memory would need 0 address bits)
+        if depth == 1:  # one word per lane: a register (a memory would need 0 address bits)
             word = Signal(layout, name=f"params{l}", reset_less=True)
             with m.If(en):
                 m.d.sync += word.eq(wr.data)
             words.append(word)
             continue
-        mem = Memory(shape=layout, depth=beats, init=[])
+        mem = Memory(shape=layout, depth=depth, init=[])
         m.submodules[f"params{l}"] = mem
         wp = mem.write_port()
         rp = mem.read_port(domain="comb")
-        m.d.comb += [wp.addr.eq(row), wp.data.eq(wr.data), rp.addr.eq(beat), wp.en.eq(en)]
+        m.d.comb += [wp.addr.eq(row), wp.data.eq(wr.data), rp.addr.eq(row_read), wp.en.eq(en)]
         words.append(rp.data)
     return words, wr.en & ~in_range
 

@@ -8,7 +8,7 @@ from amaranth import C, Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from .common import clamp_counter, framing, param_memory, postproc_signature
+from .common import check_unit_args, clamp_counter, framing, param_memory, postproc_signature
 from .config import CLAMP_GROUP, NMPUConfig, RoundMode
 
 __all__ = ["input_layout", "output_layout", "param_layout", "layer_layout", "Products",
@@ -285,7 +285,9 @@ class NMPU(wiring.Component):
     held by backpressure. Latency: `LATENCY` clocks from an input handshake to the earliest
     output handshake of that beat. Parameters (`wr`) and layer registers (`layer`) are sampled
     with each accepted beat: a write takes effect for beats accepted after it. Parameters survive
-    `rst`. Status: sticky `frame_error` (see `golden.nmpu.frame`), sticky `reg_error` (a beat
+    `rst`. `images` > 1 (a periphery top's image slots) holds that many parameter images: `wr.addr`
+    = s·columns + j writes column j of image s, and the `image` port selects the image accepted
+    beats read (sampled like `layer`). Status: sticky `frame_error` (see `golden.nmpu.frame`), sticky `reg_error` (a beat
     accepted with a reserved `round_mode`, or a write to a column beyond `columns`), and
     `clamp_count`, which saturates and lags the output register by 1 + `cfg.clamp_stages` clocks
     (a pipelined count beyond 16 lanes); `clear` resets all three. Golden: `golden.nmpu.forward` and `golden.nmpu.frame`.
@@ -293,13 +295,11 @@ class NMPU(wiring.Component):
 
     LATENCY = 4
 
-    def __init__(self, cfg: NMPUConfig):
-        if not isinstance(cfg, NMPUConfig):
-            self._MustUse__silence = True  # never elaborated: do not warn about it
-            raise TypeError(f"NMPU needs an NMPUConfig, not {type(cfg).__name__}")
-        self.cfg = cfg
+    def __init__(self, cfg: NMPUConfig, images=1):
+        check_unit_args(self, cfg, NMPUConfig, images)
+        self.cfg, self.images = cfg, images
         super().__init__(postproc_signature(cfg, input_layout(cfg), output_layout(cfg),
-                                            layer_layout(cfg), param_layout(cfg)))
+                                            layer_layout(cfg), param_layout(cfg), images))
 
     @property
     def latency(self):
@@ -324,7 +324,8 @@ class NMPU(wiring.Component):
             return reg
 
         beat, frame_event = framing(m, accept, self.i.payload.last, cfg.beats)
-        words, bad_write = param_memory(m, self.wr, beat, param_layout(cfg), cfg.columns, cfg.lanes)
+        words, bad_write = param_memory(m, self.wr, beat, param_layout(cfg), cfg.columns, cfg.lanes,
+                                        self.images, getattr(self, "image", None))
         # per-beat controls travel beside the lanes
         layer1 = stage(self.layer, "layer1")
         layer2 = stage(layer1, "layer2")

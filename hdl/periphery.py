@@ -17,7 +17,9 @@ described once (`periphery_regmap`) and emitted as SystemRDL by `hdl.regmap`; th
 below decodes the same description.
 
 A job: software writes the parameter window and the LAYER registers, the JOB count (vectors;
-ESSOP: products), then CTRL.start. The top then accepts exactly count × in-beats input beats,
+ESSOP: products), then CTRL.start. NMPU, LDPU: the unit holds `images` parameter images (the
+window has one slot per column of each), and IMAGE.base names the one the job reads, so several
+layers' parameters can be loaded ahead and a layer switched by register writes alone. The top then accepts exactly count × in-beats input beats,
 and counts count × out-beats output beats (NMPU, LDPU: `beats` each; ESSOP: 1 in, `rows /
 rows_per_beat` out); after the last one STATUS.done rises (and `irq` if enabled). Output `tlast`
 comes from that count, so a malformed input `tlast` (flagged as a framing error) cannot shift
@@ -26,8 +28,9 @@ CTRL.reseed loads the LFSRs from the seeds in LAYER at the next product accepted
 
 Bus errors (SLVERR on B or R, and the sticky STATUS.bus_error): an unmapped or unaligned
 address, a partial write strobe, a write of non-zero reserved bits, a read of a write-only
-register or of the parameter window, a write to a read-only register, a write to JOB, LAYER or
-the parameter window while a job runs, CTRL.start (or reseed) while a job runs. A refused
+register or of the parameter window, a write to a read-only register, a write to JOB, IMAGE,
+LAYER or the parameter window while a job runs, CTRL.start (or reseed) while a job runs, an
+IMAGE.base of `images` or more. A refused
 write changes nothing.
 """
 
@@ -40,6 +43,7 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from .baselines import LDPU, ldpu_input_layout, ldpu_layer_layout, ldpu_output_layout
+from .common import check_images
 from .config import (ESSOP_PRESETS, LDPU_PRESETS, NMPU_PRESETS, ESSOPConfig, LDPUConfig,
                      NMPUConfig, _ConfigIdentity)
 from .essop import ESSOP, input_layout as essop_input_layout, output_layout as essop_output_layout
@@ -128,13 +132,16 @@ def _bytes(bits):
 @dataclass(frozen=True, kw_only=True)
 class PeripheryConfig(_ConfigIdentity):
     """A periphery top: `unit` ("nmpu", "ldpu" or "essop") with its config `core` (default: the
-    unit's `paper` preset), and `job_bits`, the width of the JOB count (at most 2^job_bits − 1
-    vectors or products per job). `name` only labels build folders and test ids."""
+    unit's `paper` preset), `job_bits`, the width of the JOB count (at most 2^job_bits − 1
+    vectors or products per job), and `images`, the parameter images the unit holds (NMPU,
+    LDPU; each a whole copy of the columns' parameter words, chosen per job by IMAGE.base; an
+    ESSOP top has none: 1). `name` only labels build folders and test ids."""
 
     name: str = "custom"
     unit: str = "nmpu"
     core: object = None
     job_bits: int = 16
+    images: int = 1
 
     def __post_init__(self):
         self._check_name()
@@ -151,6 +158,10 @@ class PeripheryConfig(_ConfigIdentity):
                             f"{self.job_bits!r}")
         if not 1 <= self.job_bits <= 32:
             raise ValueError(f"`job_bits` must be in [1, 32], not {self.job_bits}")
+        check_images(self.images)
+        if not _CORES[self.unit].params and self.images != 1:
+            raise ValueError(f"`images` of an {self.unit} periphery must be 1 (the unit has no "
+                             f"parameter memory), not {self.images}")
         for name, value, _ in _CORES[self.unit].geometry(self.core):
             if value > 0xFFFF:
                 raise ValueError(f"GEOMETRY holds a 16-bit `{name}`, not {value}")
@@ -167,7 +178,7 @@ class PeripheryConfig(_ConfigIdentity):
 
     def to_dict(self):
         return {"name": self.name, "unit": self.unit, "core": self.core.to_dict(),
-                "job_bits": self.job_bits}
+                "job_bits": self.job_bits, "images": self.images}
 
     @classmethod
     def from_dict(cls, d):
@@ -201,19 +212,21 @@ class PeripheryConfig(_ConfigIdentity):
                "beats": self.beats, "out_beats": self.out_beats, "core": self.core.derived()}
         if rm.window is not None:
             out |= {"params_base": rm.window.offset, "params_words": rm.window.words,
-                    "params_stride": rm.window.stride}
+                    "params_stride": rm.window.stride, "images": self.images}
         return out
 
 
 # the compiler plans polarities for every column of a layer: 16 >= the tiny MLP's 12 outputs
 _SMALL_NMPU = NMPUConfig(name="small", columns=16, lanes=4)
 PERIPHERY_PRESETS = {
+    # 3 images: IMAGE.base has a refused value (3) besides the legal ones
     "nmpu_tiny": PeripheryConfig(name="nmpu_tiny", unit="nmpu", core=NMPU_PRESETS["tiny"],
-                                 job_bits=8),
-    "nmpu_small": PeripheryConfig(name="nmpu_small", unit="nmpu", core=_SMALL_NMPU, job_bits=8),
+                                 job_bits=8, images=3),
+    "nmpu_small": PeripheryConfig(name="nmpu_small", unit="nmpu", core=_SMALL_NMPU, job_bits=8,
+                                  images=2),
     "nmpu_paper": PeripheryConfig(name="nmpu_paper", unit="nmpu", core=NMPU_PRESETS["paper"]),
     "ldpu_small": PeripheryConfig(name="ldpu_small", unit="ldpu",
-                                  core=LDPUConfig(name="small", columns=16), job_bits=8),
+                                  core=LDPUConfig(name="small", columns=16), job_bits=8, images=2),
     "ldpu_paper": PeripheryConfig(name="ldpu_paper", unit="ldpu", core=LDPU_PRESETS["paper"]),
     "essop_tiny": PeripheryConfig(name="essop_tiny", unit="essop", core=ESSOP_PRESETS["tiny"],
                                   job_bits=8),
@@ -227,6 +240,12 @@ def periphery_preset(name):
     except KeyError:
         raise ValueError(f"unknown periphery preset {name!r}; presets: "
                          f"{', '.join(PERIPHERY_PRESETS)}") from None
+
+
+def _make_unit(cfg: PeripheryConfig):
+    """The wrapped unit, with the top's parameter images (NMPU, LDPU)."""
+    spec = _CORES[cfg.unit]
+    return spec.unit(cfg.core, cfg.images) if spec.params else spec.unit(cfg.core)
 
 
 def _layouts(cfg: PeripheryConfig):
@@ -297,10 +316,23 @@ def periphery_regmap(cfg: PeripheryConfig) -> RegMap:
     regs += pack_fields([("count", core.clamp_count_bits, "outputs saturated since the last "
                           "clear (saturating)")],
                         0x20 + 4 * len(layer_regs), "CLAMP", "Clamp counter.", sw="r")
+    # the job's parameter image: a field of its own width (JOB may take all 32 bits)
+    base_bits = max(1, (cfg.images - 1).bit_length())
+    regs.append(Reg("IMAGE", 0x18, "rw",
+                    (Field("base", 0, base_bits, f"parameter image of the next job (0 .. "
+                                                 f"{cfg.images - 1}): column j reads window "
+                                                 f"entry base * {core.columns} + j",
+                           maximum=cfg.images - 1 if cfg.images < 1 << base_bits else None),),
+                    "Job descriptor: the parameter image.", locked=True))
+    regs.sort(key=lambda r: r.offset)
     word_bits = sum(bits for _, bits in core.word_fields)
-    return RegMap.build("aimc_periph", desc, regs, entries=core.columns, word_bits=word_bits,
-                        window_desc="Parameter words, one slot per column, least significant bus "
-                                    "word first; writing the highest word commits the column.")
+    images = f"{cfg.images} images of {core.columns} columns" if cfg.images > 1 else "columns"
+    return RegMap.build("aimc_periph", desc, regs, entries=cfg.images * core.columns,
+                        word_bits=word_bits,
+                        window_desc=f"Parameter words, one slot per column ({images}: column j "
+                                    f"of image s in slot s * {core.columns} + j), least "
+                                    f"significant bus word first; writing the highest word "
+                                    f"commits the column.")
 
 
 # -- the top -------------------------------------------------------------------------------------
@@ -339,7 +371,7 @@ class Periphery(wiring.Component):
 
     @property
     def latency(self):
-        unit = _CORES[self.cfg.unit].unit(self.cfg.core)
+        unit = _make_unit(self.cfg)
         unit._MustUse__silence = True  # asked for its latency only
         return unit.latency
 
@@ -367,7 +399,7 @@ class Periphery(wiring.Component):
         m = Module()
         cfg, rm = self.cfg, self.regmap
         spec = _CORES[cfg.unit]
-        m.submodules.unit = unit = spec.unit(cfg.core)
+        m.submodules.unit = unit = _make_unit(cfg)
         busy = Signal()
         hw = {}  # (reg, field) -> value read by software
         st = {f.name: Signal(name=f"status_{f.name}") for f in rm.reg("STATUS").fields}
@@ -393,6 +425,8 @@ class Periphery(wiring.Component):
             # parameter window -> the unit's write port
             m.d.comb += [unit.wr.en.eq(wr["en"]), unit.wr.addr.eq(wr["column"]),
                          unit.wr.data.as_value().eq(wr["word"])]
+            if cfg.images > 1:  # IMAGE is locked while a job runs: one image per job
+                m.d.comb += unit.image.eq(store["IMAGE", "base"])
         else:
             m.d.comb += [getattr(unit, name).eq(value) for name, value in layer.items()]
         for name, _ in spec.pulses:
@@ -487,6 +521,9 @@ class AXILiteRegs:
                 continue
             reserved = ((1 << BUS_BITS) - 1) & ~sum(f.mask for f in r.fields)
             legal = (addr == r.offset) & ((wdata & reserved) == 0)
+            for f in r.fields:  # a value beyond the field's legal range: refused, never clamped
+                if f.maximum is not None:
+                    legal &= wdata[f.lsb:f.lsb + f.width] <= f.maximum
             if r.locked:
                 legal &= ~busy
             if r.name == "CTRL":  # every pulse but clear waits for the job's end

@@ -29,6 +29,12 @@ class Field:
     width: int
     desc: str
     value: int = None       # a constant (read-only identification fields)
+    maximum: int = None     # the largest value a write may hold (above: refused, SLVERR)
+
+    def __post_init__(self):
+        if self.maximum is not None and not 0 <= self.maximum < (1 << self.width) - 1:
+            raise ValueError(f"field {self.name}: `maximum` {self.maximum} must be below the "
+                             f"{self.width}-bit field's all-ones (else it checks nothing)")
 
     @property
     def mask(self):
@@ -71,14 +77,15 @@ class Reg:
 
 @dataclass(frozen=True)
 class Window:
-    """The parameter window: column j's word is `words` bus words at byte offset
-    `offset + (j·stride + k)·4`, k = 0 .. words − 1, least significant first. Writes of k < words − 1
+    """The parameter window: entry j's word is `words` bus words at byte offset
+    `offset + (j·stride + k)·4`, k = 0 .. words − 1, least significant first (a top with several
+    parameter images has entry s·columns + j for column j of image s). Writes of k < words − 1
     stage; the write of k = words − 1 commits the column's whole word to the unit. Write-only
     (the unit's parameter memory has no read port); the holes k >= words are unmapped."""
 
     name: str
     offset: int
-    entries: int            # columns
+    entries: int            # images × columns
     words: int              # bus words per column
     stride: int             # bus words per column slot (a power of two >= words)
     word_bits: int          # bits of one column's parameter word
@@ -199,7 +206,9 @@ class RegMap:
                     props = "sw = rw; hw = r;"
                 reset = f" = {f.value:#x}" if f.value is not None else (
                     " = 0" if r.sw != "r" else "")
-                lines.append(f"        field {{ {props} desc = \"{_esc(f.desc)}\"; }} "
+                fdesc = f.desc + (f" Writes above {f.maximum} are refused (SLVERR)."
+                                  if f.maximum is not None else "")
+                lines.append(f"        field {{ {props} desc = \"{_esc(fdesc)}\"; }} "
                              f"{f.name}[{f.lsb + f.width - 1}:{f.lsb}]{reset};")
             lines.append(f"    }} {r.name} @ {r.offset:#x};")
         w = self.window

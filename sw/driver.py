@@ -77,12 +77,15 @@ class Driver:
         self.columns = cfg["core"]["columns"]
         self.lanes = cfg["core"].get("lanes", 1)
         self.beats = self.columns // self.lanes
+        self.images = cfg.get("images", 1)
         if model.mem is None:
             raise DriverError(f"a {self.unit} top needs a parameter window, this map has none")
         name, base, entries, readable, writable = model.mem
-        if entries % self.columns:
-            raise DriverError(f"{name} has {entries} words, not a multiple of {self.columns} columns")
-        self.params_base, self.stride = base, entries // self.columns
+        slots = self.images * self.columns
+        if entries % slots:
+            raise DriverError(f"{name} has {entries} words, not a multiple of {self.images} "
+                              f"images of {self.columns} columns")
+        self.params_base, self.stride = base, entries // slots
 
     # -- registers ---------------------------------------------------------------------------
 
@@ -120,13 +123,23 @@ class Driver:
 
     # -- a layer -------------------------------------------------------------------------------
 
-    async def write_params(self, words, columns=None):
-        """Parameter words (Python ints) of columns 0.. (or of `columns`), each as its bus words,
-        least significant first: the last one commits the column."""
+    def _check_image(self, image):
+        if isinstance(image, bool) or not isinstance(image, (int, np.integer)) \
+                or not 0 <= image < self.images:
+            raise DriverError(f"`image` must be an int in [0, {self.images - 1}] (the top holds "
+                              f"{self.images} parameter images), not {image!r}")
+        return int(image)
+
+    async def write_params(self, words, columns=None, image=0):
+        """Parameter words (Python ints) of columns 0.. (or of `columns`) of parameter image
+        `image`, each as its bus words, least significant first: the last one commits the
+        column."""
+        image = self._check_image(image)
         columns = range(len(words)) if columns is None else columns
         n_sub = -(-self.meta["derived"]["core"]["word_bits"] // BUS_BITS)
         for col, word in zip(columns, words):
-            base = self.params_base + col * self.stride * (BUS_BITS // 8)
+            slot = image * self.columns + col
+            base = self.params_base + slot * self.stride * (BUS_BITS // 8)
             for k in range(n_sub):
                 await self.bus.write(base + k * (BUS_BITS // 8),
                                      (int(word) >> (k * BUS_BITS)) & ((1 << BUS_BITS) - 1))
@@ -145,14 +158,19 @@ class Driver:
         for reg, values in per_reg.items():
             await self.write_reg(reg, **values)
 
-    async def start(self, count, **pulses):
-        """A job of `count` vectors (ESSOP: products); `pulses` of CTRL (ESSOP: reseed=1) go
-        with the start."""
+    async def start(self, count, image=0, **pulses):
+        """A job of `count` vectors (ESSOP: products) on parameter image `image` (NMPU, LDPU:
+        the descriptor's IMAGE.base); `pulses` of CTRL (ESSOP: reseed=1) go with the start."""
+        if self.unit != "essop":
+            await self.write_reg("IMAGE", base=self._check_image(image))
+        elif image != 0:
+            raise DriverError("an ESSOP top has no parameter images")
         await self.write_reg("JOB", **{self.job_field: count})
         await self.write_reg("CTRL", start=1, **pulses)
 
-    async def program(self, words, layer):
-        await self.write_params(words)
+    async def program(self, words, layer, image=0):
+        """A layer's parameter words into image `image` and its layer registers."""
+        await self.write_params(words, image=image)
         await self.write_layer(**layer)
 
     # -- stream beats --------------------------------------------------------------------------

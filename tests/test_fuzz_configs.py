@@ -381,7 +381,9 @@ def periphery_configs(draw):
     from hdl.periphery import PeripheryConfig
     unit = draw(st.sampled_from(["nmpu", "ldpu", "essop"]))
     core = draw({"nmpu": nmpu_configs, "ldpu": ldpu_configs, "essop": essop_configs}[unit]())
-    return build(PeripheryConfig, dict(unit=unit, core=core, job_bits=draw(st.integers(1, 32))))
+    images = 1 if unit == "essop" else draw(st.integers(1, 5))
+    return build(PeripheryConfig, dict(unit=unit, core=core, job_bits=draw(st.integers(1, 32)),
+                                       images=images))
 
 
 @seed(run_seed())
@@ -405,10 +407,14 @@ def test_fuzz_periphery(cfg, tmp_path):
         assert model.mem is None and cfg.unit == "essop"
     else:
         assert model.mem[1:3] == (rm.window.offset, rm.window.entries * rm.window.stride)
+        assert rm.window.entries == cfg.images * cfg.core.columns
+        assert (1 << model["IMAGE"].fields["base"][1]) >= cfg.images
 
 
 @pytest.mark.parametrize("field,value", [("job_bits", 0), ("job_bits", 33), ("job_bits", 2.0),
-                                         ("unit", "fp16outer"), ("core", "paper")])
+                                         ("unit", "fp16outer"), ("core", "paper"),
+                                         ("images", 0), ("images", 257), ("images", 2.0),
+                                         ("images", True)])
 def test_fuzz_invalid_periphery(field, value):
     from hdl.periphery import PeripheryConfig
     with pytest.raises((ValueError, TypeError)) as info:

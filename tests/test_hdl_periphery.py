@@ -46,6 +46,37 @@ async def stream_job(ctx, dut, beats, n_out, stall, rng, extra=(12345, 0)):
     return got
 
 
+def _random_params(core, rng):
+    return gn.NMPUParams(sp=rng.integers(0, core.scale_max + 1, core.columns),
+                         sn=rng.integers(0, core.scale_max + 1, core.columns),
+                         o=rng.integers(*core.offset_range, core.columns, endpoint=True),
+                         e=rng.integers(0, core.e_max + 1, core.columns))
+
+
+def _nmpu_beats(core, p, n, r, bad_last=False):
+    """(vectors, columns) p, n, r -> [(tdata, tlast)], `lanes` columns per beat; with `bad_last`
+    beat 0 of vector 0 carries tlast."""
+    i_layout = {"p": core.adc_bits, "n": core.adc_bits, "res": core.out_bits}
+    beats = []
+    for v in range(p.shape[0]):
+        for b in range(core.beats):
+            cols = slice(b * core.lanes, (b + 1) * core.lanes)
+            value, shift = 0, 0
+            for name, arr in (("p", p), ("n", n), ("res", r)):
+                bits = i_layout[name]
+                for x in arr[v, cols]:
+                    value |= (int(x) & ((1 << bits) - 1)) << shift
+                    shift += bits
+            beats.append((value, int(b == core.beats - 1 or (bad_last and v == b == 0))))
+    return beats
+
+
+def _decode_y(core, words):
+    y = np.array([[(w >> (core.out_bits * l)) & ((1 << core.out_bits) - 1)
+                   for l in range(core.lanes)] for w in words]).reshape(-1, core.columns)
+    return np.where(y >= 1 << (core.out_bits - 1), y - (1 << core.out_bits), y)
+
+
 def _layer_word(rm, regs):
     word = {}
     for r, f in rm.fields_of("LAYER"):
@@ -74,18 +105,7 @@ def test_job_equals_golden(stall, bad_last):
                                return_clamped=True)
     words = gn.pack_params(core, params)
     dut = Periphery(CFG)
-    i_layout = {"p": core.adc_bits, "n": core.adc_bits, "res": core.out_bits}
-    beats = []
-    for v in range(vectors):
-        for b in range(core.beats):
-            cols = slice(b * core.lanes, (b + 1) * core.lanes)
-            value, shift = 0, 0
-            for name, arr in (("p", p), ("n", n), ("res", r)):
-                bits = i_layout[name]
-                for x in arr[v, cols]:
-                    value |= (int(x) & ((1 << bits) - 1)) << shift
-                    shift += bits
-            beats.append((value, int(b == core.beats - 1 or (bad_last and v == b == 0))))
+    beats = _nmpu_beats(core, p, n, r, bad_last)
     got, lasts = [], []
 
     async def bench(ctx):
@@ -119,12 +139,70 @@ def test_job_equals_golden(stall, bad_last):
     sim.add_clock(1e-8)
     sim.add_testbench(bench)
     sim.run()
-    y = np.array([[(w >> (core.out_bits * l)) & ((1 << core.out_bits) - 1)
-                   for l in range(core.lanes)] for w in got]).reshape(vectors, core.columns)
-    y = np.where(y >= 1 << (core.out_bits - 1), y - (1 << core.out_bits), y)
+    y = _decode_y(core, got)
     if not bad_last:
         np.testing.assert_array_equal(y, want)
     assert lasts == [int(b % core.beats == core.beats - 1) for b in range(len(got))]
+
+
+def test_jobs_on_parameter_images():
+    """Every parameter image of the top loaded ahead (window entry s·columns + j), then jobs on
+    images 2, 0, 1, 2 switched by IMAGE.base (and LAYER) alone: each equals `golden.nmpu.forward`
+    with its image's parameters, under stalls. IMAGE.base beyond the images (3 of 0..2) and
+    IMAGE while a job runs are refused (SLVERR, bus_error) and change nothing."""
+    core = CFG.core
+    assert CFG.images == 3
+    rm = periphery_regmap(CFG)
+    image = rm.reg("IMAGE")
+    assert (image.offset, image.field("base").width, image.field("base").maximum) == (0x18, 2, 2)
+    rng = np.random.default_rng(31)
+    vectors = 3
+    params = [_random_params(core, rng) for _ in range(CFG.images)]
+    layers = [dict(shift=int(rng.integers(0, 4)), pre_cut=int(rng.integers(0, 2)), round_mode=k,
+                   relu_mid=0, relu_out=k % 2, residual_en=1) for k in range(CFG.images)]
+    order = [2, 0, 1, 2]
+    data = []
+    for s in order:
+        p = rng.integers(0, core.adc_max + 1, (vectors, core.columns))
+        n = rng.integers(0, core.adc_max + 1, (vectors, core.columns))
+        r = rng.integers(*core.out_range, (vectors, core.columns), endpoint=True)
+        data.append((_nmpu_beats(core, p, n, r),
+                     gn.forward(core, gn.NMPULayer(**layers[s]), params[s], p=p, n=n, r=r)))
+    dut = Periphery(CFG)
+    got = []
+
+    async def bench(ctx):
+        w = rm.window
+        for s, prm in enumerate(params):
+            for col, word in enumerate(gn.pack_params(core, prm)):
+                slot = s * core.columns + col
+                assert await axil_write(ctx, dut, w.offset + 4 * slot * w.stride, word) == OKAY
+        for k, s in enumerate(order):
+            assert await axil_write(ctx, dut, image.offset, s) == OKAY
+            assert await axil_write(ctx, dut, image.offset, 3) != OKAY, "IMAGE.base 3 taken"
+            assert await axil_read(ctx, dut, image.offset) == (OKAY, s), "a refused base changed"
+            _, st = await axil_read(ctx, dut, rm.reg("STATUS").offset)
+            assert st & 0b10000, "no bus_error for IMAGE.base 3"
+            assert await axil_write(ctx, dut, rm.reg("CTRL").offset, 2) == OKAY
+            for off, word in _layer_word(rm, layers[s]).items():
+                assert await axil_write(ctx, dut, off, word) == OKAY
+            assert await axil_write(ctx, dut, rm.reg("JOB").offset, vectors) == OKAY
+            assert await axil_write(ctx, dut, rm.reg("CTRL").offset, 1) == OKAY
+            assert await axil_write(ctx, dut, image.offset, (s + 1) % 3) != OKAY, \
+                "IMAGE written while busy"
+            out = await stream_job(ctx, dut, data[k][0], vectors * core.beats, 0.3, rng)
+            got.append(_decode_y(core, [v for v, _ in out]))
+            assert await axil_read(ctx, dut, image.offset) == (OKAY, s)
+            _, st = await axil_read(ctx, dut, rm.reg("STATUS").offset)
+            assert st == 0b10010, f"STATUS {st:#x}: done and the refused IMAGE write's bus error"
+            assert await axil_write(ctx, dut, rm.reg("CTRL").offset, 2) == OKAY
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    for k, s in enumerate(order):
+        np.testing.assert_array_equal(got[k], data[k][1], err_msg=f"job {k} on image {s}")
 
 
 def test_flow_proof_catches_short_drain_bound(tmp_path):

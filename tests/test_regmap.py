@@ -58,6 +58,15 @@ def test_word_layouts_follow_the_config():
     nmpu = periphery_regmap(PERIPHERY_PRESETS["nmpu_paper"])
     assert (nmpu.window.words, nmpu.window.stride) == (1, 1)
     assert nmpu.window.offset >= 256 * 4
+    # parameter images: one window slot per column of each, IMAGE.base wide enough for all,
+    # with a range check when not every value of its bits is an image
+    for images, entries, bits, maximum in ((1, 4, 1, 0), (2, 8, 1, None), (3, 12, 2, 2),
+                                           (4, 16, 2, None), (5, 20, 3, 4)):
+        rm = periphery_regmap(PeripheryConfig(name="i", core=NMPU_PRESETS["tiny"], images=images))
+        base = rm.reg("IMAGE").field("base")
+        assert (rm.window.entries, base.width, base.maximum) == (entries, bits, maximum), images
+        assert rm.reg("IMAGE").locked and rm.window.offset >= entries * rm.window.stride * 4
+    assert [r.offset for r in nmpu.regs] == sorted(r.offset for r in nmpu.regs)
     wide = PeripheryConfig(name="wide", core=dataclasses.replace(NMPU_PRESETS["tiny"],
                                                                  clamp_count_bits=40))
     clamps = [r for r in periphery_regmap(wide).regs if r.name.startswith("CLAMP")]
@@ -118,6 +127,7 @@ def test_register_block_follows_the_compiled_map(name, outputs):
     by_addr = {r.address: r for r in model.regs.values()}
     window = model.mem[1] if model.mem else 1 << periphery_regmap(cfg).addr_bits
     seen = {}
+    limited = []
     rm = periphery_regmap(cfg)
 
     async def snapshot(ctx):
@@ -136,9 +146,20 @@ def test_register_block_follows_the_compiled_map(name, outputs):
             assert resp == (OKAY if r is not None and r.readable else SLVERR), hex(a)
         for a, r in by_addr.items():
             if r.writable and r.readable:
-                ones = sum(((1 << w) - 1) << lsb for lsb, w in r.fields.values())
+                # the largest legal value of every field (all ones, or the field's `maximum`);
+                # one above a field's maximum is refused and changes nothing
+                fields = rm.reg(r.name).fields
+                top = {f.name: (1 << f.width) - 1 if f.maximum is None else f.maximum
+                       for f in fields}
+                ones = sum(top[name] << lsb for name, (lsb, w) in r.fields.items())
                 assert await axil_write(ctx, dut, a, ones) == OKAY, r.name
                 assert await axil_read(ctx, dut, a) == (OKAY, ones), r.name
+                for f in fields:
+                    if f.maximum is not None:
+                        above = ones + (1 << f.lsb)
+                        assert await axil_write(ctx, dut, a, above) == SLVERR, f"{r.name}.{f.name}"
+                        assert await axil_read(ctx, dut, a) == (OKAY, ones), r.name
+                        limited.append(f"{r.name}.{f.name}")
                 assert await axil_write(ctx, dut, a, 0) == OKAY
         for a in range(0, window, 4):
             r = by_addr.get(a)
@@ -165,6 +186,8 @@ def test_register_block_follows_the_compiled_map(name, outputs):
     sim.add_clock(1e-8)
     sim.add_testbench(bench)
     sim.run()
+    # the fields with a range check: IMAGE.base of a top with 3 parameter images (0 .. 2)
+    assert limited == (["IMAGE.base"] if name == "nmpu_tiny" else []), limited
     ident = model["ID"].decode(seen[model.address("ID")][1])
     assert ident == {f.name: f.value for f in rm.reg("ID").fields}
     geo = model["GEOMETRY"].decode(seen[model.address("GEOMETRY")][1])
@@ -224,6 +247,11 @@ def test_c_example_fails_on_a_renamed_field(outputs, tmp_path):
     (dict(job_bits=0), r"`job_bits` must be in \[1, 32\], not 0"),
     (dict(job_bits=33), r"`job_bits` must be in \[1, 32\], not 33"),
     (dict(job_bits=True), "`job_bits` must be an int"),
+    (dict(images=0), r"`images` must be in \[1, 256\], not 0"),
+    (dict(images=257), r"`images` must be in \[1, 256\], not 257"),
+    (dict(images=2.0), "`images` must be an int, not float"),
+    (dict(unit="essop", core=ESSOP_PRESETS["tiny"], images=2),
+     "`images` of an essop periphery must be 1 .the unit has no parameter memory., not 2"),
     (dict(name="Bad Name"), "`name` must be lower-case"),
 ])
 def test_bad_configs_are_named(kwargs, match):
@@ -254,6 +282,8 @@ def test_bad_maps_are_named():
         Reg("R", 0, "rw", (Field("a", 30, 4, ""),), "")
     with pytest.raises(ValueError, match="`sw` must be one of"):
         Reg("R", 0, "x", (Field("a", 0, 4, ""),), "")
+    with pytest.raises(ValueError, match="field a: `maximum` 3 must be below"):
+        Field("a", 0, 2, "", maximum=3)
     regs = pack_fields([("a", 20, ""), ("b", 20, ""), ("c", 40, "")], 0x20, "L", "")
     assert [[(f.name, f.lsb, f.width) for f in r.fields] for r in regs] == [
         [("a", 0, 20)], [("b", 0, 20)], [("c_0", 0, 32)], [("c_1", 0, 8)]]

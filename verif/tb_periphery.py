@@ -28,7 +28,7 @@ from cocotbext.axi import (AxiLiteBus, AxiLiteMaster, AxiResp, AxiStreamBus, Axi
                            AxiStreamSink, AxiStreamSource)
 
 from hdl.regmap import RegModel
-from sw.driver import BusError, Driver
+from sw.driver import BusError, Driver, DriverError
 from verif.bench import META, OUT, SEED
 from verif.coverage import Coverage
 
@@ -49,8 +49,9 @@ if ESSOP:
     COV.require("refused", REFUSALS + ["reseed while busy"])
 else:
     COV.require("job", ["chain_through_residual", "stalls", "no_stalls", "reset_mid_job",
-                        "frame_error", "refused_while_busy"])
-    COV.require("refused", REFUSALS + ["read of the window", "parameters while busy"])
+                        "frame_error", "refused_while_busy", "image_switch"])
+    COV.require("refused", REFUSALS + ["read of the window", "parameters while busy",
+                                       "IMAGE beyond the images", "IMAGE while busy"])
 
 
 def _cover(test):
@@ -115,12 +116,16 @@ class PeripheryBench:
             result = await First(RisingEdge(self.dut.irq), ClockCycles(self.dut.clk, cycles))
             assert self.dut.irq.value, f"no interrupt within {cycles} clocks"
 
-    async def run_tile(self, tile, residual, vectors):
-        """Program one tile image, stream its counts with `residual`, return the outputs
-        (vectors, columns) and the output tlast positions."""
+    async def run_tile(self, tile, residual, vectors, image=0, load=True):
+        """Program one tile image (with `load`; else only its layer registers: its parameters
+        wait in parameter image `image`), stream its counts with `residual` in a job on image
+        `image`, return the outputs (vectors, columns) and the output tlast positions."""
         drv = self.drv
-        await drv.program(tile["words"], tile["layer"])
-        await drv.start(vectors)
+        if load:
+            await drv.program(tile["words"], tile["layer"], image=image)
+        else:
+            await drv.write_layer(**tile["layer"])
+        await drv.start(vectors, image=image)
         beats = drv.input_beats(p=np.array(tile["p"]), n=np.array(tile["n"]), r=residual)
         for v in range(vectors):
             await self.source.send(AxiStreamFrame(beats[v * drv.beats:(v + 1) * drv.beats]))
@@ -242,6 +247,9 @@ async def refused_when_idle(tb):
         cases.append((bus.write(job_addr, 1 << job_bits), "reserved bit of JOB", "reserved bit"))
     if model.mem:
         cases += window_refusals(tb)
+        # a base beyond the images: the field's range check or its reserved bits
+        cases.append((bus.write(model.address("IMAGE"), drv.images), "IMAGE.base = images",
+                      "IMAGE beyond the images"))
     for op, what, kind in cases:
         await expect_refused(tb, op, what, kind)
         assert await drv.read_reg("JOB") == {job: 1}, f"{what} changed JOB"
@@ -264,9 +272,9 @@ def window_refusals(tb):
     cases = [(bus.read(win), "read of the write-only parameter window", "read of the window")]
     if drv.stride > n_sub:
         cases.append((bus.write(win + 4 * n_sub, 1), "hole in a parameter slot", "window hole"))
-    cols_span = drv.columns * drv.stride * 4
-    if cols_span < win:  # the window is larger than its columns
-        cases.append((bus.write(win + cols_span, 1), "column beyond `columns`",
+    cols_span = drv.images * drv.columns * drv.stride * 4
+    if cols_span < win:  # the window is larger than its images' columns
+        cases.append((bus.write(win + cols_span, 1), "slot beyond images x columns",
                       "window column"))
     word_bits = META["derived"]["core"]["word_bits"]
     top = word_bits - (n_sub - 1) * 32
@@ -295,6 +303,7 @@ async def illegal_accesses(dut):
     for op, what in ((drv.write_reg("JOB", vectors=2), "JOB while busy"),
                      (bus.write(first_layer.address, 0), "LAYER while busy"),
                      (drv.write_params([0], columns=[0]), "parameters while busy"),
+                     (drv.write_reg("IMAGE", base=drv.images - 1), "IMAGE while busy"),
                      (drv.write_reg("CTRL", start=1), "start while busy")):
         await expect_refused(tb, op, what, what)
     beats = drv.input_beats(p=np.array(tile["p"]), n=np.array(tile["n"]))
@@ -307,6 +316,43 @@ async def illegal_accesses(dut):
     assert st["done"] and not st["busy"] and not st["bus_error"], st
     COV.hit("job", "refused_while_busy")
     _cover("illegal")
+
+
+@cocotb.test(skip=ESSOP)
+async def layers_on_two_parameter_images(dut):
+    """Two row tiles of a chain (two layers of tile images) loaded ahead into parameter images
+    0 and 1, then run back to back with no parameter write between the jobs, switched by
+    IMAGE.base and LAYER alone (the second with the first's hardware output as its residual),
+    then the first again from its untouched image: each equals the golden output bit for bit.
+    The driver refuses an image beyond the top's. Random pauses on every channel."""
+    tb = PeripheryBench(dut, stalls=True, seed_offset=6)
+    drv = tb.drv
+    await tb.reset()
+    assert drv.images >= 2, f"the top holds {drv.images} parameter image(s)"
+    try:
+        await drv.start(1, image=drv.images)
+    except DriverError:
+        pass
+    else:
+        raise AssertionError(f"the driver started a job on image {drv.images}")
+    await drv.write_reg("IRQ_EN", done=1, error=1)
+    chain = JOB["chains"][0]
+    first, second = chain["tiles"][:2]
+    for image, tile in enumerate((first, second)):
+        await drv.write_params(tile["words"], image=image)
+    vectors = JOB["vectors"]
+    y0, _ = await tb.run_tile(first, None, vectors, image=0, load=False)
+    check_outputs("layer 0 on image 0", y0, first["y"])
+    await drv.clear()
+    y1, _ = await tb.run_tile(second, y0, vectors, image=1, load=False)
+    check_outputs("layer 1 on image 1", y1, second["y"])
+    await drv.clear()
+    again, _ = await tb.run_tile(first, None, vectors, image=0, load=False)
+    check_outputs("layer 0 again on image 0", again, first["y"])
+    st = await drv.status()
+    assert st == {"busy": 0, "done": 1, "frame_error": 0, "reg_error": 0, "bus_error": 0}, st
+    COV.hit("job", "image_switch")
+    _cover("images")
 
 
 async def reset_while_busy(tb):
