@@ -8,6 +8,10 @@
  * The parameter words are the images of golden.compiler (golden.nmpu.pack_params), split into
  * 32-bit bus words, least significant first; the streams are moved by a DMA engine the SoC
  * provides (not shown): the core starts the job and waits for STATUS.done.
+ *
+ * The top holds several parameter images (PeripheryConfig.images): aimc_program loads a layer
+ * into one of them, aimc_run names the image in the job descriptor (IMAGE.BASE), so the layers
+ * of a network are loaded once and each job switches layer with a few register writes.
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -36,18 +40,46 @@ int aimc_probe(volatile aimc_periph_t *dev)
     return (int)GET(GEOMETRY, COLUMNS, dev->GEOMETRY);
 }
 
-/* Writes the parameter window and the layer registers of one layer. */
-int aimc_program(volatile aimc_periph_t *dev, const struct aimc_layer *layer)
+/* Bus words of a window slot: the column word's bus words rounded up to a power of two. */
+static size_t aimc_stride(unsigned bus_words)
+{
+    size_t stride = 1;
+    while (stride < bus_words)
+        stride <<= 1;
+    return stride;
+}
+
+/* Parameter images the top holds: the window has one slot per column of each image. */
+static size_t aimc_images(volatile aimc_periph_t *dev, int columns, unsigned bus_words)
+{
+    return (sizeof(dev->PARAMS.mem) / sizeof(dev->PARAMS.mem[0]))
+           / ((size_t)columns * aimc_stride(bus_words));
+}
+
+/* Writes one layer's parameters into image `image` (column j at slot image * columns + j). */
+int aimc_load(volatile aimc_periph_t *dev, const struct aimc_layer *layer, unsigned image)
 {
     int columns = aimc_probe(dev);
     if (columns < 0)
         return columns;
+    if (image >= aimc_images(dev, columns, layer->bus_words))
+        return AIMC_ERROR;                     /* the top would refuse it (SLVERR) */
     if (GET(STATUS, BUSY, dev->STATUS))
         return AIMC_BUSY;
-    size_t slot = (sizeof(dev->PARAMS.mem) / sizeof(dev->PARAMS.mem[0])) / (size_t)columns;
-    for (int col = 0; col < columns; col++)
+    size_t stride = aimc_stride(layer->bus_words);
+    for (int col = 0; col < columns; col++) {
+        size_t slot = (size_t)image * (size_t)columns + (size_t)col;
         for (unsigned k = 0; k < layer->bus_words; k++)   /* the last word commits the column */
-            dev->PARAMS.mem[(size_t)col * slot + k] = (uint32_t)(layer->words[col] >> (32u * k));
+            dev->PARAMS.mem[slot * stride + k] = (uint32_t)(layer->words[col] >> (32u * k));
+    }
+    return GET(STATUS, BUS_ERROR, dev->STATUS) ? AIMC_ERROR : AIMC_OK;
+}
+
+/* Writes the layer registers of one layer (its parameters are in an image: aimc_load). */
+int aimc_program(volatile aimc_periph_t *dev, const struct aimc_layer *layer)
+{
+    if (GET(STATUS, BUSY, dev->STATUS))
+        return AIMC_BUSY;
     dev->LAYER0 = FIELD(LAYER0, SHIFT, layer->shift) | FIELD(LAYER0, PRE_CUT, layer->pre_cut)
                 | FIELD(LAYER0, ROUND_MODE, layer->round_mode)
                 | FIELD(LAYER0, RELU_MID, layer->relu_mid)
@@ -56,10 +88,13 @@ int aimc_program(volatile aimc_periph_t *dev, const struct aimc_layer *layer)
     return GET(STATUS, BUS_ERROR, dev->STATUS) ? AIMC_ERROR : AIMC_OK;
 }
 
-/* Starts a job of `vectors` vectors and polls for its end (or use the interrupt: IRQ_EN). */
-int aimc_run(volatile aimc_periph_t *dev, uint32_t vectors, unsigned long max_polls)
+/* Starts a job of `vectors` vectors on parameter image `image` and polls for its end (or use
+ * the interrupt: IRQ_EN). */
+int aimc_run(volatile aimc_periph_t *dev, uint32_t vectors, unsigned image,
+             unsigned long max_polls)
 {
     dev->CTRL = FIELD(CTRL, CLEAR, 1);
+    dev->IMAGE = FIELD(IMAGE, BASE, image);    /* refused (BUS_ERROR) beyond the images */
     dev->JOB = FIELD(JOB, VECTORS, vectors);
     dev->CTRL = FIELD(CTRL, START, 1);
     for (unsigned long i = 0; i < max_polls; i++) {
@@ -70,4 +105,21 @@ int aimc_run(volatile aimc_periph_t *dev, uint32_t vectors, unsigned long max_po
             return AIMC_OK;
     }
     return AIMC_TIMEOUT;
+}
+
+/* Two layers loaded once, then run back to back: the layer switch is register writes only. */
+int aimc_two_layers(volatile aimc_periph_t *dev, const struct aimc_layer layers[2],
+                    uint32_t vectors, unsigned long max_polls)
+{
+    int rc;
+    for (unsigned k = 0; k < 2; k++)
+        if ((rc = aimc_load(dev, &layers[k], k)) != AIMC_OK)
+            return rc;
+    for (unsigned k = 0; k < 2; k++) {
+        if ((rc = aimc_program(dev, &layers[k])) != AIMC_OK)
+            return rc;
+        if ((rc = aimc_run(dev, vectors, k, max_polls)) != AIMC_OK)
+            return rc;
+    }
+    return AIMC_OK;
 }

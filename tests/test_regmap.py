@@ -1,7 +1,7 @@
 """The periphery register map: one description (hdl.periphery.periphery_regmap), emitted as
 SystemRDL and compiled by systemrdl-compiler, agrees field by field with the Python register
 model and with the Amaranth register block (every address of the map read and written in the
-Amaranth simulator); the PeakRDL C header and the C example compile with
+Amaranth simulator); the PeakRDL C header and the C examples (NMPU, ESSOP) compile with
 `cc -std=c11 -Wall -Werror`; configs and maps that cannot be built are rejected by name."""
 
 import dataclasses
@@ -215,24 +215,35 @@ def test_c_header_compiles(name, outputs, tmp_path):
     assert proc.returncode == 0, proc.stderr
 
 
-@pytest.mark.parametrize("name", ["nmpu_small", "nmpu_paper"])
+# the C examples: the NMPU's (sw/example.c) and the ESSOP's (sw/example_essop.c, whose seeds sit
+# in LAYER0 on essop_tiny and seed_d in LAYER1 on essop_paper)
+C_EXAMPLES = {"nmpu_small": "example.c", "nmpu_paper": "example.c",
+              "essop_tiny": "example_essop.c", "essop_paper": "example_essop.c"}
+
+
+def _cc_example(example, include, tmp_path):
+    return subprocess.run([_cc(), "-std=c11", "-Wall", "-Wextra", "-Werror", "-I", str(include),
+                           "-c", "-o", str(tmp_path / "example.o"), str(ROOT / "sw" / example)],
+                          capture_output=True, text=True)
+
+
+@pytest.mark.parametrize("name", list(C_EXAMPLES))
 def test_c_example_compiles(name, outputs, tmp_path):
-    header = outputs[name]["header"]
-    proc = subprocess.run([_cc(), "-std=c11", "-Wall", "-Wextra", "-Werror", "-I",
-                           str(header.parent), "-c", "-o", str(tmp_path / "example.o"),
-                           str(ROOT / "sw" / "example.c")], capture_output=True, text=True)
+    proc = _cc_example(C_EXAMPLES[name], outputs[name]["header"].parent, tmp_path)
     assert proc.returncode == 0, proc.stderr
 
 
-def test_c_example_fails_on_a_renamed_field(outputs, tmp_path):
-    """The example really uses the generated names: without LAYER0.shift it does not build."""
-    header = outputs["nmpu_small"]["header"]
-    text = header.read_text().replace("LAYER0__SHIFT_", "LAYER0__SHAFT_")
-    (tmp_path / header.name).write_text(text)
-    proc = subprocess.run([_cc(), "-std=c11", "-Wall", "-Werror", "-I", str(tmp_path), "-c",
-                           "-o", str(tmp_path / "example.o"), str(ROOT / "sw" / "example.c")],
-                          capture_output=True, text=True)
-    assert proc.returncode != 0
+@pytest.mark.parametrize("name,field", [("nmpu_small", "LAYER0__SHIFT_"),
+                                        ("nmpu_small", "IMAGE__BASE_"),
+                                        ("essop_tiny", "LAYER0__SEED_D_"),
+                                        ("essop_paper", "LAYER1__SEED_D_"),
+                                        ("essop_tiny", "JOB__PRODUCTS_")])
+def test_c_example_fails_on_a_renamed_field(name, field, outputs, tmp_path):
+    """The examples really use the generated names: without the field they do not build."""
+    header = outputs[name]["header"]
+    assert field in header.read_text()
+    (tmp_path / header.name).write_text(header.read_text().replace(field, "RENAMED__X_"))
+    assert _cc_example(C_EXAMPLES[name], tmp_path, tmp_path).returncode != 0
 
 
 # -- bad input ----------------------------------------------------------------------------------
