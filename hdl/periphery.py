@@ -219,9 +219,12 @@ class PeripheryConfig(_ConfigIdentity):
 # the compiler plans polarities for every column of a layer: 16 >= the tiny MLP's 12 outputs
 _SMALL_NMPU = NMPUConfig(name="small", columns=16, lanes=4)
 PERIPHERY_PRESETS = {
-    # 3 images: IMAGE.base has a refused value (3) besides the legal ones
     "nmpu_tiny": PeripheryConfig(name="nmpu_tiny", unit="nmpu", core=NMPU_PRESETS["tiny"],
-                                 job_bits=8, images=3),
+                                 job_bits=8),
+    # the tiny NMPU with 3 parameter images: IMAGE.base has a refused value (3) besides the
+    # legal ones (nmpu_tiny keeps one image: its top minus its unit is the wrapper alone)
+    "nmpu_images": PeripheryConfig(name="nmpu_images", unit="nmpu", core=NMPU_PRESETS["tiny"],
+                                   job_bits=8, images=3),
     "nmpu_small": PeripheryConfig(name="nmpu_small", unit="nmpu", core=_SMALL_NMPU, job_bits=8,
                                   images=2),
     "nmpu_paper": PeripheryConfig(name="nmpu_paper", unit="nmpu", core=NMPU_PRESETS["paper"]),
