@@ -146,20 +146,21 @@ def test_job_equals_golden(stall, bad_last):
 
 
 def test_jobs_on_parameter_images():
-    """Every parameter image of the top loaded ahead (window entry s·columns + j), then jobs on
+    """Every parameter image of the `nmpu_images` top (the NMPU tiny, 3 images) loaded ahead (window entry s·columns + j), then jobs on
     images 2, 0, 1, 2 switched by IMAGE.base (and LAYER) alone: each equals `golden.nmpu.forward`
     with its image's parameters, under stalls. IMAGE.base beyond the images (3 of 0..2) and
     IMAGE while a job runs are refused (SLVERR, bus_error) and change nothing."""
-    core = CFG.core
-    assert CFG.images == 3
-    rm = periphery_regmap(CFG)
+    cfg = PERIPHERY_PRESETS["nmpu_images"]
+    core = cfg.core
+    assert cfg.images == 3
+    rm = periphery_regmap(cfg)
     image = rm.reg("IMAGE")
     assert (image.offset, image.field("base").width, image.field("base").maximum) == (0x18, 2, 2)
     rng = np.random.default_rng(31)
     vectors = 3
-    params = [_random_params(core, rng) for _ in range(CFG.images)]
+    params = [_random_params(core, rng) for _ in range(cfg.images)]
     layers = [dict(shift=int(rng.integers(0, 4)), pre_cut=int(rng.integers(0, 2)), round_mode=k,
-                   relu_mid=0, relu_out=k % 2, residual_en=1) for k in range(CFG.images)]
+                   relu_mid=0, relu_out=k % 2, residual_en=1) for k in range(cfg.images)]
     order = [2, 0, 1, 2]
     data = []
     for s in order:
@@ -168,7 +169,7 @@ def test_jobs_on_parameter_images():
         r = rng.integers(*core.out_range, (vectors, core.columns), endpoint=True)
         data.append((_nmpu_beats(core, p, n, r),
                      gn.forward(core, gn.NMPULayer(**layers[s]), params[s], p=p, n=n, r=r)))
-    dut = Periphery(CFG)
+    dut = Periphery(cfg)
     got = []
 
     async def bench(ctx):
@@ -249,6 +250,35 @@ def test_wrapper_area_rows(tmp_path):
     rows.append({"unit": "essop", "preset": essop.core.tag, "area_um2": 100.0})
     w = {r["top"]: r for r in wrappers.wrapper_rows(rows, tmp_path)}
     assert (w["essop_tiny"]["wrapper_area_um2"], w["essop_tiny"]["wrapper_share"]) == (25.0, 0.25)
+
+
+def test_wrapper_energy_bench_on_rtl(tmp_path):
+    """synth/wrappers.py's energy bench (bus writes, then the stream) passes on the top's RTL
+    in Icarus with the golden outputs, and fails with one expected beat changed; the energy
+    rows reach the report's wrapper table."""
+    import shutil
+    import subprocess
+    from synth import wrappers
+    if shutil.which("iverilog") is None:
+        pytest.skip("iverilog missing")
+    wl = wrappers.layer_workload(CFG.core, 3, seed=2)
+    assert 0 < wl["clamped"].mean() < 1 and np.any(wl["y"] != 0)
+    man = wrappers.top_bench(CFG, tmp_path, wl)
+    v = f"{man['module']}.v"
+    subprocess.run(["iverilog", "-g2012", "-o", "sim", man["testbench"], v], cwd=tmp_path,
+                   check=True)
+    run = lambda: subprocess.run(["vvp", "-n", "sim"], cwd=tmp_path, capture_output=True,  # noqa: E731
+                                 text=True).stdout.strip().splitlines()[-1]
+    assert run() == f"PASS {man['out_beats']} beats"
+    out = (tmp_path / "out.hex").read_text().splitlines()
+    out[3] = format(int(out[3], 16) ^ 1, f"0{len(out[3])}x")
+    (tmp_path / "out.hex").write_text("\n".join(out) + "\n")
+    assert run().startswith("FAIL beat 3")
+    row = {"top": "nmpu_tiny", "unit_energy": {"pj_per_item": 100.0},
+           "top_energy": {"pj_per_item": 110.0}, "wrapper_pj_per_vector": 10.0,
+           "wrapper_share": 0.1, "period_ns": 2.2}
+    assert "| nmpu_tiny | 100.0 | 110.0 | 10.0 | 10.0% | 2.2 |" in \
+        wrappers.markdown([], {"wrappers": [], "wrapper_energy": [row]})
 
 
 # -- the ESSOP top -------------------------------------------------------------------------------
