@@ -517,14 +517,31 @@ class AnalogMatrix:
         self.images = prog.compile(t)
         self.saturated = 0
         self.digests = {}           # layer → digest of the ADC counts this executor read
+        self._rows = None           # the last rows `rows` built (read without a second check)
+
+    def rows(self, op, a):
+        """The input the tiles of `op` read, from the tensor `a` of int8 codes (`golden.network.run`
+        calls this instead of `layer_rows`): the codes clipped to the PWM range [−x_max, x_max]
+        and converted to float64 once, before im2col (which only copies them: 9x fewer values
+        than its rows; small integers, exact in float64), then the rows with the layer's analog
+        bias inputs (x_max) appended in the same array. The tiles read them as checked codes."""
+        xm = self.prog.plan.x_max
+        codes = np.clip(np.asarray(a, dtype=np.int64), -xm, xm).astype(np.float64)
+        self._rows = layer_rows(op, codes, extra=self.prog.plan.layers[op.name].bias_rows,
+                                fill=float(xm))
+        return self._rows
 
     def __call__(self, op, rows, residual):
         prog = self.prog
         lp = prog.plan.layers[op.name]
         sp = lp.split
         xm = prog.plan.x_max
-        x = np.clip(np.asarray(rows, dtype=np.int64), -xm, xm)
-        x = np.concatenate([x, np.full((x.shape[0], lp.bias_rows), xm, dtype=np.int64)], axis=1)
+        if rows is self._rows:      # made by `rows`: float64 codes in range, bias inputs appended
+            x = rows
+        else:
+            x = np.clip(np.asarray(rows, dtype=np.int64), -xm, xm).astype(np.float64)
+            x = np.concatenate([x, np.full((x.shape[0], lp.bias_rows), float(xm))], axis=1)
+        self._rows = None
         nm_cfg, ld_cfg = prog.plan.nmpu_cfg, prog.plan.ldpu_cfg
         outs, budget = [], {q: [] for q in PATHS}
         digest = hashlib.sha1()
@@ -535,7 +552,8 @@ class AnalogMatrix:
             for r in range(sp.row_tiles):
                 tile = prog.tiles[op.name][r][k]
                 img = self.images[op.name, r, k]
-                p, n, sat = tile.read(sp.inputs(x, r), self.t, lsb=lp.lsb, return_saturated=True)
+                p, n, sat = tile.read(sp.inputs(x, r), self.t, lsb=lp.lsb, return_saturated=True,
+                                      checked=True)
                 self.saturated += sat.count
                 digest.update(p.tobytes())
                 digest.update(n.tobytes())

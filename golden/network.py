@@ -283,20 +283,23 @@ TRAINABLE = ("W", "b", "gamma", "beta")
 
 # -- im2col ----------------------------------------------------------------------------------------
 
-def im2col(x, k=3):
+def im2col(x, k=3, *, extra=0, fill=0):
     """(N, H, W, C) → (N·H·W, k·k·C): each pixel's k × k neighbourhood (zero padded), in the
-    order (ky, kx, c)."""
+    order (ky, kx, c); then `extra` columns of `fill` (the compiler's analog bias rows, written
+    in the same array instead of a second copy of the rows)."""
     x = np.asarray(x)
     if x.ndim != 4:
         raise ValueError(f"im2col needs an NHWC tensor, not shape {x.shape}")
     n, h, w, c = x.shape
     r = k // 2
     xp = np.pad(x, ((0, 0), (r, r), (r, r), (0, 0)))
-    cols = np.empty((n, h, w, k, k, c), dtype=x.dtype)
+    out = np.empty((n * h * w, k * k * c + extra), dtype=x.dtype)
+    cols = np.reshape(out[:, :k * k * c], (n, h, w, k, k, c), copy=False)  # a view of out
     for dy in range(k):
         for dx in range(k):
             cols[:, :, :, dy, dx, :] = xp[:, dy:dy + h, dx:dx + w, :]
-    return cols.reshape(n * h * w, k * k * c)
+    out[:, k * k * c:] = fill
+    return out
 
 
 def col2im(cols, shape, k=3):
@@ -311,17 +314,21 @@ def col2im(cols, shape, k=3):
     return xp[:, r:r + h, r:r + w, :]
 
 
-def layer_rows(op, a):
-    """The matrix input of `op`: im2col rows or the flattened tensor."""
+def layer_rows(op, a, *, extra=0, fill=0):
+    """The matrix input of `op`: im2col rows or the flattened tensor (then `extra` columns of
+    `fill`, as `im2col`)."""
     if isinstance(op, Conv):
         if a.ndim != 4 or a.shape[-1] != op.c_in:
             raise ValueError(f"op {op.name!r} needs NHWC input with {op.c_in} channels, not shape "
                              f"{a.shape}")
-        return im2col(a, op.k)
+        return im2col(a, op.k, extra=extra, fill=fill)
     rows = a.reshape(a.shape[0], -1)
     if rows.shape[1] != op.n_in:
         raise ValueError(f"op {op.name!r} needs {op.n_in} input features, not {rows.shape[1]} "
                          f"(input shape {a.shape})")
+    if extra:
+        rows = np.concatenate([rows, np.full((rows.shape[0], extra), fill, dtype=rows.dtype)],
+                              axis=1)
     return rows
 
 
@@ -373,14 +380,19 @@ class FloatMatrix:
 
 def run(cfg: NetConfig, x, matrix, *, trace=None):
     """Evaluate the op list on a batch `x` with the executor `matrix(op, rows, residual)`.
-    `trace`, when a dict, receives every tensor by name. Returns the output tensor."""
+    `trace`, when a dict, receives every tensor by name. Returns the output tensor.
+
+    An executor with a method `rows(op, a)` builds the matrix input of op from the tensor `a`
+    itself (the analog executor converts the codes once before im2col and appends its bias
+    rows); otherwise `layer_rows(op, a)`."""
     state = {"x": check_input(cfg, x)}
+    make_rows = getattr(matrix, "rows", layer_rows)
     for op in cfg.ops:
         a = state[op.src]
         if isinstance(op, MaxPool):
             state[op.dst] = _maxpool(a, op.k)
             continue
-        rows = layer_rows(op, a)
+        rows = make_rows(op, a)
         res = None
         if op.residual is not None:
             res = state[op.residual].reshape(rows.shape[0], op.c_out)

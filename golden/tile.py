@@ -236,6 +236,18 @@ def _inputs(cfg, x, rows):
     return x
 
 
+def _checked_codes(x, rows):
+    # `Tile.read(..., checked=True)`: float64 codes the caller has checked (integers in range);
+    # only the cheap checks here, none that passes over the values
+    if not (isinstance(x, np.ndarray) and x.dtype == np.float64):
+        raise TypeError(f"`x` with checked=True must be a float64 array of codes, not "
+                        f"{type(x).__name__} {getattr(x, 'dtype', '')}")
+    if x.ndim not in (1, 2) or x.shape[-1] != rows:
+        raise ValueError(f"`x` must have shape (rows,) or (vectors, rows) with rows = {rows}, "
+                         f"not {x.shape}")
+    return x
+
+
 # -- device fits -----------------------------------------------------------------------------------
 
 def prog_noise_sigma(cfg, g):
@@ -521,7 +533,15 @@ def _positive(name, v):
     return v
 
 
-READ_CHUNK = 256  # vectors per matmul of `Tile.read`: a chunk's charges stay in the cache
+READ_CHUNK = 256  # least vectors per matmul of `Tile.read`
+READ_CHUNK_VALUES = 1 << 15  # charges per chunk (256 KiB of float64: the chunk stays in L2)
+
+
+def _chunk_vectors(width):
+    """Vectors per chunk of `_read_stacked` for charges `width` wide: READ_CHUNK_VALUES charges,
+    at least READ_CHUNK vectors (narrow layers take longer chunks: fewer passes of the ADC's
+    small in-place operations)."""
+    return max(READ_CHUNK, READ_CHUNK_VALUES // max(width, 1))
 
 
 def _read_stacked(cfg, x, g2, gains2, lsb, rng, return_saturated):
@@ -529,14 +549,17 @@ def _read_stacked(cfg, x, g2, gains2, lsb, rng, return_saturated):
     gain·q/lsb (+ output noise), floor and saturation, as `adc` computes them, with
     gains2 = [gain_pos, gain_neg] (2·cols,) and a scalar lsb.
 
-    Faster than `mvm` then `adc`, with the same counts: one matmul per chunk of READ_CHUNK to
-    2·READ_CHUNK − 1 vectors (every chunk large enough for the BLAS kernel the whole batch uses,
-    so each charge is the same dot product), the ADC in place on the chunk while it is in the
-    cache; floor then clip to [0, adc_max] equals clip then truncation toward 0 (the values are
-    then >= 0), which the float → int64 cast of the clip does in the same pass; floor(v) > adc_max
-    iff v >= adc_max + 1, floor(v) < 0 iff v < 0. The output noise is drawn as `adc` draws it
-    ((2, vectors, cols), all positive lines first). Returns P, N (views of one int64 array) and,
-    with `return_saturated`, a `Saturation` of views."""
+    Faster than `mvm` then `adc`, with the same counts: one matmul per chunk of v to 2·v − 1
+    vectors, v = `_chunk_vectors` >= READ_CHUNK (every chunk large enough for the BLAS kernel the
+    whole batch uses, so each charge is the same dot product), the ADC in place on the chunk
+    while it is in the cache. The gains are multiplied as a full chunk-shaped array (the same
+    products; numpy's loop over a short broadcast row costs twice as much); floor then clip to
+    [0, adc_max] equals clip then truncation toward 0 (the values are then >= 0), which the float
+    → int32 cast does (adc_max < 2^24; numpy's float → int64 cast is a slow scalar loop here,
+    float → int32 → int64 two fast ones); floor(v) > adc_max iff v >= adc_max + 1, floor(v) < 0
+    iff v < 0. The output noise is drawn as `adc` draws it ((2, vectors, cols), all positive
+    lines first). Returns P, N (views of one int64 array) and, with `return_saturated`, a
+    `Saturation` of views."""
     if cfg.output_noise > 0 and rng is None:
         raise ValueError(f"`output_noise` is {cfg.output_noise}: `adc` needs an `rng`")
     n, cols = x.shape[0], g2.shape[1] // 2
@@ -545,13 +568,17 @@ def _read_stacked(cfg, x, g2, gains2, lsb, rng, return_saturated):
     if return_saturated:
         high = np.empty(c.shape, dtype=bool)
         low = np.empty(c.shape, dtype=bool)
-    chunks = max(n // READ_CHUNK, 1)
+    chunks = max(n // _chunk_vectors(2 * cols), 1)
     edges = [i * n // chunks for i in range(chunks + 1)]
-    buf = np.empty((edges[1] - edges[0] + 1, 2 * cols))
+    longest = edges[1] - edges[0] + 1
+    buf = np.empty((longest, 2 * cols))
+    ibuf = np.empty((longest, 2 * cols), dtype=np.int32)
+    gains = np.broadcast_to(gains2, buf.shape).copy()
     for s, e in zip(edges[:-1], edges[1:]):  # loops over chunks of vectors only
-        q = buf[:e - s]
-        np.matmul(x[s:e].astype(np.float64), g2, out=q)
-        np.multiply(gains2, q, out=q)
+        q, qi = buf[:e - s], ibuf[:e - s]
+        # float64 codes are read as they are (a view), anything else converted per chunk
+        np.matmul(np.ascontiguousarray(x[s:e], dtype=np.float64), g2, out=q)
+        np.multiply(gains[:e - s], q, out=q)
         np.divide(q, lsb, out=q)
         if z is not None:
             q[:, :cols] += cfg.output_noise * z[0, s:e]
@@ -559,7 +586,9 @@ def _read_stacked(cfg, x, g2, gains2, lsb, rng, return_saturated):
         if return_saturated:
             np.greater_equal(q, cfg.adc_max + 1, out=high[s:e])
             np.less(q, 0, out=low[s:e])
-        np.clip(q, 0, cfg.adc_max, out=c[s:e], casting="unsafe")
+        np.clip(q, 0, cfg.adc_max, out=q)
+        qi[...] = q
+        c[s:e] = qi
     out = (c[:, :cols], c[:, cols:])
     if return_saturated:
         out += (Saturation(high[:, :cols], low[:, :cols], high[:, cols:], low[:, cols:]),)
@@ -756,16 +785,22 @@ class Tile:
     def charges(self, x, t):
         return mvm(self.cfg, x, *self.conductances(t))
 
-    def read(self, x, t, *, lsb=None, return_saturated=False):
+    def read(self, x, t, *, lsb=None, return_saturated=False, checked=False):
         """ADC counts (P, N) for inputs x at time t (and the `Saturation` with return_saturated).
 
         Equal, bit for bit, to `adc(cfg, *mvm(cfg, x, *conductances(t)), gain_pos, gain_neg,
         lsb, rng)`, computed faster: one matmul of both polarities into one (vectors, 2·cols)
-        array on the matrix cached per t, and the ADC in place on it (`_adc_stacked`: the same
-        rounding of every value). P and N are the two halves of one int64 array (views)."""
+        array on the matrix cached per t, and the ADC in place on it (`_read_stacked`: the same
+        rounding of every value). P and N are the two halves of one int64 array (views).
+
+        `checked=True`: x is a float64 array of codes the caller has already checked (integers
+        in [−x_max, x_max]; e.g. the compiler's executor checks and converts a layer's tensor
+        once, before im2col, which only copies values): read neither passes over x to check it
+        nor converts it (the cost of those passes is a fifth of the matmul's on a conv layer).
+        The counts are the same as with the int64 codes."""
         gp, gn, g2 = self._state(t)
         lsb = self.lsb if lsb is None else lsb
-        x = _inputs(self.cfg, x, gp.shape[0])
+        x = _checked_codes(x, gp.shape[0]) if checked else _inputs(self.cfg, x, gp.shape[0])
         if g2 is None or np.ndim(lsb) != 0:  # integer codes or per-column LSBs: the plain stages
             qp, qn = mvm(self.cfg, x, gp, gn)
             return adc(self.cfg, qp, qn, self.gain_pos, self.gain_neg, lsb, self._adc_rng,

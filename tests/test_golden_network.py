@@ -65,6 +65,17 @@ def test_col2im_is_the_adjoint_of_im2col():
     assert np.isclose(np.sum(gnet.im2col(x) * c), np.sum(x * gnet.col2im(c, x.shape)))
 
 
+def test_im2col_and_layer_rows_append_constant_columns():
+    rng = np.random.default_rng(5)
+    x = rng.integers(-3, 4, size=(2, 3, 4, 2)).astype(np.float64)
+    rows = gnet.im2col(x, extra=2, fill=7.0)
+    np.testing.assert_array_equal(rows[:, :18], gnet.im2col(x))
+    np.testing.assert_array_equal(rows[:, 18:], 7.0)
+    dense = Dense("fc", "x", "y", 24, 5)
+    rows = gnet.layer_rows(dense, x, extra=1, fill=7.0)
+    np.testing.assert_array_equal(rows, np.c_[x.reshape(2, 24), [7.0, 7.0]])
+
+
 def test_im2col_conv_equals_direct_convolution():
     rng = np.random.default_rng(3)
     x = rng.normal(size=(2, 4, 4, 2))
@@ -128,6 +139,28 @@ def test_run_with_an_executor_sees_every_matrix_op():
     assert seen == [("c1", (3 * 64, 9), None), ("c2", (3 * 64, 27), (3 * 64, 3)),
                     ("fc", (3, 48), None)]
     np.testing.assert_array_equal(out, gnet.run(TINY_CNN, x, gnet.FloatMatrix(params)))
+
+
+def test_run_lets_an_executor_build_its_rows():
+    """An executor with `rows(op, a)` gets the rows it built (the analog executor's float64 codes
+    with bias inputs); without it, `layer_rows`."""
+    rng = np.random.default_rng(4)
+    params = gnet.init_params(TINY_CNN, rng)
+    built = []
+
+    class Rows(gnet.FloatMatrix):
+        def rows(self, op, a):
+            built.append(gnet.layer_rows(op, a))
+            return built[-1]
+
+        def __call__(self, op, rows, residual):
+            assert rows is built[-1]
+            return super().__call__(op, rows, residual)
+
+    x = rng.random((3, 64))
+    np.testing.assert_array_equal(gnet.run(TINY_CNN, x, Rows(params)),
+                                  gnet.run(TINY_CNN, x, gnet.FloatMatrix(params)))
+    assert len(built) == 3
 
 
 def test_bad_networks_and_inputs():

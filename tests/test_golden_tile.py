@@ -510,7 +510,7 @@ def test_tile_layer_ideal_reads_recompose():
 def test_fast_read_equals_the_stages_bit_for_bit(phases, noise):
     """`Tile.read` (stacked matmul per chunk, ADC in place) gives the counts, saturation masks
     and noise draws of `adc(mvm(...))`, for batches below, at and across the chunk size, a 1-D
-    input, and reads that saturate high and low."""
+    input, reads that saturate high and low, and float64 codes read as checked."""
     rng = np.random.default_rng(40 + phases)
     cfg = T.TileConfig(rows=64, cols=40, phases=phases, output_noise=noise)
     tile = T.Tile(cfg, rng.uniform(-1, 1, (64, 40)), 9)
@@ -518,13 +518,17 @@ def test_fast_read_equals_the_stages_bit_for_bit(phases, noise):
     lsb = cfg.lsb / 40                      # small: many reads saturate high
     gp, gn = tile.conductances(60.0)
     seen_high = seen_low = 0
-    for n in (1, 7, T.READ_CHUNK, T.READ_CHUNK + 1, 2 * T.READ_CHUNK + 300):
+    v = T._chunk_vectors(2 * 40)            # vectors per chunk at this width
+    for n in (1, 7, T.READ_CHUNK, v, v + 1, 2 * v + 300):
         x = rng.integers(-cfg.x_max, cfg.x_max + 1, (n, 64))
-        fast = tile.read(x, 60.0, lsb=lsb, return_saturated=True)
-        slow = T.adc(cfg, *T.mvm(cfg, x, gp, gn), tile.gain_pos, tile.gain_neg, lsb, ref_rng,
-                     return_saturated=True)
-        assert np.array_equal(fast[0], slow[0]) and np.array_equal(fast[1], slow[1]), n
-        assert all(np.array_equal(a, b) for a, b in zip(fast[2], slow[2])), n
+        for fast in (tile.read(x, 60.0, lsb=lsb, return_saturated=True),
+                     # float64 codes the caller has checked (the compiler's executor)
+                     tile.read(x.astype(np.float64), 60.0, lsb=lsb, return_saturated=True,
+                               checked=True)):
+            slow = T.adc(cfg, *T.mvm(cfg, x, gp, gn), tile.gain_pos, tile.gain_neg, lsb,
+                         ref_rng, return_saturated=True)
+            assert np.array_equal(fast[0], slow[0]) and np.array_equal(fast[1], slow[1]), n
+            assert all(np.array_equal(a, b) for a, b in zip(fast[2], slow[2])), n
         seen_high += int(fast[2].high_pos.sum())
         seen_low += int(fast[2].low_neg.sum() + fast[2].low_pos.sum())
     assert seen_high > 0 and (seen_low > 0 or phases == 4)
@@ -546,3 +550,15 @@ def test_fast_read_falls_back_for_integer_codes_and_column_lsbs():
         assert np.array_equal(p, p2) and np.array_equal(n, n2)
     with pytest.raises(ValueError, match="`lsb` must be positive"):
         T.Tile(SMALL, np.zeros((32, 24)), 0).read(x, 0.0, lsb=-1.0)
+    for lsb in (4.0, col_lsb):   # checked float64 codes take the same fallbacks
+        p, n = tile.read(x.astype(np.float64), 0.0, lsb=lsb, checked=True)
+        p2, n2 = T.adc(DYADIC, *T.mvm(DYADIC, x, gp, gn), 1.0, 1.0, lsb)
+        assert np.array_equal(p, p2) and np.array_equal(n, n2)
+
+
+def test_checked_read_takes_only_float64_codes_of_the_tile_shape():
+    tile = T.Tile(SMALL, np.zeros((32, 24)), 0)
+    with pytest.raises(TypeError, match="checked=True must be a float64 array"):
+        tile.read(np.zeros((3, 32), dtype=np.int64), 0.0, checked=True)
+    with pytest.raises(ValueError, match="rows = 32"):
+        tile.read(np.zeros((3, 31)), 0.0, checked=True)
