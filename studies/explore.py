@@ -13,18 +13,23 @@ config tomorrow is searched tomorrow). Points the config rejects are infeasible 
 config's own message.
 
 Objectives (NSGA-II, Optuna's ask/tell in this driver, a JournalStorage file so that a run
-resumes where it stopped):
-- accuracy loss in percentage points against the FP16 chip: the tile model's quick digits
-  protocol (studies.accuracy.evaluate on the `mlp` network, PROTOCOL's seeds and drift times),
-  the NMPU point on a tile with its ADC width against the FP16 LDPU on the 12-bit tile of the
-  chip (`paper`), same seeds; the paired NMPU − LDPU difference at the point's own ADC is
-  recorded too;
+resumes where it stopped), the same four for each unit, an item being an NMPU vector (of
+`columns` outputs) or an ESSOP product (32 x 32):
+- accuracy loss in percentage points against the FP16 chip. NMPU: the tile model's quick
+  digits protocol (studies.accuracy.evaluate on the `mlp` network, PROTOCOL's seeds and drift
+  times), the NMPU point on a tile with its ADC width against the FP16 LDPU on the 12-bit tile
+  of the chip (`paper`), same seeds; the paired NMPU − LDPU difference at the point's own ADC
+  is recorded too. ESSOP: the training study's final accuracy (studies.training, ESSOP_PROTOCOL:
+  bit-exact outer products at the point's largest BL) against mixed-precision training with
+  the FP16 outer-product array's products, same seeds; the paired difference to exact float
+  outer products is recorded too;
 - area (µm², synth.flow on OSU 0.18 µm);
-- energy per item (pJ per vector of `columns` outputs): synth.power.measure, a gate-level run of
-  the point's mapped netlist over the unit's workload (the MNIST MLP's fc1 for a 256-column
-  NMPU), its outputs checked against the golden model on the way;
-- items per second = f_max x lanes (one beat of `lanes` columns per clock: the cycles per
-  vector that `make summary` measures are columns / lanes).
+- energy per item (pJ): synth.power.measure, a gate-level run of the point's mapped netlist
+  over the unit's workload (the MNIST MLP's fc1 for a 256-column NMPU, x/δ tiles of a real
+  training step for ESSOP at its largest BL), its outputs checked against the golden model;
+- items per second (`throughput`): NMPU f_max x lanes / columns; ESSOP f_max / clocks per
+  product at its largest BL (`clocks_per_product`, the schedule the cocotb `throughput`
+  scenario measures and asserts).
 
 Cheap objectives first: accuracy runs first; a point whose loss exceeds `--acc-limit` is not
 synthesised and is infeasible (constraint), as is a failed point or one below `--min-fmax`;
@@ -36,7 +41,7 @@ the tools, the workload and the source of the power model and of the workload's 
 front's first K points are then verified by cocotb (golden vs RTL) on Icarus and Verilator.
 
 Reports: build/report/explore.{json,md,png}: the front (table and plots: accuracy loss vs area,
-vs items/s; today's presets and the paper's point marked), the search history, wall times,
+vs energy, vs items/s; today's presets and the paper's point marked), the search history, wall times,
 cache hit rates. `--quality` measures the search against an exhaustive front on an enumerable
 subspace (QUALITY_SPACE, about 100 points; build/report/explore_quality.{json,md}).
 """
@@ -59,19 +64,35 @@ ROOT = Path(__file__).resolve().parent.parent
 REPORT_DIR = ROOT / "build" / "report"
 WORK = ROOT / "build" / "explore"
 
-BASE = {"nmpu": "paper"}
-# Fields not searched: identity, the tile it serves, control-register widths, a static layer's
-# per-network constants (chosen by the compiler per layer, not a hardware knob), the int8
-# activations the networks are trained for.
+BASE = {"nmpu": "paper", "essop": "paper"}
+# Fields not searched. NMPU: identity, the tile it serves, control-register widths, a static
+# layer's per-network constants (chosen by the compiler per layer, not a hardware knob), the
+# int8 activations the networks are trained for. ESSOP: identity; the 32 x 32 array (the
+# training study's tiling and the FP16 array's size: a product of another size is another
+# item); the lr_shift register (the schedule needs 2^5 - 1); acc_max (K > 1 changes the
+# products per read-out, which depend on the driver's grouping, not on the point alone).
 HELD = {"nmpu": {"name", "columns", "clamp_count_bits", "shift_bits", "out_bits", "static_layer",
-                 "static_shift", "static_pre_cut", "static_round"}}
+                 "static_shift", "static_pre_cut", "static_round"},
+        "essop": {"name", "rows", "cols", "lr_shift_bits", "acc_max"}}
 OPTIONS = {"input_mode": ("dual", "signed"), "rng": ("shared", "per_converter")}
 RANGES = {"nmpu": {"adc_bits": tuple(range(6, 13)), "lanes": (8, 16, 32, 64),
                    "scale_frac": tuple(range(3, 10)), "offset_int": tuple(range(4, 9)),
                    "offset_frac": tuple(range(0, 4)), "exp_bits": (0, 1, 2, 3),
-                   "drop_bits": tuple(range(0, 7))}}
+                   "drop_bits": tuple(range(0, 7))},
+          "essop": {"mag_bits": tuple(range(4, 11)), "lfsr_width": (8, 10, 12, 16, 20, 24),
+                    "log2_bl_max": tuple(range(2, 8)), "rows_per_beat": (1, 2, 4, 8, 16, 32)}}
 # The quick digits protocol of the accuracy study, for one evaluation.
 PROTOCOL = {"network": "mlp", "seeds": [0, 1], "times": [60.0, 86400.0], "ref_adc_bits": 12}
+# ESSOP: the training study (studies/training.py: digits MLP on PCM pairs, its 20 epochs),
+# bit-exact outer products at the point's largest BL (its counters are sized for it: a smaller
+# BL on the same counters is a dominated point), against mixed-precision training with the
+# FP16 outer-product array's products, same seeds.
+ESSOP_PROTOCOL = {"study": "training", "seeds": [1, 2], "epochs": 20, "mode": "exact",
+                  "reference": "fp16"}
+PROTOCOLS = {"nmpu": PROTOCOL, "essop": ESSOP_PROTOCOL}
+# The reference and point evaluators of each unit (names: looked up when called)
+ACC_TASKS = {"nmpu": ("reference_task", "accuracy_task"),
+             "essop": ("essop_reference_task", "essop_accuracy_task")}
 # The enumerable subspace of the search-quality measurement: 7 x 7 x 2 = 98 points.
 QUALITY_SPACE = {"adc_bits": tuple(range(6, 13)), "scale_frac": tuple(range(3, 10)),
                  "offset_frac": (0, 1)}
@@ -87,8 +108,7 @@ def _units():
 def base_config(unit):
     if unit not in BASE:
         raise SystemExit(f"studies.explore: unit {unit!r} has no search yet; units: "
-                         f"{', '.join(BASE)} (ESSOP waits for a training evaluator that takes a "
-                         f"config, see docs/explore.md)")
+                         f"{', '.join(BASE)}")
     return _units()[unit][1][BASE[unit]]
 
 
@@ -135,6 +155,7 @@ def _source_hash(*paths):
 # them (studies/accuracy.py left golden/ in the layout move; without it here, a change of the
 # study would not re-run cached points).
 ACCURACY_SOURCES = ("golden", "studies/accuracy.py")
+ACCURACY_SOURCES_OF = {"nmpu": ACCURACY_SOURCES, "essop": ("golden", "studies/training.py")}
 # The code an energy evaluation runs besides the netlist: the power model, the workload and the
 # golden functions and study that make the workload's vectors and expected outputs.
 ENERGY_SOURCES = ("synth/power.py", "synth/power_workload.py", "verif/vectors.py",
@@ -186,6 +207,51 @@ def accuracy_task(cfg_dict, protocol, reference):
             "acc_fp16_ref": float(ref.mean()),
             "acc_loss_pp": float(100 * (ref - mine["analog_nmpu"]).mean()),
             "paired_pp": float(100 * (mine["analog_ldpu"] - mine["analog_nmpu"]).mean())}
+
+
+def _train_finals(essop_cfg, protocol, mode, bl=None):
+    """Final test accuracies, one per seed of `protocol`, of the training study's run in
+    `mode` with the ESSOP config `essop_cfg` (the outer products' engine and tiling)."""
+    from golden.data import digits
+    from studies import training as tr
+    tcfg = tr.TrainConfig(essop=essop_cfg, epochs=protocol["epochs"])
+    data = digits()
+    return [float(tr.train(tcfg, mode, data, s, bl=bl)["final"]) for s in protocol["seeds"]]
+
+
+def essop_reference_task(protocol):
+    """The FP16 chip's training, per seed: with the FP16 outer-product array's products
+    (`reference`) and with exact float64 outer products (the training study's reference)."""
+    from hdl.config import ESSOP_PRESETS
+    base = ESSOP_PRESETS[BASE["essop"]]
+    return {"fp16": _train_finals(base, protocol, protocol["reference"]),
+            "float": _train_finals(base, protocol, "float")}
+
+
+def essop_accuracy_task(cfg_dict, protocol, reference):
+    """The training study's final accuracy with ESSOP `cfg_dict` at its largest BL against
+    FP16 training (same seeds): {acc_essop, acc_fp16_ref, acc_float, acc_loss_pp, paired_pp
+    (ESSOP - exact float products), bl}."""
+    import numpy as np
+    from hdl.config import ESSOPConfig
+    cfg = ESSOPConfig.from_dict(cfg_dict)
+    mine = np.array(_train_finals(cfg, protocol, protocol["mode"], bl=cfg.bl_max))
+    fp16, flt = np.array(reference["fp16"]), np.array(reference["float"])
+    return {"acc_essop": float(mine.mean()), "acc_fp16_ref": float(fp16.mean()),
+            "acc_float": float(flt.mean()), "acc_loss_pp": float(100 * (fp16 - mine).mean()),
+            "paired_pp": float(100 * (mine - flt).mean()), "bl": cfg.bl_max}
+
+
+def throughput(unit, cfg, fmax_mhz):
+    """Items per second at f_max: NMPU vectors (`columns` / `lanes` clocks each), ESSOP
+    products at its largest BL (`clocks_per_product`, the schedule the cocotb `throughput`
+    scenario measures and asserts, verif/essop_clocks.py)."""
+    f = (fmax_mhz or 0) * 1e6
+    if unit == "nmpu":
+        return f * cfg.lanes / cfg.columns
+    if unit == "essop":
+        return f / cfg.clocks_per_product(cfg.log2_bl_max)
+    raise ValueError(f"no throughput model for unit {unit!r}")
 
 
 def verify_task(unit, cfg_dict, sim, seed):
@@ -264,14 +330,14 @@ def value(r, name):
 class Evaluator:
     """The cached, cheap-first evaluation of points on the engine."""
 
-    def __init__(self, unit, eng, protocol=PROTOCOL, acc_limit=1.0, min_fmax=50.0, work=WORK,
+    def __init__(self, unit, eng, protocol=None, acc_limit=1.0, min_fmax=50.0, work=WORK,
                  synth=True):
-        self.unit, self.eng, self.protocol = unit, eng, dict(protocol)
+        self.unit, self.eng, self.protocol = unit, eng, dict(protocol or PROTOCOLS[unit])
         self.acc_limit, self.min_fmax, self.work, self.synth = acc_limit, min_fmax, Path(work), synth
         self.acc_cache = Cache(self.work / "cache" / "accuracy")
         self.synth_cache = Cache(self.work / "cache" / "synth")
         self.energy_cache = Cache(self.work / "cache" / "energy")
-        self.golden = _source_hash(*ACCURACY_SOURCES)
+        self.golden = _source_hash(*ACCURACY_SOURCES_OF[unit])
         self.energy_code = _source_hash(*ENERGY_SOURCES)
         self._tools = None
 
@@ -283,7 +349,8 @@ class Evaluator:
         """The FP16 reference accuracies (one cached task per protocol)."""
         if getattr(self, "_ref", None) is None:
             k = key(kind="reference", protocol=self.protocol, golden=self.golden)
-            out = next(self.eng.map(reference_task, [self.protocol], cache=self.acc_cache,
+            task = globals()[ACC_TASKS[self.unit][0]]
+            out = next(self.eng.map(task, [self.protocol], cache=self.acc_cache,
                                     key=lambda _: k, label=lambda _: "FP16 reference"))
             if not out.ok:
                 raise RuntimeError(f"the FP16 reference failed: {out.error}")
@@ -315,7 +382,7 @@ class Evaluator:
                 for c, e in cfgs]
         todo = [i for i, (c, _) in enumerate(cfgs) if c is not None]
         ref = self.reference()
-        for out in self.eng.map(accuracy_task, todo,
+        for out in self.eng.map(globals()[ACC_TASKS[self.unit][1]], todo,
                                 args=lambda i: (cfgs[i][0].to_dict(), self.protocol, ref),
                                 cache=self.acc_cache, key=lambda i: self.acc_key(cfgs[i][0]),
                                 label=lambda i: f"{self.unit} {cfgs[i][0].tag} accuracy"):
@@ -340,7 +407,7 @@ class Evaluator:
                     r.update(status="failed", error=row["error"].splitlines()[0])
                     continue
                 r.update(area_um2=row["area_um2"], fmax_mhz=row["fmax_mhz"],
-                         items_per_s=(row["fmax_mhz"] or 0) * 1e6 * cfg.lanes,
+                         items_per_s=throughput(self.unit, cfg, row["fmax_mhz"]),
                          synth_s=row.get("wall_s"))
                 r["seconds"] += row.get("wall_s") or 0
                 r["status"] = "ok" if (row["fmax_mhz"] or 0) >= self.min_fmax else "slow"
@@ -434,8 +501,8 @@ def search(unit, trials, eng, *, batch=8, seed=1, evaluator=None, storage=None, 
         recs = evaluator.evaluate(cfgs)
         for t, r in zip(asked, recs):
             k += 1
-            for a in ("status", "tag", "error", "config", "constraints", "acc_nmpu", "acc_fp16_ref",
-                      "paired_pp", "fmax_mhz", "energy", "seconds"):
+            for a in ("status", "tag", "error", "config", "constraints", "acc_nmpu", "acc_essop",
+                      "acc_fp16_ref", "acc_float", "paired_pp", "fmax_mhz", "energy", "seconds"):
                 if r.get(a) is not None:
                     t.set_user_attr(a, r[a])
             # feasible when every constraint is <= 0: accuracy loss within the limit, f_max
@@ -540,6 +607,18 @@ def _item(unit):
     return {"nmpu": "vector", "essop": "product"}.get(unit, "item")
 
 
+PAIRED = {"nmpu": "NMPU−LDPU same ADC", "essop": "ESSOP−exact products"}
+
+
+def _protocol_words(unit, p):
+    if unit == "essop":
+        return (f"final test accuracy of the training study (digits MLP on PCM pairs, "
+                f"{p['epochs']} epochs, seeds {p['seeds']}), ESSOP {p['mode']} at the point's "
+                f"largest BL, loss against training with the FP16 outer-product array's products")
+    return (f"`{p['network']}` on the tile model, seeds {p['seeds']}, t = {p['times']} s, loss "
+            f"against the FP16 LDPU on the {p['ref_adc_bits']}-bit tile")
+
+
 def write_reports(unit, study, evaluator, wall, out=REPORT_DIR, extra=None):
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -563,15 +642,13 @@ def write_reports(unit, study, evaluator, wall, out=REPORT_DIR, extra=None):
              f"NSGA-II over {len(sp)} knobs read from the config ({', '.join(sp)}); "
              f"{doc['trials']} trials, {doc['feasible']} feasible; accuracy loss limit "
              f"{evaluator.acc_limit} pp, f_max ≥ {evaluator.min_fmax} MHz; {doc['where']}; "
-             f"{wall / 60:.1f} min. Accuracy: `{evaluator.protocol['network']}` on the tile model, "
-             f"seeds {evaluator.protocol['seeds']}, t = {evaluator.protocol['times']} s, loss "
-             f"against the FP16 LDPU on the {evaluator.protocol['ref_adc_bits']}-bit tile. "
+             f"{wall / 60:.1f} min. Accuracy: {_protocol_words(unit, evaluator.protocol)}. "
              f"Energy per {item}: gate-level run of the mapped netlist (synth/power.py). "
              f"Cache hit rate: accuracy {cache['accuracy_hit_rate']:.0%}, synthesis "
              f"{cache['synth_hit_rate']:.0%}, energy {cache['energy_hit_rate']:.0%}. "
              f"Generated by `make explore`.", "",
              "## Front", "",
-             f"| # | preset | acc loss pp | NMPU−LDPU same ADC pp | area µm² | pJ/{item} | "
+             f"| # | preset | acc loss pp | {PAIRED[unit]} pp | area µm² | pJ/{item} | "
              f"f_max MHz | {item}s/s (M) | config (searched fields) |",
              "|--:|---|--:|--:|--:|--:|--:|--:|---|"]
     for r in fr:
@@ -666,6 +743,9 @@ def main(argv=None):
     if args.trials < 1 or args.batch < 1:
         ap.error("--trials and --batch must be at least 1")
     base_config(args.unit)        # a unit without a search stops here, saying why
+    if args.quality and args.unit != "nmpu":
+        ap.error("--quality measures the NMPU search (QUALITY_SPACE); not for --unit "
+                 f"{args.unit}")
     t0 = time.perf_counter()
     with Engine(args.workers, args.scheduler, progress=False) as eng:
         print(f"explore: {args.unit}, {args.trials} trials, batches of {args.batch}; {eng.where}",

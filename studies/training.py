@@ -69,7 +69,7 @@ __all__ = [
 ]
 
 BLS = (8, 16, 32, 64, 128)
-MODES = ("fp32", "float", "exact", "fast")
+MODES = ("fp32", "float", "fp16", "exact", "fast")
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -122,7 +122,7 @@ class TrainConfig:
     lr_shift: int = 5
     lr_decay: tuple = (0.5, 0.75)   # fractions of the epochs after which lr_shift grows by one
     w_max: float = 1.0         # |W| of a pair with G+ − G− = g_max
-    essop: str = "paper"       # ESSOP preset (hdl/config.py)
+    essop: str | ESSOPConfig = "paper"   # ESSOP preset name (hdl/config.py) or a config
     acc: int = 1               # K: products accumulated per read-out in "exact" mode
     analog: bool = True        # forward pass through golden.tile (False: float W as read)
     adc_bits: int = 12         # golden.tile's default
@@ -130,6 +130,9 @@ class TrainConfig:
     device: DeviceConfig = field(default_factory=DeviceConfig)
 
     def __post_init__(self):
+        if not isinstance(self.essop, (str, ESSOPConfig)):
+            raise TypeError(f"`essop` must be an ESSOP preset name or an ESSOPConfig, not "
+                            f"{type(self.essop).__name__} {self.essop!r}")
         for name in ("hidden", "epochs", "batch", "lr_shift", "adc_bits", "acc"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < (0 if name == "epochs" else 1):
@@ -148,8 +151,9 @@ class TrainConfig:
 
     @property
     def essop_cfg(self) -> ESSOPConfig:
-        """The preset, with counters for `acc` products when `acc` > 1 (`acc_max` validates it)."""
-        cfg = essop_preset(self.essop)
+        """The preset (or the config given), with counters for `acc` products when `acc` > 1
+        (`acc_max` validates it)."""
+        cfg = self.essop if isinstance(self.essop, ESSOPConfig) else essop_preset(self.essop)
         return dataclasses.replace(cfg, acc_max=self.acc) if self.acc > cfg.acc_max else cfg
 
     @property
@@ -307,7 +311,9 @@ def _finite_fp16(name, v):
 def weight_update(mode, cfg: ESSOPConfig, x, d, lr_shift, bl=None, rng=None, state=None, acc=1):
     """ΔW = η·Σ_b x_b·d_bᵀ (η = 2^−lr_shift) of a mini-batch x (B, M), d (B, N), float64 (M, N).
 
-    mode "float": exact; "exact": ESSOP bit-exact from LFSR `state` (a pair of states, from
+    mode "float": exact; "fp16": the FP16 outer-product array's products (x and d rounded to
+    binary16, every x_i·d_j rounded once, `golden.baselines.outer_product`), summed in float64;
+    "exact": ESSOP bit-exact from LFSR `state` (a pair of states, from
     `golden.essop.reseed` or a previous call), returns (ΔW, new state, counts (B·R·K, rows, cols),
     exponents (B·R·K,)); "fast": ESSOP statistics from `rng`. Returns ΔW for "float" and "fast".
     `acc` > 1 ("exact"; at most `cfg.acc_max`): the products tile by tile, up to `acc` of one E
@@ -328,8 +334,14 @@ def weight_update(mode, cfg: ESSOPConfig, x, d, lr_shift, bl=None, rng=None, sta
             if not np.all(np.isfinite(v)):
                 raise ValueError(f"`{name}` holds NaN or infinity")
         return np.ldexp(x.T @ d, -int(lr_shift))
+    if mode == "fp16":
+        from golden import baselines as gb
+        from hdl.config import FP16OuterConfig
+        arr = FP16OuterConfig(name="train", rows=m, cols=n)
+        p = gb.outer_product(arr, _finite_fp16("x", x), _finite_fp16("d", d))    # (B, M, N)
+        return np.ldexp(fp16.to_float(p).astype(np.float64).sum(axis=0), -int(lr_shift))
     if mode not in ("exact", "fast"):
-        raise ValueError(f"`mode` must be 'float', 'exact' or 'fast', not {mode!r}")
+        raise ValueError(f"`mode` must be 'float', 'fp16', 'exact' or 'fast', not {mode!r}")
     if isinstance(acc, bool) or not isinstance(acc, (int, np.integer)) or not 1 <= acc <= cfg.acc_max:
         raise ValueError(f"`acc` must be an int in [1, {cfg.acc_max}] (ESSOP acc_max), not {acc!r}")
     log2_bl = log2_of_bl(cfg, bl)
@@ -558,6 +570,8 @@ def train(tcfg: TrainConfig, mode, data, seed, bl=None, progress=None, hook=None
                 info = None
                 if mode == "fp32" or mode == "float":
                     dw = weight_update("float", ecfg, xin, d, lr_shift)
+                elif mode == "fp16":
+                    dw = weight_update("fp16", ecfg, xin, d, lr_shift)
                 elif mode == "fast":
                     dw = weight_update("fast", ecfg, xin, d, lr_shift, bl=bl, rng=op_rng)
                 else:
@@ -682,6 +696,11 @@ LABELS = {"fp32": "FP32 SGD (software)", "float": "mixed precision, exact outer 
           "fast": "mixed precision, ESSOP fast", "exact": "mixed precision, ESSOP exact"}
 
 
+def _essop_label(essop):
+    """A report's words for TrainConfig.essop as stored (a preset name, or a config's dict)."""
+    return f"preset `{essop}`" if isinstance(essop, str) else f"config `{essop.get('name')}`"
+
+
 def write_report(report, out):
     """training.json, training.md and training.png in `out`."""
     out = Path(out)
@@ -692,7 +711,7 @@ def write_report(report, out):
              f"MLP 64 → {c['hidden']} → 10 (ReLU), mini-batch {c['batch']}, η = 2^−{c['lr_shift']}"
              f" = {report['eta']:g} (halved after {', '.join(f'{100 * f:g} %' for f in c['lr_decay'])}"
              f" of the epochs), ε = {report['eps']:.4g}, {report['epochs']} epochs, seeds "
-             f"{report['seeds']}; ESSOP preset `{c['essop']}`; forward pass "
+             f"{report['seeds']}; ESSOP {_essop_label(c['essop'])}; forward pass "
              f"{'through the analog tile model' if c['analog'] else 'in float'}. "
              f"Train {report['train_size']} / test {report['test_size']} images.", "",
              "| mode | BL | test accuracy % (mean ± std) | − reference (paired) | per seed | pulses "

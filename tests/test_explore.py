@@ -186,7 +186,8 @@ def test_evaluator_cheap_first_and_constraints(monkeypatch, tmp_path):
     assert synthesised == [8, 10, 10]                 # the 2 pp point was never synthesised
     assert energized == [8]                           # nor the slow and failed ones measured
     ok = recs[1]
-    assert ok["values"] == [0.5, 8000.0, 80.0, 200.0 * 1e6 * 16] and max(ok["constraints"]) <= 0
+    assert ok["values"] == [0.5, 8000.0, 80.0, 200.0 * 1e6 * 16 / 256]     # vectors/s
+    assert max(ok["constraints"]) <= 0
     assert recs[0]["values"][0] == 2.0 and recs[0]["constraints"][0] > 0
     assert recs[2]["constraints"][1] == 10.0          # 40 MHz against 50
     assert recs[3]["error"] == "Yosys failed" and min(recs[3]["constraints"]) >= 1e6
@@ -300,3 +301,60 @@ def test_energy_task_uses_the_netlist_it_finds_or_synthesises_again(monkeypatch,
     assert again == [4.0] and len(measured) == 2
     with pytest.raises(power.PowerError, match="not deterministic"):
         ex.energy_task("nmpu", cfg.to_dict(), dict(row, netlist_sha256="0" * 64), None, tmp_path)
+
+
+def test_essop_space_and_objectives_with_stand_ins(monkeypatch, tmp_path):
+    """ESSOP: knobs from ESSOPConfig (the 32 x 32 array held), accuracy from the training study
+    at the point's largest BL against FP16 training, products/s from clocks per product."""
+    from hdl.config import ESSOP_PRESETS
+    from synth import flow
+    sp = ex.space("essop")
+    assert {"mag_bits", "lfsr_width", "log2_bl_max", "rng", "double_buffer",
+            "rows_per_beat"} <= set(sp)
+    assert not {"rows", "cols", "acc_max", "name"} & set(sp)
+    calls = []
+
+    def finals(cfg, protocol, mode, bl=None):
+        calls.append((cfg.name, mode, bl))
+        if mode in ("fp16", "float"):
+            return [0.97, 0.96] if mode == "fp16" else [0.975, 0.965]
+        return [0.97 - 0.002 * (8 - cfg.mag_bits)] * 2       # fewer magnitude bits, less accurate
+    monkeypatch.setattr(ex, "_train_finals", finals)
+
+    def run_all(items, tools, out_dir, engine=None, cache=None):
+        for unit, cfg in items:
+            yield unit, cfg, {"area_um2": 100.0 * cfg.mag_bits, "fmax_mhz": 320.0,
+                              "min_period_ns": 3.125, "netlist_sha256": "ef" * 32}
+    monkeypatch.setattr(flow, "run_all", run_all)
+    monkeypatch.setattr(ex, "energy_task", lambda unit, c, row, tools, work: {
+        "pj_per_item": 1000.0 + c["log2_bl_max"]})
+    ev = ex.Evaluator("essop", InProcess(), acc_limit=1.0, min_fmax=50.0, work=tmp_path)
+    ev._tools = object()
+    assert ev.protocol == ex.ESSOP_PROTOCOL and ev.protocol["reference"] == "fp16"
+    cfgs = [ex.config_of("essop", {"mag_bits": 8, "log2_bl_max": 3}),
+            ex.config_of("essop", {"mag_bits": 4, "log2_bl_max": 5, "double_buffer": True})]
+    recs = ev.evaluate([(c, None) for c in cfgs])
+    assert calls[:2] == [("paper", "fp16", None), ("paper", "float", None)]   # the reference
+    assert ("x", "exact", 8) in calls and ("x", "exact", 32) in calls        # at the largest BL
+    a, b = recs
+    assert a["status"] == "ok" and ex.value(a, "acc_loss_pp") == pytest.approx(-0.5)
+    assert a["paired_pp"] == pytest.approx(0.0, abs=1e-9) and a["bl"] == 8
+    assert b["status"] == "ok" and ex.value(b, "acc_loss_pp") == pytest.approx(0.3)
+    # products/s: f_max over clocks per product (single-buffered BL 8: 8 + 32 read-out beats)
+    assert ex.value(a, "items_per_s") == pytest.approx(320e6 / 40)
+    assert ex.value(b, "items_per_s") == pytest.approx(320e6 / 32)       # double: max(32, 32)
+    assert ex.value(b, "pj_per_item") == 1005.0
+    # the search starts from today's 32 x 32 presets
+    study = ex.search("essop", 5, None, batch=5, evaluator=ev, storage=tmp_path / "j",
+                      log=lambda s: None)
+    presets = {r.get("preset") for r in ex.records(study)}
+    assert {"paper", "double", "wide", "wide8", "per_converter"} <= presets and "tiny" not in presets
+    ex.write_reports("essop", study, ev, 1.0, tmp_path / "report")
+    md = (tmp_path / "report" / "explore.md").read_text()
+    assert "pJ/product" in md and "ESSOP−exact products" in md and "FP16 outer-product" in md
+    assert ESSOP_PRESETS["paper"].clocks_per_product(3) == 40
+
+
+def test_essop_quality_is_refused():
+    with pytest.raises(SystemExit):
+        ex.main(["--unit", "essop", "--quality"])

@@ -239,6 +239,37 @@ def test_accumulated_update_is_the_sum_of_single_products(acc, data):
     assert np.abs(dw - one).max() < np.abs(one).max()                  # another LFSR order only
 
 
+def test_fp16_update_rounds_each_product_once():
+    """The FP16 outer-product array's update: operands and every product rounded to binary16,
+    summed over the mini-batch; within FP16 rounding of the exact update."""
+    rng = np.random.default_rng(11)
+    x, d = rng.random((4, 9)), rng.normal(size=(4, 5)) * 1e-2
+    got = T.weight_update("fp16", PAPER, x, d, 3)
+    xb, db = fp16.to_float(fp16.encode(x)), fp16.to_float(fp16.encode(d))
+    want = (xb[:, :, None] * db[:, None, :]).astype(np.float16).astype(np.float64).sum(0) / 8
+    assert np.array_equal(got, want)
+    # three roundings (x, d, the product), each within 2^-11 of the value, per term
+    bound = 3 * 2.0 ** -11 * (np.abs(x).T @ np.abs(d)) / 8
+    assert np.all(np.abs(got - (x.T @ d) / 8) <= bound)
+
+
+def test_training_config_takes_an_essop_config(data):
+    """TrainConfig.essop: a preset name or an ESSOPConfig (the design-space search's points)."""
+    mine = dataclasses.replace(PAPER, name="x", mag_bits=6, lfsr_width=10)
+    assert T.TrainConfig(essop=mine).essop_cfg is mine
+    assert T.TrainConfig(essop="wide8").essop_cfg == essop_preset("wide8")
+    assert T.TrainConfig(essop=mine, acc=4).essop_cfg.acc_max == 4
+    with pytest.raises(TypeError, match="`essop` must be an ESSOP preset name or an ESSOPConfig"):
+        T.TrainConfig(essop=3)
+    with pytest.raises(ValueError, match="`lr_shift` must be at most 3"):
+        T.TrainConfig(essop=dataclasses.replace(mine, lr_shift_bits=2))
+    tcfg = T.TrainConfig(essop=mine, epochs=1, hidden=8)
+    r = T.train(dataclasses.replace(tcfg, epochs=0), "fp16", data, 1)
+    assert r["steps"] == 0 and r["final"] == r["acc"][0]
+    report = T.study(dataclasses.replace(tcfg, epochs=0), [1], bls=())
+    assert report["config"]["essop"]["mag_bits"] == 6
+
+
 def test_accumulation_in_training_config():
     assert T.TrainConfig(acc=16).essop_cfg.acc_max == 16
     assert T.TrainConfig().essop_cfg == PAPER
