@@ -260,7 +260,14 @@ def verify_task(unit, cfg_dict, sim, seed):
     from verif.runner import run_bench
     cfg = _units()[unit][0].from_dict(cfg_dict)
     s = run_bench(unit, cfg, sim, seed)
-    return {"sim": sim, "tests": s.get("tests"), "wall_s": s.get("wall_s")}
+    out = {"sim": sim, "tests": s.get("tests"), "wall_s": s.get("wall_s")}
+    # the bench's `throughput` scenario measured the clocks per item (and asserted them)
+    tp = Path(s["log"]).parent / "throughput.json"
+    if tp.is_file():
+        out["clocks_per_item"] = json.loads(tp.read_text())["cycles_per_vector"]
+        out["clocks_per_item_model"] = (cfg.clocks_per_product(cfg.log2_bl_max) if unit == "essop"
+                                        else cfg.columns / cfg.lanes)
+    return out
 
 
 _POWER_LIBS = {}
@@ -668,6 +675,19 @@ def write_reports(unit, study, evaluator, wall, out=REPORT_DIR, extra=None):
                          f"{value(r, 'area_um2'):,.0f} | {value(r, 'pj_per_item'):,.1f} | "
                          f"{value(r, 'items_per_s') / 1e6:,.0f} | "
                          f"{'yes' if r['tag'] in tags else 'no'} |")
+    if doc.get("verified"):
+        lines += ["", "## Verified front points", "", "cocotb golden-vs-RTL bench; its "
+                  f"`throughput` scenario measures the clocks per {item} (no stalls).", "",
+                  f"| point | simulator | result | tests | clocks/{item} measured | model | "
+                  f"{item}s/s at f_max (M), measured clocks |", "|---|---|---|--:|--:|--:|--:|"]
+        fmax = {r["tag"]: r.get("fmax_mhz") for r in recs}
+        for v in doc["verified"]:
+            c = v.get("clocks_per_item")
+            rate = fmax.get(v["tag"]) / c if c and fmax.get(v["tag"]) else None
+            lines.append(f"| {v['tag']} | {v['sim']} | {'pass' if v['ok'] else 'FAILED'} | "
+                         f"{v.get('tests', '')} | {'' if c is None else f'{c:g}'} | "
+                         f"{v.get('clocks_per_item_model', '')} | "
+                         f"{'' if rate is None else f'{rate:,.1f}'} |")
     if "quality" in doc:
         q = doc["quality"]
         lines += ["", "## Search quality", "", f"Exhaustive front: {len(q['exhaustive_front'])} "

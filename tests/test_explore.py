@@ -358,3 +358,22 @@ def test_essop_space_and_objectives_with_stand_ins(monkeypatch, tmp_path):
 def test_essop_quality_is_refused():
     with pytest.raises(SystemExit):
         ex.main(["--unit", "essop", "--quality"])
+
+
+def test_verification_reads_the_measured_clocks(monkeypatch, tmp_path):
+    """verify_task returns the clocks per item the bench's throughput scenario measured, next to
+    the model's, and the report lists them."""
+    from verif import runner
+    (tmp_path / "throughput.json").write_text(json.dumps({"cycles_per_vector": 4.0}))
+    monkeypatch.setattr(runner, "run_bench", lambda unit, cfg, sim, seed: {
+        "tests": 9, "wall_s": 1.0, "log": str(tmp_path / "sim.log")})
+    cfg = ex.config_of("nmpu", {"lanes": 64})
+    v = ex.verify_task("nmpu", cfg.to_dict(), "icarus", 1)
+    assert v["clocks_per_item"] == 4.0 and v["clocks_per_item_model"] == 256 / 64
+    study = ex.search("nmpu", 2, None, batch=2, evaluator=Fake(), storage=tmp_path / "j",
+                      sp={"adc_bits": (11, 12)}, log=lambda s: None)
+    tag = ex.records(study)[0]["tag"]
+    ex.write_reports("nmpu", study, Fake(), 1.0, tmp_path,
+                     extra={"verified": [dict(v, tag=tag, ok=True)]})
+    md = (tmp_path / "explore.md").read_text()
+    assert "## Verified front points" in md and f"| {tag} | icarus | pass | 9 | 4 | 4.0 | 50.0 |" in md
