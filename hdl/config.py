@@ -161,6 +161,14 @@ class NMPUConfig(_ConfigIdentity):
             raise ValueError("`single_scale` needs `input_mode` 'dual' (P and N counts): "
                              "'signed' mode already has one product")
         _check_int("drop_bits", self.drop_bits, 0, self.full_product_bits - 1)
+        lo, hi = self.exact_product_range
+        kept = max(-lo, hi).bit_length()       # the largest product's magnitude, in bits
+        if self.drop_bits >= kept:
+            raise ValueError(
+                f"`drop_bits` ({self.drop_bits}) floors away every bit of the largest product "
+                f"({max(-lo, hi)}: {kept} bits from scale ({self.scale_int},{self.scale_frac}) x "
+                f"adc_bits {self.adc_bits}): the counts could not reach the output; at most "
+                f"{kept - 1}")
         _check_int("static_shift", self.static_shift, 0, self.max_shift)
         _check_int("static_pre_cut", self.static_pre_cut, 0, self.max_shift)
         _check_int("static_round", self.static_round, min(RoundMode), max(RoundMode))
@@ -275,14 +283,18 @@ class NMPUConfig(_ConfigIdentity):
         return self.scale_bits + self.adc_bits + (1 if self.signed_product else 0)
 
     @property
+    def exact_product_range(self):
+        """Range of one exact product, before the floor by 2^drop_bits."""
+        if self.two_scales:
+            return 0, self.scale_max * self.adc_max
+        if self.dual:
+            return -self.scale_max * self.adc_max, self.scale_max * self.adc_max
+        return self.scale_max * self.x_range[0], self.scale_max * self.x_range[1]
+
+    @property
     def product_range(self):
         """Range of one product after the floor by 2^drop_bits (what the adder sees)."""
-        if self.two_scales:
-            lo, hi = 0, self.scale_max * self.adc_max
-        elif self.dual:
-            lo, hi = -self.scale_max * self.adc_max, self.scale_max * self.adc_max
-        else:
-            lo, hi = self.scale_max * self.x_range[0], self.scale_max * self.x_range[1]
+        lo, hi = self.exact_product_range
         return lo >> self.drop_bits, hi >> self.drop_bits
 
     @property

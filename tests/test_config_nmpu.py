@@ -484,6 +484,27 @@ def test_drop_bits_range(value):
         NMPUConfig(drop_bits=value)
 
 
+@pytest.mark.parametrize("fields,largest,kept", [
+    # two scales: sp·P ≤ 1·7 is 3 bits, not scale_bits + adc_bits = 4
+    (dict(adc_bits=3, scale_int=1, scale_frac=0, drop_bits=3), 7, 3),
+    # single scale: |sp·(P − N)| ≤ 3·7
+    (dict(adc_bits=3, scale_int=2, scale_frac=0, single_scale=True, drop_bits=5), 21, 5),
+    # signed mode: sp·X ≥ 1·(−16)
+    (dict(adc_bits=4, input_mode="signed", scale_int=1, scale_frac=0, drop_bits=5), 16, 5)])
+def test_drop_bits_must_keep_a_product_bit(fields, largest, kept):
+    """Dropping every bit of the largest product would make the counts invisible at the output
+    (found by a random config whose products were all floored to 0); the bound is the largest
+    product's magnitude, not the sum of the widths."""
+    base = dict(name="d", columns=4, lanes=2, offset_int=7, offset_frac=6, shift_bits=4)
+    with pytest.raises(ValueError, match=rf"`drop_bits` \({fields['drop_bits']}\) floors away "
+                       rf"every bit of the largest product \({largest}: {kept} bits .* at most "
+                       rf"{kept - 1}$"):
+        NMPUConfig(**base, **fields)
+    ok = NMPUConfig(**base, **(fields | {"drop_bits": kept - 1}))
+    lo, hi = ok.product_range
+    assert max(-lo, hi) >= 1
+
+
 def test_drop_bits_narrow_the_datapath():
     """Dropped LSBs shrink the product, the grid and the accumulator; the compiler's view of the
     exact term moves with them (term_align = scale_align − drop_bits)."""
