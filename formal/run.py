@@ -168,6 +168,14 @@ def _essop_top():
     return PeripheryConfig(name="essop_formal", unit="essop", core=core, job_bits=2)
 
 
+def _apb_top():
+    """The NMPU tiny top with an APB control port (every APB input free)."""
+    from hdl.periphery import PERIPHERY_PRESETS, PeripheryConfig
+    tiny = PERIPHERY_PRESETS["nmpu_tiny"]
+    return PeripheryConfig(name="nmpu_tiny_apb", unit="nmpu", core=tiny.core,
+                           job_bits=tiny.job_bits, bus="apb")
+
+
 # 4 products in flight (S1, S2, S3, the array), each BL <= 2 clocks of counting and 2 read-out
 # beats
 ESSOP_TOP_DRAIN_BOUND = 4 * (2 + 2)
@@ -181,6 +189,9 @@ PROOFS.update({p.name: p for p in [
     Proof("periphery_hold", _periphery("hold"), "prove", 4,
           "NMPU tiny periphery: m_axis tvalid, tdata, tlast hold while stalled (k-induction)",
           quick=True),
+    Proof("periphery_apb_flow", _periphery("flow", _apb_top(), drain_bound=4), "bmc", 30,
+          "NMPU tiny periphery with an APB control port, any APB traffic: no beat duplicated or "
+          "lost by the job gate; all out within 4 clocks of a drain", quick=True, test_depth=20),
     Proof("periphery_essop_flow", _periphery("flow", _essop_top(),
                                              drain_bound=ESSOP_TOP_DRAIN_BOUND), "bmc", 30,
           f"ESSOP 2 x 2 periphery, any bus traffic: no read-out beat without its product; all "

@@ -3,7 +3,7 @@ engine) behind standard SoC interfaces.
 
     s_axil_*   AXI4-Lite slave (32-bit data): identification, job control, status, the layer
                registers and (NMPU, LDPU) the parameter window, as `periphery_regmap(cfg)`
-               describes them
+               describes them (`s_apb_*`, an APB slave, with `bus` "apb")
     s_axis_*   AXI4-Stream in: one beat of the unit's input (NMPU, LDPU: counts, residuals,
                `tlast` on the final beat of a vector; ESSOP: one product's x and δ, `tlast` on
                every beat)
@@ -26,7 +26,7 @@ comes from that count, so a malformed input `tlast` (flagged as a framing error)
 the output framing or hang the job. Between jobs the input is back-pressured. ESSOP's
 CTRL.reseed loads the LFSRs from the seeds in LAYER at the next product accepted.
 
-Bus errors (SLVERR on B or R, and the sticky STATUS.bus_error): an unmapped or unaligned
+Bus errors (SLVERR on B or R, PSLVERR on APB, and the sticky STATUS.bus_error): an unmapped or unaligned
 address, a partial write strobe, a write of non-zero reserved bits, a read of a write-only
 register or of the parameter window, a write to a read-only register, a write to JOB, IMAGE,
 LAYER or the parameter window while a job runs, CTRL.start (or reseed) while a job runs, an
@@ -57,6 +57,7 @@ ID_MAGIC = 0xA1AC
 VERSION = 1
 UNIT_CODES = {"nmpu": 1, "ldpu": 2, "essop": 3}
 SLVERR, OKAY = 0b10, 0b00
+BUSES = ("axil", "apb")
 
 
 @dataclass(frozen=True)
@@ -135,13 +136,15 @@ class PeripheryConfig(_ConfigIdentity):
     unit's `paper` preset), `job_bits`, the width of the JOB count (at most 2^job_bits − 1
     vectors or products per job), and `images`, the parameter images the unit holds (NMPU,
     LDPU; each a whole copy of the columns' parameter words, chosen per job by IMAGE.base; an
-    ESSOP top has none: 1). `name` only labels build folders and test ids."""
+    ESSOP top has none: 1), and `bus`, the control port: "axil" (AXI4-Lite) or "apb" (APB with
+    PSTRB and PSLVERR). `name` only labels build folders and test ids."""
 
     name: str = "custom"
     unit: str = "nmpu"
     core: object = None
     job_bits: int = 16
     images: int = 1
+    bus: str = "axil"
 
     def __post_init__(self):
         self._check_name()
@@ -159,6 +162,8 @@ class PeripheryConfig(_ConfigIdentity):
         if not 1 <= self.job_bits <= 32:
             raise ValueError(f"`job_bits` must be in [1, 32], not {self.job_bits}")
         check_images(self.images)
+        if self.bus not in BUSES:
+            raise ValueError(f"`bus` must be one of {', '.join(BUSES)}, not {self.bus!r}")
         if not _CORES[self.unit].params and self.images != 1:
             raise ValueError(f"`images` of an {self.unit} periphery must be 1 (the unit has no "
                              f"parameter memory), not {self.images}")
@@ -178,7 +183,7 @@ class PeripheryConfig(_ConfigIdentity):
 
     def to_dict(self):
         return {"name": self.name, "unit": self.unit, "core": self.core.to_dict(),
-                "job_bits": self.job_bits, "images": self.images}
+                "job_bits": self.job_bits, "images": self.images, "bus": self.bus}
 
     @classmethod
     def from_dict(cls, d):
@@ -228,6 +233,9 @@ PERIPHERY_PRESETS = {
     "nmpu_small": PeripheryConfig(name="nmpu_small", unit="nmpu", core=_SMALL_NMPU, job_bits=8,
                                   images=2),
     "nmpu_paper": PeripheryConfig(name="nmpu_paper", unit="nmpu", core=NMPU_PRESETS["paper"]),
+    # nmpu_small with an APB control port
+    "nmpu_apb": PeripheryConfig(name="nmpu_apb", unit="nmpu", core=_SMALL_NMPU, job_bits=8,
+                                images=2, bus="apb"),
     "ldpu_small": PeripheryConfig(name="ldpu_small", unit="ldpu",
                                   core=LDPUConfig(name="small", columns=16), job_bits=8, images=2),
     "ldpu_paper": PeripheryConfig(name="ldpu_paper", unit="ldpu", core=LDPU_PRESETS["paper"]),
@@ -340,6 +348,13 @@ def periphery_regmap(cfg: PeripheryConfig) -> RegMap:
 
 # -- the top -------------------------------------------------------------------------------------
 
+def _apb_signature(addr_bits):
+    return {"s_apb_psel": In(1), "s_apb_penable": In(1), "s_apb_pwrite": In(1),
+            "s_apb_paddr": In(addr_bits), "s_apb_pwdata": In(BUS_BITS),
+            "s_apb_pstrb": In(BUS_BITS // 8), "s_apb_pready": Out(1),
+            "s_apb_prdata": Out(BUS_BITS), "s_apb_pslverr": Out(1)}
+
+
 def _axil_signature(addr_bits):
     return {"s_axil_awaddr": In(addr_bits), "s_axil_awvalid": In(1), "s_axil_awready": Out(1),
             "s_axil_wdata": In(BUS_BITS), "s_axil_wstrb": In(BUS_BITS // 8),
@@ -365,7 +380,7 @@ class Periphery(wiring.Component):
         self.cfg = cfg
         self.regmap = periphery_regmap(cfg)
         i_bits, o_bits = stream_widths(cfg)
-        sig = _axil_signature(self.regmap.addr_bits)
+        sig = (_apb_signature if cfg.bus == "apb" else _axil_signature)(self.regmap.addr_bits)
         sig |= {"s_axis_tdata": In(i_bits), "s_axis_tvalid": In(1), "s_axis_tready": Out(1),
                 "s_axis_tlast": In(1),
                 "m_axis_tdata": Out(o_bits), "m_axis_tvalid": Out(1), "m_axis_tready": In(1),
@@ -386,7 +401,7 @@ class Periphery(wiring.Component):
         out_dir = Path(out_dir)
         paths = write_outputs(self.regmap, out_dir / f"{module}_regs")
         core = write_core(out_dir, module, Path(v_path).name, self.regmap, stream_widths(self.cfg)[0],
-                          waivers, self.regmap.desc)
+                          waivers, self.regmap.desc, self.cfg.bus)
         from .export import _shape_map
         i_l, o_l = _layouts(self.cfg)
         i_bits, o_bits = stream_widths(self.cfg)
@@ -412,7 +427,7 @@ class Periphery(wiring.Component):
         for reg, f in rm.fields_of("CLAMP"):
             k = int(f.name.rsplit("_", 1)[1]) if "_" in f.name else 0
             hw[reg.name, f.name] = unit.clamp_count[k * BUS_BITS:k * BUS_BITS + f.width]
-        regs = AXILiteRegs(rm)
+        regs = (APBRegs if cfg.bus == "apb" else AXILiteRegs)(rm)
         store, pulses, wr = regs.build(m, self, hw, busy)
 
         # layer registers -> the unit (a field wider than the bus spans registers)
@@ -486,37 +501,33 @@ class Periphery(wiring.Component):
         return m
 
 
-class AXILiteRegs:
-    """The AXI4-Lite register block of a `RegMap`, added to a top's module: write when the
-    address and the data are both valid (AXI lets a slave wait for both), respond on B one clock
-    later; read when the address is valid and R is free. `error` pulses with every refused
-    access (see `hdl.periphery`)."""
+class RegBlock:
+    """The register block of a `RegMap`, added to a top's module, without its bus channels:
+    `write_side` decides whether a write (address, data, strobe) is legal and commits it,
+    `read_side` selects the word a read returns. `AXILiteRegs` and `APBRegs` put the channels
+    around it. `error` pulses with every refused access (see `hdl.periphery`)."""
 
     def __init__(self, rm: RegMap):
         self.rm = rm
         self.error = Signal(name="bus_refused")
 
-    def build(self, m, bus, hw, busy):
-        """`hw[(reg, field)]`: values of the read-only fields. Returns (storage of the rw fields,
-        one-clock pulses of the w fields, the window's write {en, column, word})."""
-        rm = self.rm
-        win = rm.window
-        full_strobe = (1 << (BUS_BITS // 8)) - 1
+    def storage(self):
+        """Storage of the rw fields and one-clock pulses of the w fields."""
         store, pulses = {}, {}
-        for r in rm.regs:
+        for r in self.rm.regs:
             for f in r.fields:
                 if r.sw == "rw":
                     store[r.name, f.name] = Signal(f.width, name=f"{r.name}_{f.name}".lower())
                 elif r.sw == "w":
                     pulses[r.name, f.name] = Signal(name=f"{r.name}_{f.name}".lower())
+        return store, pulses
 
-        # -- write channel
-        bvalid, bresp = Signal(), Signal(2)
-        fire = Signal(name="w_fire")
-        m.d.comb += [fire.eq(bus.s_axil_awvalid & bus.s_axil_wvalid & ~bvalid),
-                     bus.s_axil_awready.eq(fire), bus.s_axil_wready.eq(fire),
-                     bus.s_axil_bvalid.eq(bvalid), bus.s_axil_bresp.eq(bresp)]
-        addr, wdata = bus.s_axil_awaddr, bus.s_axil_wdata
+    def write_side(self, m, addr, wdata, wstrb, busy, store, pulses):
+        """(whether the write is legal, commit): `commit(do)` performs it when `do` (the
+        channel's write strobe, legal writes only) and returns the window's write {en, column,
+        word} (None without a window)."""
+        rm = self.rm
+        full_strobe = (1 << (BUS_BITS // 8)) - 1
         ok = Signal(name="w_ok")
         hits = []
         for r in rm.regs:
@@ -533,39 +544,33 @@ class AXILiteRegs:
                 legal &= ~(Cat(*[wdata[f.lsb] for f in r.fields if f.name != "clear"]).any()
                            & busy)
             hits.append((r, legal))
-        win_legal, win_write = (self._window(m, addr, wdata, busy) if win is not None
+        win_legal, win_write = (self._window(m, addr, wdata, busy) if rm.window is not None
                                 else (C(0, 1), None))
-        m.d.comb += ok.eq((bus.s_axil_wstrb == full_strobe)
+        m.d.comb += ok.eq((wstrb == full_strobe)
                           & (Cat(*[legal for _, legal in hits], win_legal).any()))
-        do = fire & ok
-        with m.If(fire):
-            m.d.sync += [bvalid.eq(1), bresp.eq(Mux(ok, OKAY, SLVERR))]
-        with m.Elif(bus.s_axil_bready):
-            m.d.sync += bvalid.eq(0)
-        for r, legal in hits:
-            for f in r.fields:
-                value = wdata[f.lsb:f.lsb + f.width]
-                if r.sw == "rw":
-                    with m.If(do & (addr == r.offset)):
-                        m.d.sync += store[r.name, f.name].eq(value)
-                else:
-                    m.d.comb += pulses[r.name, f.name].eq(do & (addr == r.offset) & value[0])
-        wr = win_write(do) if win_write else None
 
-        # -- read channel
-        rvalid, rresp, rdata = Signal(), Signal(2), Signal(BUS_BITS)
-        rfire = Signal(name="r_fire")
-        m.d.comb += [rfire.eq(bus.s_axil_arvalid & ~rvalid), bus.s_axil_arready.eq(rfire),
-                     bus.s_axil_rvalid.eq(rvalid), bus.s_axil_rresp.eq(rresp),
-                     bus.s_axil_rdata.eq(rdata)]
+        def commit(do):
+            for r, _ in hits:
+                for f in r.fields:
+                    value = wdata[f.lsb:f.lsb + f.width]
+                    if r.sw == "rw":
+                        with m.If(do & (addr == r.offset)):
+                            m.d.sync += store[r.name, f.name].eq(value)
+                    else:
+                        m.d.comb += pulses[r.name, f.name].eq(do & (addr == r.offset) & value[0])
+            return win_write(do) if win_write else None
+        return ok, commit
+
+    def read_side(self, m, addr, hw, store):
+        """(whether a read of `addr` is legal, the word it returns)."""
         r_ok = Signal(name="r_ok")
         r_word = Signal(BUS_BITS, name="r_word")
         # an OR of the selected words: no priority chain, no incomplete case
         selects, words = [], []
-        for r in rm.regs:
+        for r in self.rm.regs:
             if r.sw == "w":
                 continue
-            sel = bus.s_axil_araddr == r.offset
+            sel = addr == r.offset
             word = Signal(BUS_BITS, name=f"rd_{r.name.lower()}")
             for f in r.fields:
                 if f.value is not None:
@@ -578,13 +583,7 @@ class AXILiteRegs:
             selects.append(sel)
             words.append(Mux(sel, word, 0))
         m.d.comb += [r_ok.eq(Cat(*selects).any()), r_word.eq(_or(words))]
-        with m.If(rfire):
-            m.d.sync += [rvalid.eq(1), rresp.eq(Mux(r_ok, OKAY, SLVERR)),
-                         rdata.eq(Mux(r_ok, r_word, 0))]
-        with m.Elif(bus.s_axil_rready):
-            m.d.sync += rvalid.eq(0)
-        m.d.comb += self.error.eq(fire & ~ok | rfire & ~r_ok)
-        return store, pulses, wr
+        return r_ok, r_word
 
     def _window(self, m, addr, wdata, busy):
         """The parameter window: whether a write is legal there, and a function of the write
@@ -610,6 +609,67 @@ class AXILiteRegs:
             return {"en": do & addr[wb] & top_sub, "column": col,
                     "word": Cat(*staging, wdata)[:win.word_bits]}
         return win_legal, write
+
+
+class AXILiteRegs(RegBlock):
+    """The AXI4-Lite register block: write when the address and the data are both valid (AXI
+    lets a slave wait for both), respond on B one clock later; read when the address is valid
+    and R is free; one access of each kind in flight."""
+
+    def build(self, m, bus, hw, busy):
+        """`hw[(reg, field)]`: values of the read-only fields. Returns (storage of the rw fields,
+        one-clock pulses of the w fields, the window's write {en, column, word})."""
+        store, pulses = self.storage()
+
+        # -- write channel
+        bvalid, bresp = Signal(), Signal(2)
+        fire = Signal(name="w_fire")
+        m.d.comb += [fire.eq(bus.s_axil_awvalid & bus.s_axil_wvalid & ~bvalid),
+                     bus.s_axil_awready.eq(fire), bus.s_axil_wready.eq(fire),
+                     bus.s_axil_bvalid.eq(bvalid), bus.s_axil_bresp.eq(bresp)]
+        ok, commit = self.write_side(m, bus.s_axil_awaddr, bus.s_axil_wdata, bus.s_axil_wstrb,
+                                     busy, store, pulses)
+        with m.If(fire):
+            m.d.sync += [bvalid.eq(1), bresp.eq(Mux(ok, OKAY, SLVERR))]
+        with m.Elif(bus.s_axil_bready):
+            m.d.sync += bvalid.eq(0)
+        wr = commit(fire & ok)
+
+        # -- read channel
+        rvalid, rresp, rdata = Signal(), Signal(2), Signal(BUS_BITS)
+        rfire = Signal(name="r_fire")
+        m.d.comb += [rfire.eq(bus.s_axil_arvalid & ~rvalid), bus.s_axil_arready.eq(rfire),
+                     bus.s_axil_rvalid.eq(rvalid), bus.s_axil_rresp.eq(rresp),
+                     bus.s_axil_rdata.eq(rdata)]
+        r_ok, r_word = self.read_side(m, bus.s_axil_araddr, hw, store)
+        with m.If(rfire):
+            m.d.sync += [rvalid.eq(1), rresp.eq(Mux(r_ok, OKAY, SLVERR)),
+                         rdata.eq(Mux(r_ok, r_word, 0))]
+        with m.Elif(bus.s_axil_rready):
+            m.d.sync += rvalid.eq(0)
+        m.d.comb += self.error.eq(fire & ~ok | rfire & ~r_ok)
+        return store, pulses, wr
+
+
+class APBRegs(RegBlock):
+    """The APB (AMBA 4: PSTRB, PSLVERR) register block: no wait states (PREADY high), the
+    access takes effect at the end of its access phase (PSEL & PENABLE), PRDATA and PSLVERR
+    answer in that phase from the address and data the requester holds."""
+
+    def build(self, m, bus, hw, busy):
+        """As `AXILiteRegs.build`."""
+        store, pulses = self.storage()
+        access = Signal(name="apb_access")
+        m.d.comb += [access.eq(bus.s_apb_psel & bus.s_apb_penable), bus.s_apb_pready.eq(1)]
+        ok, commit = self.write_side(m, bus.s_apb_paddr, bus.s_apb_pwdata, bus.s_apb_pstrb, busy,
+                                     store, pulses)
+        wr = commit(access & bus.s_apb_pwrite & ok)
+        r_ok, r_word = self.read_side(m, bus.s_apb_paddr, hw, store)
+        refused = Mux(bus.s_apb_pwrite, ~ok, ~r_ok)
+        m.d.comb += [bus.s_apb_prdata.eq(Mux(access & ~bus.s_apb_pwrite & r_ok, r_word, 0)),
+                     bus.s_apb_pslverr.eq(access & refused),
+                     self.error.eq(access & refused)]
+        return store, pulses, wr
 
 
 def _or(values):

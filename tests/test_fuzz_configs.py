@@ -383,7 +383,7 @@ def periphery_configs(draw):
     core = draw({"nmpu": nmpu_configs, "ldpu": ldpu_configs, "essop": essop_configs}[unit]())
     images = 1 if unit == "essop" else draw(st.integers(1, 5))
     return build(PeripheryConfig, dict(unit=unit, core=core, job_bits=draw(st.integers(1, 32)),
-                                       images=images))
+                                       images=images, bus=draw(st.sampled_from(["axil", "apb"]))))
 
 
 @seed(run_seed())
@@ -414,7 +414,7 @@ def test_fuzz_periphery(cfg, tmp_path):
 @pytest.mark.parametrize("field,value", [("job_bits", 0), ("job_bits", 33), ("job_bits", 2.0),
                                          ("unit", "fp16outer"), ("core", "paper"),
                                          ("images", 0), ("images", 257), ("images", 2.0),
-                                         ("images", True)])
+                                         ("images", True), ("bus", "ahb")])
 def test_fuzz_invalid_periphery(field, value):
     from hdl.periphery import PeripheryConfig
     with pytest.raises((ValueError, TypeError)) as info:

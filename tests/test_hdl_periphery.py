@@ -4,6 +4,8 @@ against `golden.nmpu.forward`; the input closes after the job's beats, output `t
 every vector, STATUS and `irq` follow the job. The cocotbext-axi runs are in test_sim_periphery.
 """
 
+import dataclasses
+
 import numpy as np
 import pytest
 from amaranth.sim import Simulator
@@ -84,13 +86,16 @@ def _layer_word(rm, regs):
     return word
 
 
-@pytest.mark.parametrize("stall,bad_last", [(0.0, False), (0.5, False), (0.3, True)])
-def test_job_equals_golden(stall, bad_last):
+@pytest.mark.parametrize("stall,bad_last,bus", [(0.0, False, "axil"), (0.5, False, "axil"),
+                                                (0.3, True, "axil"), (0.3, False, "apb")])
+def test_job_equals_golden(stall, bad_last, bus):
     """With `bad_last`, beat 0 of the first vector carries tlast: the unit flags a framing error
     (and its outputs no longer follow the columns), but the job still ends after its beats and
-    output tlast still closes every vector."""
-    core = CFG.core
-    rm = periphery_regmap(CFG)
+    output tlast still closes every vector. `bus` "apb": the same top with an APB control port
+    (the register accesses go through it)."""
+    cfg = CFG if bus == "axil" else dataclasses.replace(CFG, name="nmpu_tiny_apb", bus="apb")
+    core = cfg.core
+    rm = periphery_regmap(cfg)
     rng = np.random.default_rng(11 + int(stall * 10))
     vectors = 5
     params = gn.NMPUParams(sp=rng.integers(0, core.scale_max + 1, core.columns),
@@ -104,7 +109,7 @@ def test_job_equals_golden(stall, bad_last):
     want, clamped = gn.forward(core, gn.NMPULayer(**regs), params, p=p, n=n, r=r,
                                return_clamped=True)
     words = gn.pack_params(core, params)
-    dut = Periphery(CFG)
+    dut = Periphery(cfg)
     beats = _nmpu_beats(core, p, n, r, bad_last)
     got, lasts = [], []
 

@@ -85,7 +85,32 @@ def _write(ctx, dut, addr, data, strb=0xF):
     ctx.set(dut.s_axil_bready, 1)
 
 
+async def apb_access(ctx, dut, addr, write, data=0, strb=0xF):
+    """One APB access (setup phase, then access phases until PREADY); returns (resp as
+    AXI's OKAY / SLVERR, PRDATA)."""
+    ctx.set(dut.s_apb_paddr, addr)
+    ctx.set(dut.s_apb_pwrite, int(write))
+    ctx.set(dut.s_apb_pwdata, data if write else 0)
+    ctx.set(dut.s_apb_pstrb, strb if write else 0)
+    ctx.set(dut.s_apb_psel, 1)
+    ctx.set(dut.s_apb_penable, 0)
+    await ctx.tick()
+    ctx.set(dut.s_apb_penable, 1)
+    while not ctx.get(dut.s_apb_pready):
+        await ctx.tick()
+    resp = SLVERR if ctx.get(dut.s_apb_pslverr) else OKAY
+    rdata = ctx.get(dut.s_apb_prdata)
+    await ctx.tick()
+    ctx.set(dut.s_apb_psel, 0)
+    ctx.set(dut.s_apb_penable, 0)
+    return resp, rdata
+
+
 async def axil_write(ctx, dut, addr, data, strb=0xF):
+    """A write on the top's control port (AXI4-Lite, or APB on an APB top); returns the
+    response."""
+    if hasattr(dut, "s_apb_psel"):
+        return (await apb_access(ctx, dut, addr, True, data, strb))[0]
     _write(ctx, dut, addr, data, strb)
     while not ctx.get(dut.s_axil_awready):
         await ctx.tick()
@@ -101,6 +126,9 @@ async def axil_write(ctx, dut, addr, data, strb=0xF):
 
 
 async def axil_read(ctx, dut, addr):
+    """A read on the top's control port; returns (response, data)."""
+    if hasattr(dut, "s_apb_psel"):
+        return await apb_access(ctx, dut, addr, False)
     ctx.set(dut.s_axil_araddr, addr)
     ctx.set(dut.s_axil_arvalid, 1)
     ctx.set(dut.s_axil_rready, 1)
@@ -115,7 +143,8 @@ async def axil_read(ctx, dut, addr):
     return resp, data
 
 
-@pytest.mark.parametrize("name", ["nmpu_tiny", "nmpu_images", "ldpu_small", "essop_tiny"])
+@pytest.mark.parametrize("name", ["nmpu_tiny", "nmpu_images", "nmpu_apb", "ldpu_small",
+                                  "essop_tiny"])
 def test_register_block_follows_the_compiled_map(name, outputs):
     """Read and write every word address below the window as the compiled SystemRDL says:
     readable registers answer OKAY with their reset or constant values, write-only and unmapped
@@ -259,6 +288,7 @@ def test_c_example_fails_on_a_renamed_field(name, field, outputs, tmp_path):
     (dict(job_bits=33), r"`job_bits` must be in \[1, 32\], not 33"),
     (dict(job_bits=True), "`job_bits` must be an int"),
     (dict(images=0), r"`images` must be in \[1, 256\], not 0"),
+    (dict(bus="ahb"), "`bus` must be one of axil, apb, not 'ahb'"),
     (dict(images=257), r"`images` must be in \[1, 256\], not 257"),
     (dict(images=2.0), "`images` must be an int, not float"),
     (dict(unit="essop", core=ESSOP_PRESETS["tiny"], images=2),

@@ -144,6 +144,13 @@ def test_nmpu_periphery_bus(sim, seed, tmp_path):
 
 @pytest.mark.sim
 @pytest.mark.parametrize("sim", ["icarus", "verilator"])
+def test_nmpu_apb_periphery_bus(sim, seed, tmp_path):
+    """The same bench on `nmpu_small` with an APB control port (cocotbext-apb's ApbMaster)."""
+    _run("nmpu_apb", sim, seed, tmp_path)
+
+
+@pytest.mark.sim
+@pytest.mark.parametrize("sim", ["icarus", "verilator"])
 def test_essop_periphery_bus(sim, seed, tmp_path):
     _run("essop_tiny", sim, seed, tmp_path)
 
@@ -171,7 +178,7 @@ def _fusesoc(preset, target, cores_root):
     return subprocess.run(cmd, capture_output=True, text=True, cwd=BUILD)
 
 
-@pytest.mark.parametrize("preset", ["nmpu_tiny", "essop_tiny"])
+@pytest.mark.parametrize("preset", ["nmpu_tiny", "essop_tiny", "nmpu_apb"])
 @pytest.mark.parametrize("target", ["lint", "sim"])
 def test_fusesoc_core_runs(target, preset, tmp_path):
     """`fusesoc run` of the written core: Verilator lint clean, the Icarus smoke bench passes;

@@ -1,5 +1,6 @@
-"""cocotb bench of a periphery top (hdl/periphery.py) through cocotbext-axi: run by
-tests/test_sim_periphery.py on Icarus and Verilator. The tests of the top's unit run (NMPU and
+"""cocotb bench of a periphery top (hdl/periphery.py) through cocotbext-axi (and, for a top
+with an APB control port, cocotbext-apb's ApbMaster): run by tests/test_sim_periphery.py on
+Icarus and Verilator. The tests of the top's unit run (NMPU and
 LDPU tops: the layer job below; ESSOP top: the update job further down), the others skip.
 
 The job file (env `TB_JOB`, written by the test from `golden.compiler`) holds one network layer:
@@ -24,6 +25,7 @@ import cocotb
 import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, Event, First, RisingEdge, Timer
+from cocotbext.apb import Apb3Bus, ApbMaster
 from cocotbext.axi import (AxiLiteBus, AxiLiteMaster, AxiResp, AxiStreamBus, AxiStreamFrame,
                            AxiStreamSink, AxiStreamSource)
 
@@ -35,6 +37,7 @@ from verif.coverage import Coverage
 JOB = json.loads(Path(os.environ["TB_JOB"]).read_text()) if "TB_JOB" in os.environ else None
 ROOT_OUT = Path(os.environ["TB_META"]).parent if "TB_META" in os.environ else None
 ESSOP = bool(META) and META["config"]["unit"] == "essop"
+APB = bool(META) and META["config"].get("bus") == "apb"
 
 # Coverage of the whole bench (cumulative over its tests, written after each): bus responses,
 # every kind of refused access, and the job situations.
@@ -65,6 +68,12 @@ class AxilPort:
     def __init__(self, master):
         self.master = master
 
+    async def raw_write(self, addr, data):
+        """A write of the bytes `data` (fewer than 4: a partial strobe) at any address; returns
+        whether it was refused."""
+        resp = await self.master.write(addr, data)
+        return resp.resp == AxiResp.SLVERR
+
     async def write(self, addr, value):
         resp = await self.master.write(addr, int(value).to_bytes(4, "little"))
         COV.hit("bus_resp", f"write_{AxiResp(resp.resp).name}")
@@ -79,6 +88,44 @@ class AxilPort:
         return int.from_bytes(resp.data, "little")
 
 
+class ApbPort:
+    """The driver's bus over cocotbext-apb's ApbMaster, PSLVERR -> BusError. The master is
+    built without `pslverr` (its 1.1.0 host raises APBSlvErr in its own bus coroutine on an
+    unexpected PSLVERR): the port reads PSLVERR itself, in the access phase the master has
+    just completed (the requester still holds PSEL and PENABLE until the next edge)."""
+
+    def __init__(self, master, dut):
+        self.master, self.dut = master, dut
+
+    async def _completed(self):
+        """PSLVERR of the access the master has just sampled, once its closing edge has taken
+        it (the master returns in the access phase, before that edge: an AXI4-Lite write
+        returns after its B response)."""
+        refused = bool(self.dut.s_apb_pslverr.value)
+        await RisingEdge(self.dut.clk)
+        await Timer(1, unit="ns")
+        return refused
+
+    async def raw_write(self, addr, data):
+        await self.master.write(addr, int.from_bytes(data, "little"), strb=(1 << len(data)) - 1)
+        return await self._completed()
+
+    async def write(self, addr, value):
+        await self.master.write(addr, int(value))
+        refused = await self._completed()
+        COV.hit("bus_resp", f"write_{'SLVERR' if refused else 'OKAY'}")
+        if refused:
+            raise BusError("write", addr)
+
+    async def read(self, addr):
+        data = await self.master.read(addr)
+        refused = await self._completed()
+        COV.hit("bus_resp", f"read_{'SLVERR' if refused else 'OKAY'}")
+        if refused:
+            raise BusError("read", addr)
+        return int.from_bytes(data, "little")
+
+
 def _pauses(rng, share):
     """An endless random pause pattern (True = stall) with the given stall share."""
     while True:
@@ -90,19 +137,27 @@ class PeripheryBench:
         self.dut = dut
         self.rng = np.random.default_rng([SEED, seed_offset])
         cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
-        self.axil = AxiLiteMaster(AxiLiteBus.from_prefix(dut, "s_axil"), dut.clk, dut.rst)
         self.source = AxiStreamSource(AxiStreamBus.from_prefix(dut, "s_axis"), dut.clk, dut.rst,
                                       byte_lanes=1)
         self.sink = AxiStreamSink(AxiStreamBus.from_prefix(dut, "m_axis"), dut.clk, dut.rst,
                                   byte_lanes=1)
+        if APB:  # no channels to pause: the APB slave answers in its access phase
+            self.apb = ApbMaster(Apb3Bus.from_prefix(dut, "s_apb",
+                                                     optional_signals=["penable", "pstrb"]),
+                                 dut.clk)
+            self.port, channels = ApbPort(self.apb, dut), ()
+        else:
+            self.axil = AxiLiteMaster(AxiLiteBus.from_prefix(dut, "s_axil"), dut.clk, dut.rst)
+            self.port = AxilPort(self.axil)
+            channels = (self.axil.write_if.aw_channel, self.axil.write_if.w_channel,
+                        self.axil.write_if.b_channel, self.axil.read_if.ar_channel,
+                        self.axil.read_if.r_channel)
         if stalls:
-            for k, ch in enumerate((self.axil.write_if.aw_channel, self.axil.write_if.w_channel,
-                                    self.axil.write_if.b_channel, self.axil.read_if.ar_channel,
-                                    self.axil.read_if.r_channel, self.source, self.sink)):
+            for k, ch in enumerate(channels + (self.source, self.sink)):
                 ch.set_pause_generator(_pauses(np.random.default_rng([SEED, seed_offset, k]),
                                                0.4))
         model = RegModel.from_file(ROOT_OUT / META["regmap"]["rdl"])
-        self.drv = Driver(AxilPort(self.axil), model, META)
+        self.drv = Driver(self.port, model, META)
         self.model = model
 
     async def reset(self):
@@ -256,8 +311,7 @@ async def refused_when_idle(tb):
     # partial strobe and unaligned address straight through the master
     for addr, data, what in ((job_addr, b"\x05\x00", "partial strobe"),
                              (job_addr + 1, b"\x05\x00\x00\x00", "unaligned")):
-        resp = await tb.axil.write(addr, data)
-        assert resp.resp == AxiResp.SLVERR, f"{what}: {resp.resp}"
+        assert await tb.port.raw_write(addr, data), f"{what}: not refused"
         assert (await drv.status())["bus_error"] and dut.irq.value, f"{what}: no flag or irq"
         assert await drv.read_reg("JOB") == {job: 1}, f"{what} changed JOB"
         await drv.clear()
