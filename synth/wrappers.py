@@ -10,18 +10,21 @@ and its share is that difference over the unit's area (issue 18's target: at mos
 NMPU `paper`). `attach` / `markdown` put the rows into the PPA report when the tops' results
 exist.
 
-Energy (`wrapper_energy`, NMPU and LDPU tops): the mapped netlists of the top and of its unit
-(both from `synth.flow`) run the same workload at gate level through synth/power.py's public
-steps (`compile_gate`, `run_gate`, `read_vcd`, `Model`): one layer's parameters and registers,
-then `count` vectors back to back. The unit gets them on its own ports (the verif.vectors
-bench, `power.write_bench`); the top through AXI4-Lite writes (window, LAYER, IRQ_EN, JOB,
+Energy (`wrapper_energy`, NMPU and ESSOP tops with one parameter image): the mapped netlists
+of the top and of its unit (both from `synth.flow`) run the same job at gate level through
+synth/power.py's public steps (`compile_gate`, `run_gate`, `read_vcd`, `Model`). NMPU
+(`nmpu_job`): one layer's parameters and registers, then `count` vectors back to back (one
+layer for the whole window because a job cannot change LAYER; the unit's own power rows draw
+one layer per vector, so they are not reused here). ESSOP (`essop_job`): `count` products at
+one BL and learning rate, reseeded before the first (`synth.power_workload.essop_window` with
+one lr_shift). The unit gets the job on its own ports (the verif.vectors bench,
+`power.write_bench`); the top through AXI4-Lite writes (window, LAYER, IRQ_EN, JOB,
 CTRL.start) and AXI4-Stream beats (`top_bench`, a plain Verilog bench that checks every output
 beat and tlast against the golden model and the interrupt after the last). Both windows run
-from the first input handshake to the last output handshake, charged per vector as
-synth/power.py does (fill and drain clocks at idle cost); the wrapper's energy per vector is
-the difference. The bus writes before the stream are per job, not per vector: they are left
-out of both windows. One layer for the whole window because a job cannot change LAYER (the
-unit's own power rows draw one layer per vector, so they are not reused here).
+from the first input handshake to the last output handshake, charged per item as
+synth/power.py does (fill and drain clocks at idle cost); the wrapper's energy per item is the
+difference. The bus writes before the stream are per job, not per item: they are left out of
+both windows.
 """
 
 import argparse
@@ -68,13 +71,13 @@ def _energy_markdown(rat):
     e = rat.get("wrapper_energy") or []
     if not e:
         return []
-    lines = ["", "Energy per vector, gate level, the same one-layer workload through the top's "
+    lines = ["", "Energy per item (vector, product), gate level, the same job through the top's "
                  "buses and on the unit's own ports (`python -m synth.wrappers --energy`):", "",
              "| top | unit pJ | top pJ | wrapper pJ | share | period ns |",
              "|---|--:|--:|--:|--:|--:|"]
     for r in e:
         lines.append(f"| {r['top']} | {r['unit_energy']['pj_per_item']:.1f} | "
-                     f"{r['top_energy']['pj_per_item']:.1f} | {r['wrapper_pj_per_vector']:.1f} | "
+                     f"{r['top_energy']['pj_per_item']:.1f} | {r['wrapper_pj_per_item']:.1f} | "
                      f"{r['wrapper_share']:.1%} | {r['period_ns']} |")
     return lines
 
@@ -97,7 +100,7 @@ def markdown(rows, rat):
 
 # -- energy ------------------------------------------------------------------------------------
 
-ENERGY_VECTORS = 16     # vectors per window (synth.power's NMPU count)
+ENERGY_ITEMS = {"nmpu": 16, "essop": 4}    # items per window (synth.power's counts)
 ENERGY_OUT = flow.ROOT / "build" / "power" / "wrappers"
 
 
@@ -158,25 +161,86 @@ def _unit_vectors(core, ports, wl):
                    summary=f"{v} vectors of one layer (wrapper energy workload)")
 
 
-def _bus_writes(pcfg, wl):
-    """(address, data) of the job on the top: parameter window, LAYER, IRQ_EN.done, JOB,
-    CTRL.start (IMAGE.base stays 0)."""
+def _bus_writes(pcfg, words, layer, items, **pulses):
+    """(address, data) of a job on the top: the parameter window (`words`, column by column),
+    the LAYER fields, IRQ_EN.done, JOB (`items`), CTRL.start with `pulses` (IMAGE.base stays
+    0)."""
     from hdl.periphery import periphery_regmap
     from hdl.regmap import BUS_BITS
     rm = periphery_regmap(pcfg)
     w = rm.window
     writes = []
-    for col, word in enumerate(wl["words"]):
+    for col, word in enumerate(words):
         for k in range(w.words):
             writes.append((w.offset + 4 * (col * w.stride + k),
                            (word >> (BUS_BITS * k)) & ((1 << BUS_BITS) - 1)))
-    layer = {}
+    regs = {}
     for r, f in rm.fields_of("LAYER"):
-        layer[r.offset] = layer.get(r.offset, 0) | (int(wl["layer"].get(f.name, 0)) << f.lsb)
-    writes += sorted(layer.items())
-    writes += [(rm.reg("IRQ_EN").offset, 1), (rm.reg("JOB").offset, wl["y"].shape[0]),
-               (rm.reg("CTRL").offset, 1)]
+        regs[r.offset] = regs.get(r.offset, 0) | (int(layer.get(f.name, 0)) << f.lsb)
+    writes += sorted(regs.items())
+    ctrl = rm.reg("CTRL")
+    start = 1 | sum(int(v) << ctrl.field(name).lsb for name, v in pulses.items())
+    writes += [(rm.reg("IRQ_EN").offset, 1), (rm.reg("JOB").offset, items),
+               (ctrl.offset, start)]
     return writes
+
+
+def nmpu_job(pcfg, count, seed=1):
+    """The NMPU energy job of top `pcfg`: `layer_workload` as the top's bus writes, input and
+    output beats [(tdata, tlast)] (the streams' layouts from its export JSON `meta`), and the
+    unit's own Vectors."""
+    import numpy as np
+    from verif.payload import Codec
+    core = pcfg.core
+    wl = layer_workload(core, count, seed)
+    n = count * core.beats
+    last = np.tile(np.arange(core.beats) == core.beats - 1, count).astype(np.int64)
+
+    def beats(meta):
+        s_axis, m_axis = meta["streams"]["s_axis"], meta["streams"]["m_axis"]
+        tdata = Codec(s_axis).encode({k: np.asarray(a).reshape(n, core.lanes)
+                                      for k, a in wl["ins"].items() if k in s_axis["fields"]})
+        out = Codec(m_axis).encode({"y": np.asarray(wl["y"]).reshape(n, core.lanes)})
+        return list(zip(tdata, last)), list(zip(out, last))
+    return {"writes": _bus_writes(pcfg, wl["words"], wl["layer"], count), "beats": beats,
+            "unit_vectors": lambda ports: _unit_vectors(core, ports, wl), "items": count,
+            "item_clocks": core.beats}
+
+
+def essop_job(pcfg, count, seed=1, log2_bl=2):
+    """The ESSOP energy job of top `pcfg`: `count` products of random binary16 x and δ at one
+    BL and learning rate, reseeded before the first (`synth.power_workload.essop_window`, the
+    unit's Vectors; its seeds go into LAYER and CTRL.reseed on the top), the read-out beats
+    from golden.essop."""
+    import numpy as np
+    from golden import fp16
+    from synth import power_workload as pw
+    from verif.payload import Codec
+    core = pcfg.core
+    rng = np.random.default_rng(seed)
+    xs = fp16.encode(rng.standard_normal((count, core.rows)) * 2.0 ** rng.integers(-4, 2, (count, 1)))
+    ds = fp16.encode(rng.standard_normal((count, core.cols)) * 2.0 ** -10)
+    log2_bl = min(log2_bl, core.log2_bl_max)
+    lr = min(2, core.lr_shift_max)
+    seed_x, seed_d = pw.ESSOP_SEEDS
+    layer = {"log2_bl": log2_bl, "lr_shift": lr, "seed_x": seed_x, "seed_d": seed_d}
+
+    def unit_vectors(ports):
+        return pw.essop_window(core, ports, xs, ds, log2_bl, np.full(count, lr))
+
+    def beats(meta):
+        from hdl.essop import output_layout
+        from hdl.export import _shape_map
+        vec = unit_vectors({"i__payload": meta["streams"]["s_axis"],
+                            "o__payload": _shape_map(output_layout(core))})
+        out = Codec(_shape_map(output_layout(core))).decode(vec.outputs)
+        tdata = Codec(meta["streams"]["m_axis"]).encode(
+            {k: v for k, v in out.items() if k != "last"})
+        return [(t, 1) for t in vec.inputs], list(zip(tdata, out["last"]))
+    bl = 1 << log2_bl
+    return {"writes": _bus_writes(pcfg, [], layer, count, reseed=1), "beats": beats,
+            "unit_vectors": unit_vectors, "items": count,
+            "item_clocks": bl + core.readout_beats}
 
 
 _TOP_TB = """// Written by synth/wrappers.py: the wrapper energy workload through {module}'s buses.
@@ -297,37 +361,29 @@ def _hex(path, values, bits):
     Path(path).write_text("".join(f"{int(v):0{digits}x}\n" for v in values))
 
 
-def top_bench(pcfg, folder, wl):
-    """The top's bench and vector files for workload `wl` in `folder` (its Verilog written
-    there too); returns a manifest for synth/power.py's compile_gate."""
-    import numpy as np
+def top_bench(pcfg, folder, job):
+    """The top's bench and vector files for `job` (`nmpu_job`, `essop_job`) in `folder` (its
+    Verilog written there too); returns a manifest for synth/power.py's compile_gate."""
     from hdl.export import write
-    from verif.payload import Codec
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     v_path, j_path = write("periphery", pcfg, folder)
     meta = json.loads(j_path.read_text())
-    core = pcfg.core
-    v = wl["y"].shape[0]
-    n = v * core.beats
-    s_axis, m_axis = meta["streams"]["s_axis"], meta["streams"]["m_axis"]
-    last = np.tile(np.arange(core.beats) == core.beats - 1, v).astype(object)
-    tdata = Codec(s_axis).encode({k: np.asarray(a).reshape(n, core.lanes)
-                                  for k, a in wl["ins"].items() if k in s_axis["fields"]})
-    out = Codec(m_axis).encode({"y": np.asarray(wl["y"]).reshape(n, core.lanes)})
-    w_in, w_out = s_axis["width"], m_axis["width"]
-    writes = _bus_writes(pcfg, wl)
+    ins, outs = job["beats"](meta)
+    w_in, w_out = meta["streams"]["s_axis"]["width"], meta["streams"]["m_axis"]["width"]
+    writes = job["writes"]
     a_bits = meta["derived"]["addr_bits"]
     _hex(folder / "wr.hex", [(a << 32) | d for a, d in writes], a_bits + 32)
-    _hex(folder / "in.hex", [(int(l) << w_in) | int(t) for l, t in zip(last, tdata)], w_in + 1)
-    _hex(folder / "out.hex", [(int(l) << w_out) | int(t) for l, t in zip(last, out)], w_out + 1)
+    _hex(folder / "in.hex", [(int(last) << w_in) | int(t) for t, last in ins], w_in + 1)
+    _hex(folder / "out.hex", [(int(last) << w_out) | int(t) for t, last in outs], w_out + 1)
     module = meta["module"]
     tb = f"tb_{module}.v"
     (folder / tb).write_text(_TOP_TB.format(
-        module=module, n_wr=len(writes), n_in=n, n_out=n, w_in=w_in, w_out=w_out,
-        addr_bits=a_bits, timeout=10 * (len(writes) * 4 + n) + 200))
-    return {"module": module, "testbench": tb, "out_beats": n, "in_beats": n,
-            "item_clocks": core.beats, "dir": str(folder)}
+        module=module, n_wr=len(writes), n_in=len(ins), n_out=len(outs), w_in=w_in, w_out=w_out,
+        addr_bits=a_bits, timeout=10 * (len(writes) * 4 + len(outs))
+        + 2 * job["items"] * job["item_clocks"] + 200))
+    return {"module": module, "testbench": tb, "out_beats": len(outs), "in_beats": len(ins),
+            "item_clocks": job["item_clocks"], "dir": str(folder)}
 
 
 def window_energy(folder, manifest, netlist, models, lib, period_ns, items):
@@ -350,18 +406,18 @@ def window_energy(folder, manifest, netlist, models, lib, period_ns, items):
 
 
 def wrapper_energy(name="nmpu_tiny", synth_dir=flow.DEFAULT_OUT, out_dir=ENERGY_OUT,
-                   count=ENERGY_VECTORS, seed=1):
-    """Energy per vector of the top `name` and of its unit on the same workload, and the
-    wrapper's (their difference); both netlists at the top's synthesized period. Writes and
+                   count=None, seed=1):
+    """Energy per item (vector, product) of the top `name` and of its unit on the same job, and
+    the wrapper's (their difference); both netlists at the top's synthesized period. Writes and
     returns the row (`out_dir/periphery_<tag>.json`)."""
     from hdl.periphery import PERIPHERY_PRESETS
     from synth import power
     import time
     t0 = time.monotonic()
     pcfg = PERIPHERY_PRESETS[name]
-    if pcfg.unit != "nmpu" or pcfg.images != 1:
-        raise ValueError(f"wrapper energy needs an NMPU top with one parameter image, not "
-                         f"{name} ({pcfg.unit}, {pcfg.images} images)")
+    if pcfg.unit not in ("nmpu", "essop") or pcfg.images != 1:
+        raise ValueError(f"wrapper energy needs an NMPU or ESSOP top with one parameter image, "
+                         f"not {name} ({pcfg.unit}, {pcfg.images} images)")
     core = pcfg.core
     top_dir = Path(synth_dir) / f"periphery_{pcfg.tag}"
     unit_dir = Path(synth_dir) / f"{pcfg.unit}_{core.tag}"
@@ -372,23 +428,25 @@ def wrapper_energy(name="nmpu_tiny", synth_dir=flow.DEFAULT_OUT, out_dir=ENERGY_
     period = json.loads((top_dir / "result.json").read_text())["min_period_ns"]
     lib = power.library(synth_dir)
     models = power.cell_models(Path(synth_dir) / "tech")
-    wl = layer_workload(core, count, seed)
+    count = count or ENERGY_ITEMS[pcfg.unit]
+    job = (nmpu_job if pcfg.unit == "nmpu" else essop_job)(pcfg, count, seed)
     base = Path(out_dir) / f"periphery_{pcfg.tag}"
-    top = window_energy(base / "top", top_bench(pcfg, base / "top", wl), top_dir / "netlist.v",
+    top = window_energy(base / "top", top_bench(pcfg, base / "top", job), top_dir / "netlist.v",
                         models, lib, period, count)
     unit_folder = base / "unit"
     unit_folder.mkdir(parents=True, exist_ok=True)
     from hdl.export import write
     exported = write(pcfg.unit, core, unit_folder)
     ports = json.loads(exported[1].read_text())["ports"]
-    manifest = power.write_bench(pcfg.unit, core, unit_folder, _unit_vectors(core, ports, wl),
+    manifest = power.write_bench(pcfg.unit, core, unit_folder, job["unit_vectors"](ports),
                                  seed, "wrapper energy workload", exported)
     unit = window_energy(unit_folder, manifest, unit_dir / "netlist.v", models, lib, period,
                          count)
     extra = top["pj_per_item"] - unit["pj_per_item"]
     row = {"top": name, "unit": pcfg.unit, "preset": core.tag, "period_ns": period,
-           "vectors": count, "top_energy": top, "unit_energy": unit,
-           "wrapper_pj_per_vector": extra, "wrapper_share": extra / unit["pj_per_item"],
+           "item": "vector" if pcfg.unit == "nmpu" else "product", "items": count,
+           "top_energy": top, "unit_energy": unit,
+           "wrapper_pj_per_item": extra, "wrapper_share": extra / unit["pj_per_item"],
            "wall_s": round(time.monotonic() - t0, 1)}
     (Path(out_dir) / f"periphery_{pcfg.tag}.json").write_text(json.dumps(row, indent=1) + "\n")
     return row
@@ -401,14 +459,14 @@ def main(argv=None):
                     help="periphery preset (default: nmpu_paper, ldpu_paper, essop_paper)")
     ap.add_argument("--out", type=Path, default=flow.DEFAULT_OUT)
     ap.add_argument("--energy", action="store_true",
-                    help="energy per vector of a synthesized NMPU top and its unit (default "
-                         "preset: nmpu_tiny)")
+                    help="energy per item of a synthesized NMPU or ESSOP top and its unit "
+                         "(default presets: nmpu_tiny, essop_tiny)")
     args = ap.parse_args(argv)
     if args.energy:
-        for name in args.preset or ["nmpu_tiny"]:
+        for name in args.preset or ["nmpu_tiny", "essop_tiny"]:
             r = wrapper_energy(name, args.out)
-            print(f"periphery {name}: {r['top_energy']['pj_per_item']:.2f} pJ per vector, its "
-                  f"unit {r['unit_energy']['pj_per_item']:.2f}: the wrapper {r['wrapper_pj_per_vector']:.2f}"
+            print(f"periphery {name}: {r['top_energy']['pj_per_item']:.2f} pJ per {r['item']}, its "
+                  f"unit {r['unit_energy']['pj_per_item']:.2f}: the wrapper {r['wrapper_pj_per_item']:.2f}"
                   f" pJ ({r['wrapper_share']:.1%}), at {r['period_ns']} ns; {r['wall_s']} s",
                   flush=True)
         return

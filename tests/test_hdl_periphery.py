@@ -257,7 +257,8 @@ def test_wrapper_area_rows(tmp_path):
     assert (w["essop_tiny"]["wrapper_area_um2"], w["essop_tiny"]["wrapper_share"]) == (25.0, 0.25)
 
 
-def test_wrapper_energy_bench_on_rtl(tmp_path):
+@pytest.mark.parametrize("name", ["nmpu_tiny", "essop_tiny"])
+def test_wrapper_energy_bench_on_rtl(name, tmp_path):
     """synth/wrappers.py's energy bench (bus writes, then the stream) passes on the top's RTL
     in Icarus with the golden outputs, and fails with one expected beat changed; the energy
     rows reach the report's wrapper table."""
@@ -266,9 +267,14 @@ def test_wrapper_energy_bench_on_rtl(tmp_path):
     from synth import wrappers
     if shutil.which("iverilog") is None:
         pytest.skip("iverilog missing")
-    wl = wrappers.layer_workload(CFG.core, 3, seed=2)
-    assert 0 < wl["clamped"].mean() < 1 and np.any(wl["y"] != 0)
-    man = wrappers.top_bench(CFG, tmp_path, wl)
+    cfg = PERIPHERY_PRESETS[name]
+    if cfg.unit == "nmpu":
+        wl = wrappers.layer_workload(cfg.core, 3, seed=2)
+        assert 0 < wl["clamped"].mean() < 1 and np.any(wl["y"] != 0)
+        job = wrappers.nmpu_job(cfg, 3, seed=2)
+    else:
+        job = wrappers.essop_job(cfg, 3, seed=2)
+    man = wrappers.top_bench(cfg, tmp_path, job)
     v = f"{man['module']}.v"
     subprocess.run(["iverilog", "-g2012", "-o", "sim", man["testbench"], v], cwd=tmp_path,
                    check=True)
@@ -279,10 +285,10 @@ def test_wrapper_energy_bench_on_rtl(tmp_path):
     out[3] = format(int(out[3], 16) ^ 1, f"0{len(out[3])}x")
     (tmp_path / "out.hex").write_text("\n".join(out) + "\n")
     assert run().startswith("FAIL beat 3")
-    row = {"top": "nmpu_tiny", "unit_energy": {"pj_per_item": 100.0},
-           "top_energy": {"pj_per_item": 110.0}, "wrapper_pj_per_vector": 10.0,
+    row = {"top": name, "unit_energy": {"pj_per_item": 100.0},
+           "top_energy": {"pj_per_item": 110.0}, "wrapper_pj_per_item": 10.0,
            "wrapper_share": 0.1, "period_ns": 2.2}
-    assert "| nmpu_tiny | 100.0 | 110.0 | 10.0 | 10.0% | 2.2 |" in \
+    assert f"| {name} | 100.0 | 110.0 | 10.0 | 10.0% | 2.2 |" in \
         wrappers.markdown([], {"wrappers": [], "wrapper_energy": [row]})
 
 
