@@ -250,7 +250,7 @@ NETWORKS.update({
 DATASET = {"mlp": "digits", "cnn": "digits", "mnist_cnn": "mnist", "mnist_mlp": "mnist"}
 TRAIN = TrainConfig()
 TRAIN_CONFIGS = {
-    "mnist_cnn": TrainConfig(epochs=15, batch=64, lr=3e-3, augment_shift=2, float32=True),
+    "mnist_cnn": TrainConfig(epochs=30, batch=64, lr=3e-3, augment_shift=2, float32=True),
     "mnist_mlp": TrainConfig(epochs=30, batch=64, lr=2e-3, augment_shift=2,
                              image_shape=(28, 28, 1), float32=True),
 }
