@@ -50,7 +50,6 @@ gather all rows; `synth.report` puts energy into the PPA report.
 """
 
 import argparse
-import concurrent.futures
 import dataclasses
 import itertools
 import json
@@ -1421,29 +1420,94 @@ POWER_COUNT = {"nmpu": 16, "ldpu": 2, "essop": 4, "fp16outer": 8}
 # ---------------------------------------------------------------------------------------------
 # All units x presets
 
-def _cost(synth_dir, unit, cfg, windows):
+def _cost(synth_dir, unit, cfg, out_dir=DEFAULT_OUT):
+    """Estimated cost of a run, to start the longest first: the seconds of its last run
+    (`wall_s` of build/power/<unit>_<tag>/power.json), else its netlist's size (MB) times
+    its windows' clocks per item (ESSOP: every BL measured, 2^BL clocks each)."""
+    last = Path(out_dir) / f"{unit}_{cfg.tag}" / "power.json"
+    try:
+        return float(json.loads(last.read_text())["wall_s"])
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    from synth import power_workload as pw
     netlist = Path(synth_dir) / f"{unit}_{cfg.tag}" / "netlist.v"
-    return (netlist.stat().st_size if netlist.is_file() else 0) * (1 + windows)
+    size = netlist.stat().st_size / 1e6 if netlist.is_file() else 0.0
+    clocks = sum(1 << b for b in pw._bls(unit, cfg)) if unit == "essop" else 1
+    return size * clocks
 
 
-def run_all(items, lib, synth_dir=flow.DEFAULT_OUT, out_dir=DEFAULT_OUT, jobs=1, count=None):
-    """measure() on [(unit, cfg)], `jobs` at a time (the simulations are separate processes);
-    yields rows as they finish, a failed one as a row with `error`. The benches are written
-    first, in this thread (Amaranth's converter is not meant for threads)."""
-    def one(item):
-        unit, cfg, prep = item
-        try:
-            return measure(unit, cfg, lib, synth_dir, out_dir, count, prepared=prep)
-        except (PowerError, subprocess.TimeoutExpired) as exc:
-            return {"unit": unit, "preset": cfg.tag, "error": str(exc)}
+def _cpu_s():
+    """CPU seconds of this process and its finished children (the simulators)."""
+    import resource
+    return sum(getattr(resource.getrusage(w), f) for w in (resource.RUSAGE_SELF,
+               resource.RUSAGE_CHILDREN) for f in ("ru_utime", "ru_stime"))
 
-    # the benches (Verilog from Amaranth) in this thread; only the simulations in parallel,
-    # the longest first (netlist size x windows) so that `jobs` runs end together
-    prepared = [(u, c, prepare(u, c, out_dir, count or POWER_COUNT[u])) for u, c in items]
-    prepared.sort(key=lambda i: -_cost(synth_dir, i[0], i[1], len(i[2])))
-    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        for done in concurrent.futures.as_completed([pool.submit(one, i) for i in prepared]):
-            yield done.result()
+
+def measure_task(unit, cfg, lib, synth_dir, out_dir, count, prepared):
+    """measure() on an engine worker (one task at a time per worker process); a run that
+    fails returns a row with `error`. `cpu_s`: the run's CPU seconds, simulators included."""
+    c0 = _cpu_s()
+    try:
+        row = measure(unit, cfg, lib, synth_dir, out_dir, count, prepared=prepared)
+    except (PowerError, subprocess.TimeoutExpired) as exc:
+        row = {"unit": unit, "preset": cfg.tag, "error": str(exc)}
+    row["cpu_s"] = round(_cpu_s() - c0, 1)
+    return row
+
+
+def run_all(items, lib, synth_dir=flow.DEFAULT_OUT, out_dir=DEFAULT_OUT, jobs=1, count=None,
+            engine=None):
+    """measure() on [(unit, cfg)] on the engine (engine/executor.py: a local cluster of `jobs`
+    worker processes unless `engine` is given; one run, or `jobs` 1, runs here); yields rows
+    as they finish, a failed one as a row with `error`.
+
+    The benches are written on the driver (Amaranth's converter is not meant for threads),
+    the most expensive run's first, and each run is submitted as soon as its bench is
+    written: the workers simulate while the driver writes the next benches. The runs read
+    and write `synth_dir` and `out_dir`, so a remote scheduler's workers must share this
+    file system."""
+    synth_dir, out_dir = Path(synth_dir).resolve(), Path(out_dir).resolve()
+    items = sorted(items, key=lambda i: -_cost(synth_dir, *i, out_dir))
+    if not items:
+        return
+    if engine is None and (jobs <= 1 or len(items) == 1):
+        for unit, cfg in items:
+            try:
+                prep = prepare(unit, cfg, out_dir, count or POWER_COUNT[unit])
+            except PowerError as exc:
+                yield {"unit": unit, "preset": cfg.tag, "error": str(exc)}
+                continue
+            yield measure_task(unit, cfg, lib, synth_dir, out_dir, count, prep)
+        return
+    from dask.distributed import as_completed
+    from engine.executor import Engine
+    eng = engine or Engine(workers=max(1, min(jobs, len(items))), progress=False)
+
+    def row_of(fut):
+        unit, cfg = pending.pop(fut)
+        value, error, _ = fut.result()
+        return value if error is None else {"unit": unit, "preset": cfg.tag,
+                                            "error": error.strip()}
+    try:
+        pending, finished = {}, as_completed(loop=eng.client.loop)
+        for k, (unit, cfg) in enumerate(items):
+            try:
+                prep = prepare(unit, cfg, out_dir, count or POWER_COUNT[unit])
+            except PowerError as exc:
+                yield {"unit": unit, "preset": cfg.tag, "error": str(exc)}
+                continue
+            fut = eng.submit(measure_task, unit, cfg, lib, synth_dir, out_dir, count, prep,
+                             priority=len(items) - k)
+            pending[fut] = (unit, cfg)
+            finished.add(fut)
+            for done in [f for f in pending if f.done()]:
+                yield row_of(done)
+        for fut in finished:
+            if fut in pending:
+                yield row_of(fut)
+    finally:
+        if engine is None:
+            eng.close()
 
 
 def _fmt(x, spec):
@@ -1627,7 +1691,11 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--unit", action="append", help="unit (default: all); repeatable")
     ap.add_argument("--preset", action="append", help="preset name (default: all); repeatable")
-    ap.add_argument("--jobs", "-j", type=int, default=1, help="runs in parallel (default 1)")
+    ap.add_argument("--jobs", "-j", type=int, default=1,
+                    help="engine worker processes (default 1: runs here, one at a time)")
+    ap.add_argument("--scheduler", help="tcp://host:port of a dask scheduler whose workers run "
+                                        "the runs; they must share this file system (default: "
+                                        "AIMC_SCHEDULER, else --jobs local worker processes)")
     ap.add_argument("--count", type=int, help="items per window (default: per unit)")
     ap.add_argument("--synth", type=Path, default=flow.DEFAULT_OUT,
                     help="synthesis run folders (build/synth)")
@@ -1645,7 +1713,11 @@ def main(argv=None):
     t0 = time.monotonic()
     print(f"power: {len(runs)} run(s), {min(args.jobs, len(runs))} in parallel", flush=True)
     rows, failed = [], 0
-    for row in run_all(runs, lib, args.synth, args.out, args.jobs, args.count):
+    engine = None
+    if args.scheduler:
+        from engine.executor import Engine
+        engine = Engine(args.jobs, args.scheduler, progress=False)
+    for row in run_all(runs, lib, args.synth, args.out, args.jobs, args.count, engine=engine):
         rows.append(row)
         if "error" in row:
             failed += 1
@@ -1655,12 +1727,16 @@ def main(argv=None):
                   f"{row['item']:7} {row['pj_per_clock']:>9,.2f} pJ/clock (idle "
                   f"{row['idle_pj_per_clock']:.2f})  {row['gate_level']['result']}  "
                   f"{row['wall_s']:.0f} s", flush=True)
+    if engine is not None:
+        engine.close()
     collect(rows, args.report)
-    import resource
-    cpu = sum(getattr(resource.getrusage(w), f) for w in (resource.RUSAGE_SELF,
-              resource.RUSAGE_CHILDREN) for f in ("ru_utime", "ru_stime"))
-    print(f"power: {len(rows)} run(s) in {time.monotonic() - t0:.0f} s ({cpu:.0f} CPU-s with "
-          f"the simulators); {args.report}/power.json, power.md")
+    here = _cpu_s()          # the driver: the benches (Amaranth, golden data) and the report
+    runs_cpu = sum(r.get("cpu_s", 0) for r in rows)
+    if engine is None and (args.jobs <= 1 or len(runs) == 1):
+        here -= runs_cpu     # the runs ran here, in the driver
+    print(f"power: {len(rows)} run(s) in {time.monotonic() - t0:.0f} s; {here + runs_cpu:.0f} "
+          f"CPU-s ({runs_cpu:.0f} in the runs with their simulators, {here:.0f} writing the "
+          f"benches and the report); {args.report}/power.json, power.md")
     if failed:
         sys.exit(f"power: {failed} run(s) failed")
 

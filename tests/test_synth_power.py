@@ -2,6 +2,7 @@
 counted by hand, the cross-check against OpenSTA's report_power, and the gate-level run of a
 tiny preset whose outputs must equal the golden model's."""
 
+import dataclasses
 import json
 import re
 import shutil
@@ -408,6 +409,17 @@ def test_gate_level_tiny_nmpu_equals_golden(osu, tmp_path):
     assert 0.0 <= g["glitch_share_data"] < 1.0
     saved = json.loads((tmp_path / "power" / f"nmpu_{cfg.tag}" / "power.json").read_text())
     assert saved["pj_per_item"] == row["pj_per_item"]
+    # `make power`'s path: the run on an engine worker gives the same energy; a run without a
+    # netlist comes back as a row with its error, not as an exception that ends the others
+    from engine.executor import Engine
+    other = dataclasses.replace(cfg, name="no_netlist")
+    with Engine(workers=1, progress=False) as eng:
+        rows = list(power.run_all([("nmpu", other), ("nmpu", cfg)], osu, synth_dir,
+                                  tmp_path / "engine", count=4, engine=eng))
+    by = {r["preset"]: r for r in rows}
+    assert set(by) == {cfg.tag, other.tag}
+    assert by[cfg.tag]["pj_per_item"] == row["pj_per_item"] and by[cfg.tag]["cpu_s"] > 0
+    assert "no mapped netlist" in by[other.tag]["error"]
 
 
 def test_baseline_checks_energy_with_its_own_tolerance():
