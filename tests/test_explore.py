@@ -254,6 +254,7 @@ def test_energy_is_the_fourth_objective_cached_by_netlist_and_workload(monkeypat
                                              "items_per_s"]
     (r,) = ev.evaluate([(cfg, None)])                     # resumed: a hit, nothing re-run
     assert r["cached_energy"] and len(rows) == 1 and ev.energy_cache.hits == 1
+    assert r["seconds"] == 0.0                            # a hit costs nothing here
     ev2, _, rows2 = _energy_setup(monkeypatch, tmp_path, sha="cd" * 32)   # another netlist
     ev2.evaluate([(cfg, None)])
     assert len(rows2) == 1
@@ -377,3 +378,24 @@ def test_verification_reads_the_measured_clocks(monkeypatch, tmp_path):
                      extra={"verified": [dict(v, tag=tag, ok=True)]})
     md = (tmp_path / "explore.md").read_text()
     assert "## Verified front points" in md and f"| {tag} | icarus | pass | 9 | 4 | 4.0 | 50.0 |" in md
+
+
+def test_a_cached_synthesis_costs_no_seconds(monkeypatch, tmp_path):
+    """A resumed point reports the time spent now, not the cached run's synthesis wall time."""
+    from synth import flow
+    ev, _, _ = _energy_setup(monkeypatch, tmp_path)
+
+    def run_all(items, tools, out_dir, engine=None, cache=None):
+        from engine.cache import key
+        for unit, cfg in items:             # as Engine.map: look up, then yield
+            k = key(tag=cfg.tag)
+            row = cache.get(k) or {"area_um2": 1.0, "fmax_mhz": 100.0, "wall_s": 60.0,
+                                   "min_period_ns": 10.0, "netlist_sha256": "ab" * 32}
+            cache.put(k, row)
+            yield unit, cfg, row
+    monkeypatch.setattr(flow, "run_all", run_all)
+    cfg = ex.config_of("nmpu", {"adc_bits": 8})
+    (first,) = ev.evaluate([(cfg, None)])
+    (again,) = ev.evaluate([(cfg, None)])
+    assert first["seconds"] == 61.0 and not first["cached_synth"]   # + 0.5 s accuracy, energy
+    assert again["seconds"] == 0.0 and again["cached_synth"]
