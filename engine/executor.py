@@ -194,10 +194,13 @@ class Engine:
         With `cache` and `key` (item -> key string, computed on the driver), a hit is not
         submitted and every successful new result is stored when it arrives. `label(item)`
         names the point in the progress line; `priority(item)` orders the queue (higher
-        first: put the long runs first so that they overlap the short ones)."""
+        first: put the long runs first so that they overlap the short ones).
+
+        `items` may be a generator: each item is submitted as soon as it is produced, so a
+        stage fed by another stage's results starts while that stage still runs (give `total`
+        for the progress line, else it counts the items seen so far)."""
         from dask.distributed import as_completed
-        items = list(items)
-        n = total or len(items)
+        n = total or (len(items) if hasattr(items, "__len__") else None)
         label = label or (lambda item: str(item))
         argf = args or (lambda item: (item,))
         pending, done = {}, 0
@@ -207,7 +210,7 @@ class Engine:
             if hit is not None:
                 done += 1
                 out = Outcome(i, item, hit, None, 0.0, True, k)
-                self._line(done, n, label(item), "cached", 0.0)
+                self._line(done, n or i + 1, label(item), "cached", 0.0)
                 yield out
                 continue
             fut = self.submit(fn, *argf(item), mem_gb=mem_gb,
@@ -215,6 +218,7 @@ class Engine:
             pending[fut] = (i, item, k)
         if not pending:       # every point came from the cache: no cluster, no client
             return
+        n = n or i + 1
         for fut in as_completed(list(pending), loop=self.client.loop):
             i, item, k = pending.pop(fut)
             value, error, seconds = fut.result()

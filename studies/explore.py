@@ -41,8 +41,8 @@ the tools, the workload and the source of the power model and of the workload's 
 front's first K points are then verified by cocotb (golden vs RTL) on Icarus and Verilator.
 
 Reports: build/report/explore.{json,md,png}: the front (table and plots: accuracy loss vs area,
-vs energy, vs items/s; today's presets and the paper's point marked), the search history, wall times,
-cache hit rates. `--quality` measures the search against an exhaustive front on an enumerable
+vs energy, vs items/s; today's presets and the paper's point marked), the search history, wall
+times, cache hit rates. `--quality` measures the search against an exhaustive front on an enumerable
 subspace (QUALITY_SPACE, about 100 points; build/report/explore_quality.{json,md}).
 """
 
@@ -405,27 +405,32 @@ class Evaluator:
         if passing and self.synth:
             from synth import flow
             by_tag = {cfgs[i][0].tag: i for i in passing}
-            hits0, rows = self.synth_cache.hits, {}
-            seen = hits0
-            for _, cfg, row in flow.run_all([(self.unit, cfgs[i][0]) for i in by_tag.values()],
-                                            self.tools, self.work / "synth", engine=self.eng,
-                                            cache=self.synth_cache):
-                r = recs[by_tag[cfg.tag]]
-                # the engine looks a point up just before it yields a hit: a hit moved the count
-                cached, seen = self.synth_cache.hits > seen, self.synth_cache.hits
-                if "error" in row:
-                    r.update(status="failed", error=row["error"].splitlines()[0])
-                    continue
-                r.update(area_um2=row["area_um2"], fmax_mhz=row["fmax_mhz"],
-                         items_per_s=throughput(self.unit, cfg, row["fmax_mhz"]),
-                         synth_s=row.get("wall_s"), cached_synth=cached)
-                if not cached:          # a cached row's wall_s is the run that made it
-                    r["seconds"] += row.get("wall_s") or 0
-                r["status"] = "ok" if (row["fmax_mhz"] or 0) >= self.min_fmax else "slow"
-                if r["status"] == "ok":
-                    rows[by_tag[cfg.tag]] = (cfg, row)
+            hits0 = self.synth_cache.hits
+
+            def synthesised():
+                """The synthesis results as they arrive, recorded; yields the points that met
+                f_max, whose energy run the engine then starts at once (no stage barrier)."""
+                seen = hits0
+                for _, cfg, row in flow.run_all([(self.unit, cfgs[i][0]) for i in by_tag.values()],
+                                                self.tools, self.work / "synth", engine=self.eng,
+                                                cache=self.synth_cache):
+                    r = recs[by_tag[cfg.tag]]
+                    # the engine looks a point up just before it yields a hit: a hit moved the
+                    # count
+                    cached, seen = self.synth_cache.hits > seen, self.synth_cache.hits
+                    if "error" in row:
+                        r.update(status="failed", error=row["error"].splitlines()[0])
+                        continue
+                    r.update(area_um2=row["area_um2"], fmax_mhz=row["fmax_mhz"],
+                             items_per_s=throughput(self.unit, cfg, row["fmax_mhz"]),
+                             synth_s=row.get("wall_s"), cached_synth=cached)
+                    if not cached:          # a cached row's wall_s is the run that made it
+                        r["seconds"] += row.get("wall_s") or 0
+                    r["status"] = "ok" if (row["fmax_mhz"] or 0) >= self.min_fmax else "slow"
+                    if r["status"] == "ok":
+                        yield by_tag[cfg.tag], cfg, row
+            self._energy(recs, synthesised(), total=len(by_tag))
             self.synth_hits = self.synth_cache.hits - hits0
-            self._energy(recs, rows)
         elif passing:        # accuracy only (--no-synth): area, energy, throughput not measured
             for i in passing:
                 recs[i].update(status="ok", area_um2=0.0, pj_per_item=0.0, items_per_s=0.0)
@@ -440,23 +445,23 @@ class Evaluator:
         return recs
 
 
-    def _energy(self, recs, rows):
-        """Energy per item of the synthesised points that met f_max ({index: (cfg, row)}),
-        cached; a point whose energy run fails is failed."""
-        todo = []
-        for i, (cfg, row) in rows.items():
-            if not row.get("netlist_sha256"):     # a row cached before the flow recorded it
-                net = self.work / "synth" / f"{self.unit}_{cfg.tag}" / "netlist.v"
-                if not net.is_file():
-                    recs[i].update(status="failed", error="energy: the cached synthesis row has "
-                                   "no netlist hash and its netlist is gone (run once with an "
-                                   "empty build/explore/cache/synth)")
-                    continue
-                row = dict(row, netlist_sha256=hashlib.sha256(net.read_bytes()).hexdigest())
-            todo.append((i, cfg, row))
-        tools = self.tools if todo else None
-        for out in self.eng.map(energy_task, todo, mem_gb=ENERGY_MEM_GB,
-                                args=lambda t: (self.unit, t[1].to_dict(), t[2], tools, self.work),
+    def _energy(self, recs, rows, total=None):
+        """Energy per item of the synthesised points that met f_max (an iterable of (index,
+        cfg, row), consumed as it comes), cached; a point whose energy run fails is failed."""
+        def ready():
+            for i, cfg, row in rows:
+                if not row.get("netlist_sha256"):     # a row cached before the flow recorded it
+                    net = self.work / "synth" / f"{self.unit}_{cfg.tag}" / "netlist.v"
+                    if not net.is_file():
+                        recs[i].update(status="failed", error="energy: the cached synthesis "
+                                       "row has no netlist hash and its netlist is gone (run "
+                                       "once with an empty build/explore/cache/synth)")
+                        continue
+                    row = dict(row, netlist_sha256=hashlib.sha256(net.read_bytes()).hexdigest())
+                yield i, cfg, row
+        for out in self.eng.map(energy_task, ready(), mem_gb=ENERGY_MEM_GB, total=total,
+                                args=lambda t: (self.unit, t[1].to_dict(), t[2], self.tools,
+                                                self.work),
                                 cache=self.energy_cache, key=lambda t: self.energy_key(t[1], t[2]),
                                 label=lambda t: f"{self.unit} {t[1].tag} energy"):
             r = recs[out.item[0]]
@@ -466,6 +471,11 @@ class Evaluator:
                          cached_energy=out.cached)
             else:
                 r.update(status="failed", error="energy: " + out.error.strip().splitlines()[0])
+
+
+def _digest(doc):
+    """8 hex digits naming a study by its space and objectives."""
+    return hashlib.sha1(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:8]
 
 
 def _suggest(trial, sp):
@@ -486,7 +496,7 @@ def search(unit, trials, eng, *, batch=8, seed=1, evaluator=None, storage=None, 
         storage.unlink(missing_ok=True)
     sampler = optuna.samplers.NSGAIISampler(population_size=max(4, batch), seed=seed)
     study = optuna.create_study(
-        study_name=f"{unit}-{hashlib.sha1(json.dumps([sp, OBJECTIVES], sort_keys=True).encode()).hexdigest()[:8]}",
+        study_name=f"{unit}-{_digest([sp, OBJECTIVES])}",
         storage=JournalStorage(JournalFileBackend(str(storage))), sampler=sampler,
         directions=[d for _, d in OBJECTIVES], load_if_exists=True)
     done = [t for t in study.trials if t.state.is_finished()]

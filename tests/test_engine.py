@@ -60,6 +60,28 @@ def test_sweep_on_local_cluster(local, capsys):
     assert len(lines) == 4 and lines[-1].startswith("[4/4] p") and " ok " in lines[-1]
 
 
+def test_items_from_a_generator_are_submitted_as_they_come(local, tmp_path):
+    """A stage fed by a generator starts each item when it is produced: here the generator
+    only produces its second item once the first item's task has run."""
+    def items():
+        yield 0
+        flag = tmp_path / "ran0"
+        for _ in range(600):
+            if flag.exists():
+                break
+            time.sleep(0.05)
+        else:
+            raise AssertionError("item 0 was not submitted before item 1 was asked for")
+        yield 1
+    outs = list(local.map(touch, items(), args=lambda x: (str(tmp_path / f"ran{x}"), x)))
+    assert sorted(o.value for o in outs) == [0, 1] and all(o.ok for o in outs)
+
+
+def touch(path, x):
+    Path(path).write_text(str(x))
+    return x
+
+
 def test_failed_point_is_data_not_a_stop(local):
     outs = {o.item: o for o in local.map(probe, [1, "x", 2], args=lambda v: (v * 1, "bad"))}
     assert outs[1].error is not None and "TypeError" in outs[1].error      # sleep("bad")
