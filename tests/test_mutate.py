@@ -72,6 +72,7 @@ def test_mutants_killed_end_to_end(tmp_path, catalogue):
             assert mutate.ROOT.joinpath(m.file).read_text().count(m.find) == 1
 
 
+@pytest.mark.regress   # beside the end-to-end run it vouches for (make mutate checks it too)
 def test_unmutated_tree_is_not_killed(tmp_path, catalogue):
     """The same selections on a plain copy pass: a mutant's kill is the mutant's doing."""
     tree = mutate.make_tree(tmp_path / "plain")

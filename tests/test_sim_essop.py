@@ -1,7 +1,7 @@
 """cocotb regression of the generated ESSOP Verilog on Icarus and Verilator: the `tiny` preset,
 `tiny` with accumulation (K = 4 products per read-out, 2 rows per beat, double-buffered) and
-two random valid configs (drawn from the run's printed seed) run every scenario of
-verif/tb_essop.py on both simulators; the other presets too in `make regress` (in `make test`
+a random valid config (drawn from the run's printed seed; a second one in `make regress`) run
+every scenario of verif/tb_essop.py on both simulators; the other presets too in `make regress` (in `make test`
 their bulk data goes through the fast path, tests/test_fastpath.py)."""
 
 import dataclasses
@@ -19,7 +19,11 @@ REGRESS = os.environ.get("TB_REGRESS") == "1"
 # full-size presets: cocotb in `make regress`, their data through the fast path in `make test`
 TINY_ACC = dataclasses.replace(ESSOP_PRESETS["tiny"], name="tiny-acc", acc_max=4, rows_per_beat=2,
                                double_buffer=True)
-CONFIGS = small_first(ESSOP_PRESETS) + [TINY_ACC] + random_essop_configs(run_seed(), 2)
+# two random configs per seed: the first in make test, the second in make regress (the config
+# space is fuzzed at elaboration in tests/test_fuzz_configs.py on every run)
+_RANDOM = random_essop_configs(run_seed(), 2)
+CONFIGS = (small_first(ESSOP_PRESETS) + [TINY_ACC, _RANDOM[0]]
+           + [pytest.param(_RANDOM[1], marks=pytest.mark.regress, id=_RANDOM[1].tag)])
 
 
 @pytest.mark.sim

@@ -17,6 +17,9 @@ from verif import vectors
 
 CASES = [("nmpu", "tiny"), ("essop", "tiny"), ("ldpu", "tiny"), ("fp16outer", "tiny"),
          ("fp16outer", "paper")]
+# the full-size case in make regress (make test replays fp16outer `paper` through the same
+# Icarus bench in tests/test_fastpath.py::test_fastpath_presets)
+REGRESS = {("fp16outer", "paper")}
 STALLS = re.compile(r"stalls: (\d+) input gaps, (\d+) clocks input held by i__ready, "
                     r"(\d+) clocks output held by o__ready")
 
@@ -28,7 +31,9 @@ def _data_lines(path):
 
 
 @pytest.mark.sim
-@pytest.mark.parametrize("unit, preset", CASES, ids=[f"{u}-{p}" for u, p in CASES])
+@pytest.mark.parametrize("unit, preset", [
+    pytest.param(u, p, id=f"{u}-{p}", marks=[pytest.mark.regress] if (u, p) in REGRESS else [])
+    for u, p in CASES])
 def test_replay_icarus(unit, preset, tmp_path):
     m = vectors.generate(unit, UNITS[unit][1][preset], tmp_path)
     folder = tmp_path / f"{unit}_{preset}"
