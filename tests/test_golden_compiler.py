@@ -242,3 +242,27 @@ def test_static_layer_compiles_at_its_fixed_shift(mlp, data):
     prog = gc.ProgrammedNetwork(gc.plan(mlp, data.x_train, tile_cfg=SMALL, nmpu_cfg=too_high), 2)
     with pytest.raises(ValueError, match=r"column \d+ does not fit at the forced shift"):
         prog.compile(3600.0)
+
+
+@pytest.mark.parametrize("path", gc.PATHS)
+def test_executor_rows_equal_the_plain_rows(cnn, data, path):
+    """`golden.network.run` lets the analog executor build its rows (float64 codes converted
+    once before im2col, bias inputs appended, read as checked codes); the executor called with
+    the plain int64 rows of `layer_rows` (its fallback) gives the same outputs and ADC counts,
+    layer by layer, on a CNN whose classifier spans two row tiles."""
+    plan = gc.plan(cnn, data.x_train, tile_cfg=dataclasses.replace(SMALL, rows=36, cols=24))
+    assert plan.layers["fc"].split.row_tiles == 2
+    x = gc.encode_input(plan, data.x_test[:12])
+    built = gc.ProgrammedNetwork(plan, 5).matrix(path, 3600.0)
+    plain = gc.ProgrammedNetwork(plan, 5).matrix(path, 3600.0)
+    trace = {}
+    out = gnet.run(cnn.cfg, x, built, trace=trace)
+    for op in cnn.cfg.ops:
+        if isinstance(op, gnet.MATRIX_OPS):
+            rows = gnet.layer_rows(op, trace[op.src])
+            assert rows.dtype == np.int64
+            res = None if op.residual is None else trace[op.residual].reshape(rows.shape[0], -1)
+            y = plain(op, rows, res)
+            np.testing.assert_array_equal(y, trace[op.dst].reshape(y.shape))
+    assert plain.digests == built.digests and plain.saturated == built.saturated
+    np.testing.assert_array_equal(out, trace[cnn.cfg.output])
