@@ -57,8 +57,9 @@ from pathlib import Path
 from engine.cache import Cache, key
 from engine.executor import Engine
 
-__all__ = ["HELD", "OPTIONS", "RANGES", "PROTOCOL", "space", "config_of", "accuracy_task",
-           "pareto", "search", "quality", "main"]
+__all__ = ["HELD", "OPTIONS", "RANGES", "PROTOCOL", "ESSOP_PROTOCOL", "OBJECTIVES", "space",
+           "config_of", "accuracy_task", "essop_accuracy_task", "energy_task", "throughput",
+           "value", "Evaluator", "pareto", "search", "quality", "main"]
 
 ROOT = Path(__file__).resolve().parent.parent
 REPORT_DIR = ROOT / "build" / "report"
