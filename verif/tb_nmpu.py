@@ -233,8 +233,11 @@ async def corner_classes(dut, stalls):
                 if cfg.residual:
                     layer["residual_en"] = 1
                 bench.send_vectors(ins, [layer] * n_vec)
-    # planted ties: sp = 1, sn = 0, o = 0 and an odd count give acc = odd · 2^scale_align, a
-    # tie at s = scale_align + 1 (pre-cut 0), positive and (signed mode) negative
+    # planted ties: sn = 0, o = 0 and a count whose kept product (sp·count floored by
+    # 2^drop_bits) is odd give acc = odd · 2^scale_align, a tie at s = scale_align + 1 (pre-cut
+    # 0), positive and (signed mode) negative; sp = 2^drop_bits keeps the count itself, or the
+    # largest scale where that does not fit (then some counts still keep an odd product: the
+    # config refuses drop_bits that floor every product away)
     # (a static layer has one shift and one mode: its rounding is proven by the exhaustive
     # compression check and the formal datapath proof, which take the same block)
     s_tie = cfg.scale_align + 1
@@ -242,15 +245,17 @@ async def corner_classes(dut, stalls):
         bench.cov.require("tie_by_mode", ("FLOOR", "HALF_UP", "HALF_EVEN"))
         await bench.drain()
         z = np.zeros(cfg.columns, np.int64)
-        bench.write_params(g.NMPUParams(sp=z + 1, sn=z if cfg.two_scales else None, o=z,
+        sp = min(1 << cfg.drop_bits, cfg.scale_max)
+        bench.write_params(g.NMPUParams(sp=z + sp, sn=z if cfg.two_scales else None, o=z,
                                         e=z if cfg.exp_bits else None))
         await bench.drain()  # the writer runs beside the stream (and pauses): land it first
         ins = bench.random_inputs(3)
-        for name in ("p", "x"):
-            if name in ins:
-                ins[name] |= 1
-                lo, hi = cfg.x_range if name == "x" else (0, cfg.adc_max)
-                ins[name] = np.clip(ins[name], lo | 1, hi)
+        name = "p" if cfg.dual else "x"
+        lo, hi = cfg.x_range if name == "x" else (0, cfg.adc_max)
+        counts = np.arange(lo, hi + 1)
+        odd = counts[(counts * sp >> cfg.drop_bits) & 1 == 1]
+        assert len(odd), f"no count keeps an odd product at sp = {sp}, drop_bits {cfg.drop_bits}"
+        ins[name] = bench.rng.choice(odd, ins[name].shape)
         if cfg.dual:
             ins["n"][:] = 0
         for mode in range(3):
