@@ -15,18 +15,27 @@ from verif.runner import SIMULATORS, run_bench
 from .conftest import run_seed
 
 REGRESS = os.environ.get("TB_REGRESS") == "1"
-# full-size presets: cocotb in `make regress`, their data through the fast path in `make test`
-CASES = ([pytest.param("ldpu", c, marks=pytest.mark.regress) if c.name != "tiny" else ("ldpu", c)
-          for c in LDPU_PRESETS.values()]
-         + [("ldpu", c) for c in random_ldpu_configs(run_seed(), 1)]
-         + [pytest.param("fp16outer", c, marks=pytest.mark.regress) if c.name != "tiny"
-            else ("fp16outer", c) for c in FP16_OUTER_PRESETS.values()]
-         + [("fp16outer", c) for c in random_fp16outer_configs(run_seed(), 1)])
+
+
+def _cases():
+    """(unit, cfg, sim, regress-only?): `tiny` on both simulators; full-size presets in `make
+    regress` only (their data goes through the fast path in `make test`); the random LDPU
+    config on Icarus in `make test` and on Verilator too in `make regress` (the LDPU's `tiny`
+    runs on both), the random FP16Outer config on both."""
+    configs = ([("ldpu", c) for c in LDPU_PRESETS.values()]
+               + [("ldpu", c) for c in random_ldpu_configs(run_seed(), 1)]
+               + [("fp16outer", c) for c in FP16_OUTER_PRESETS.values()]
+               + [("fp16outer", c) for c in random_fp16outer_configs(run_seed(), 1)])
+    for unit, cfg in configs:
+        for sim in SIMULATORS:
+            regress = (cfg.name not in ("tiny", "rand")
+                       or (unit, cfg.name, sim) == ("ldpu", "rand", "verilator"))
+            yield pytest.param(unit, cfg, sim, id=f"{unit}-{cfg.tag}-{sim}",
+                               marks=[pytest.mark.regress] if regress else [])
 
 
 @pytest.mark.sim
-@pytest.mark.parametrize("sim", SIMULATORS)
-@pytest.mark.parametrize("unit, cfg", CASES, ids=lambda v: v if isinstance(v, str) else v.tag)
+@pytest.mark.parametrize("unit, cfg, sim", list(_cases()))
 def test_baseline_scenarios(unit, cfg, sim, seed):
     extra = {"TB_SCALE": "4"} if REGRESS else {}
     summary = run_bench(unit, cfg, sim, seed, extra_env=extra, name="scenarios")
