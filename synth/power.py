@@ -1730,10 +1730,13 @@ def main(argv=None):
     if engine is not None:
         engine.close()
     collect(rows, args.report)
-    here = _cpu_s()          # the driver: the benches (Amaranth, golden data) and the report
     runs_cpu = sum(r.get("cpu_s", 0) for r in rows)
     if engine is None and (args.jobs <= 1 or len(runs) == 1):
-        here -= runs_cpu     # the runs ran here, in the driver
+        here = _cpu_s() - runs_cpu   # the runs ran here, their simulators as our children
+    else:                # the local cluster's processes are our children too: their CPU is
+        import resource  # in the rows already, so only this process's own time counts here
+        own = resource.getrusage(resource.RUSAGE_SELF)
+        here = own.ru_utime + own.ru_stime
     print(f"power: {len(rows)} run(s) in {time.monotonic() - t0:.0f} s; {here + runs_cpu:.0f} "
           f"CPU-s ({runs_cpu:.0f} in the runs with their simulators, {here:.0f} writing the "
           f"benches and the report); {args.report}/power.json, power.md")
