@@ -1436,11 +1436,12 @@ def _cost(synth_dir, unit, cfg, out_dir=DEFAULT_OUT):
     return size * clocks
 
 
-def _cpu_s():
-    """CPU seconds of this process and its finished children (the simulators)."""
+def _cpu_s(children=True):
+    """CPU seconds of this process and (with `children`) its finished children (the
+    simulators)."""
     import resource
-    return sum(getattr(resource.getrusage(w), f) for w in (resource.RUSAGE_SELF,
-               resource.RUSAGE_CHILDREN) for f in ("ru_utime", "ru_stime"))
+    who = (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN) if children else (resource.RUSAGE_SELF,)
+    return sum(getattr(resource.getrusage(w), f) for w in who for f in ("ru_utime", "ru_stime"))
 
 
 def measure_task(unit, cfg, lib, synth_dir, out_dir, count, prepared):
@@ -1450,9 +1451,23 @@ def measure_task(unit, cfg, lib, synth_dir, out_dir, count, prepared):
     try:
         row = measure(unit, cfg, lib, synth_dir, out_dir, count, prepared=prepared)
     except (PowerError, subprocess.TimeoutExpired) as exc:
-        row = {"unit": unit, "preset": cfg.tag, "error": str(exc)}
+        row = _error_row(unit, cfg, str(exc))
     row["cpu_s"] = round(_cpu_s() - c0, 1)
     return row
+
+
+def _error_row(unit, cfg, message):
+    return {"unit": unit, "preset": cfg.tag, "error": message}
+
+
+def _benches(items, out_dir, count):
+    """(unit, cfg, prepared benches) per item, written here in order; a bench that cannot be
+    written comes as its error row in place of the benches."""
+    for unit, cfg in items:
+        try:
+            yield unit, cfg, prepare(unit, cfg, out_dir, count or POWER_COUNT[unit])
+        except PowerError as exc:
+            yield unit, cfg, _error_row(unit, cfg, str(exc))
 
 
 def run_all(items, lib, synth_dir=flow.DEFAULT_OUT, out_dir=DEFAULT_OUT, jobs=1, count=None,
@@ -1471,13 +1486,9 @@ def run_all(items, lib, synth_dir=flow.DEFAULT_OUT, out_dir=DEFAULT_OUT, jobs=1,
     if not items:
         return
     if engine is None and (jobs <= 1 or len(items) == 1):
-        for unit, cfg in items:
-            try:
-                prep = prepare(unit, cfg, out_dir, count or POWER_COUNT[unit])
-            except PowerError as exc:
-                yield {"unit": unit, "preset": cfg.tag, "error": str(exc)}
-                continue
-            yield measure_task(unit, cfg, lib, synth_dir, out_dir, count, prep)
+        for unit, cfg, prep in _benches(items, out_dir, count):
+            yield prep if isinstance(prep, dict) else measure_task(
+                unit, cfg, lib, synth_dir, out_dir, count, prep)
         return
     from dask.distributed import as_completed
     from engine.executor import Engine
@@ -1486,15 +1497,12 @@ def run_all(items, lib, synth_dir=flow.DEFAULT_OUT, out_dir=DEFAULT_OUT, jobs=1,
     def row_of(fut):
         unit, cfg = pending.pop(fut)
         value, error, _ = fut.result()
-        return value if error is None else {"unit": unit, "preset": cfg.tag,
-                                            "error": error.strip()}
+        return value if error is None else _error_row(unit, cfg, error.strip())
     try:
         pending, finished = {}, as_completed(loop=eng.client.loop)
-        for k, (unit, cfg) in enumerate(items):
-            try:
-                prep = prepare(unit, cfg, out_dir, count or POWER_COUNT[unit])
-            except PowerError as exc:
-                yield {"unit": unit, "preset": cfg.tag, "error": str(exc)}
+        for k, (unit, cfg, prep) in enumerate(_benches(items, out_dir, count)):
+            if isinstance(prep, dict):        # its error row
+                yield prep
                 continue
             fut = eng.submit(measure_task, unit, cfg, lib, synth_dir, out_dir, count, prep,
                              priority=len(items) - k)
@@ -1733,10 +1741,8 @@ def main(argv=None):
     runs_cpu = sum(r.get("cpu_s", 0) for r in rows)
     if engine is None and (args.jobs <= 1 or len(runs) == 1):
         here = _cpu_s() - runs_cpu   # the runs ran here, their simulators as our children
-    else:                # the local cluster's processes are our children too: their CPU is
-        import resource  # in the rows already, so only this process's own time counts here
-        own = resource.getrusage(resource.RUSAGE_SELF)
-        here = own.ru_utime + own.ru_stime
+    else:   # the local cluster's processes are our children too: their CPU is in the rows
+        here = _cpu_s(children=False)
     print(f"power: {len(rows)} run(s) in {time.monotonic() - t0:.0f} s; {here + runs_cpu:.0f} "
           f"CPU-s ({runs_cpu:.0f} in the runs with their simulators, {here:.0f} writing the "
           f"benches and the report); {args.report}/power.json, power.md")
