@@ -12,7 +12,10 @@ Two steps, as on a chip:
    offset register (what fits at the shift the scales want, with a factor-2 margin) and analog
    bias rows driven at full input (the rest); choose the ADC LSB of the layer (the 99.99th
    percentile of the line charges on training data, with room for the largest ADC gain); split
-   the layer over tiles (balanced row tiles, partial sums through the residual input).
+   the layer over tiles (balanced row tiles, partial sums through the residual input); give
+   every tensor its code width (`out_bits` of the NMPU that writes it: the activation width the
+   tiles read, or the wide width of the network's output) and run the layers whose row tiles
+   chain partial sums, and the output layer, on the wide NMPU (`wide_cfg`).
 
 2. `ProgrammedNetwork` (once per programming seed): program every tile (`golden.tile.Tile`),
    estimate every line's ADC gains (`Tile.calibrate`), take the global drift reference at
@@ -26,6 +29,17 @@ Two steps, as on a chip:
    the same programmed devices, gains and read noise: their differences are paired.
 
 Output of a layer y_j = relu(α_j·(P_j/ĝp_j − N_j/ĝn_j) + β_j + R_j), int8 codes.
+
+Widths (4-bit activations): the tiles read codes of their `input_bits` (sign + magnitude PWM),
+which are the output codes of the activation NMPU (`nmpu_cfg.out_bits`). The logits and the
+partial sums of a row-split layer need more: with `wide_cfg` (the same NMPU with a larger
+`out_bits`, e.g. 8), the network's output layer writes codes of that width at its own, finer
+scale, and every row tile of a row-split layer runs on the wide NMPU, so its partial sums hop at
+the wide width (at the layer's output LSB: headroom, no saturation at the activation codes);
+the last row tile of a hidden row-split layer is then saturated to the activation codes
+(`golden.nmpu.saturate` of the activation config: a wide NMPU whose output is clamped to the
+activation width is an activation NMPU with a wide residual input). `wide_cfg` None: every
+layer at the activation width, row tiles hopping at activation codes (the narrow chain).
 """
 
 import dataclasses
@@ -40,7 +54,7 @@ from golden import tile as gt
 from golden.network import BN_EPS, MATRIX_OPS, FloatMatrix, Network, layer_rows, run
 from hdl.config import LDPU_PRESETS, NMPU_PRESETS, RoundMode
 
-__all__ = ["fold_bn", "LayerPlan", "Plan", "plan", "encode_input", "TileImage",
+__all__ = ["fold_bn", "code_max", "LayerPlan", "Plan", "plan", "encode_input", "TileImage",
            "ProgrammedNetwork", "AnalogMatrix", "PATHS", "X_MAX", "round_int8", "compile_tile",
            "post_process", "layer_bound", "layer_reference"]
 
@@ -50,6 +64,11 @@ OUT_PERCENTILE = 99.99      # of |activation| on training data → int8 code 127
 ADC_PERCENTILE = 99.99      # of the line charges → the ADC full scale (÷ the largest gain)
 OFFSET_MARGIN = 0.5         # share of the NMPU offset range the digital bias may use
 MAX_BIAS_ROWS = 32
+
+
+def code_max(bits):
+    """Largest magnitude of sign + (bits − 1)-bit codes (8 → 127, 4 → 7)."""
+    return (1 << (bits - 1)) - 1
 
 
 def round_int8(y, x_max=X_MAX):
@@ -98,7 +117,9 @@ class LayerPlan:
     `weights`: (fan_in + bias_rows, c_out) in [−1, 1], polarity applied (the crossbar image);
     `a_unit`: |output LSB per unit of Σ x_code·w| per column (α = a_unit·lsb/g_max);
     `beta_digital`: the bias left to the periphery (output LSB), on the last row tile;
-    `row_edges`, `col_edges`: the tile split; `x_ref`: drift-reference inputs (fan_in codes).
+    `row_edges`, `col_edges`: the tile split; `x_ref`: drift-reference inputs (fan_in codes);
+    `out_bits`: the code width of the layer's output tensor; `wide`: the layer's tiles run on the
+    plan's wide NMPU (row-split layers and the output layer when the plan has one).
     """
 
     op: object
@@ -118,6 +139,13 @@ class LayerPlan:
     relu: bool
     g_max: float
     residual: str = None
+    out_bits: int = 8
+    wide: bool = False
+
+    @property
+    def out_max(self):
+        """Largest magnitude of the layer's output codes."""
+        return code_max(self.out_bits)
 
     @property
     def alpha(self):
@@ -135,11 +163,16 @@ class Plan:
     layers: dict
     input_scale: float
     adc_gain: str = "calibrated"
+    wide_cfg: object = None
 
     @property
     def x_max(self):
         """Largest activation code magnitude: the PWM input range (127 for 8-bit, 7 for 4-bit)."""
         return self.tile_cfg.x_max
+
+    def nmpu_of(self, name):
+        """The NMPU config layer `name`'s tiles run on (the wide one for `LayerPlan.wide`)."""
+        return self.wide_cfg if self.layers[name].wide else self.nmpu_cfg
 
     def encode_input(self, x):
         return encode_input(self, x)
@@ -198,12 +231,39 @@ def _nominal_shift_caps(nmpu_cfg, alpha):
     return OFFSET_MARGIN * o_hi * np.exp2(nmpu_cfg.offset_align - s_tot)
 
 
-def plan(net: Network, x_calib, *, tile_cfg=None, nmpu_cfg=None, ldpu_cfg=None,
+def _check_wide(nmpu_cfg, wide_cfg):
+    """The wide NMPU is the activation NMPU with a larger `out_bits` (at most the LDPU's 8)."""
+    if wide_cfg.out_bits > 8:
+        raise ValueError(f"`wide_cfg.out_bits` ({wide_cfg.out_bits}) must be at most 8 (the wide "
+                         f"codes also pass the LDPU's int8)")
+    if wide_cfg.out_bits < nmpu_cfg.out_bits:
+        raise ValueError(f"`wide_cfg.out_bits` ({wide_cfg.out_bits}) must be at least "
+                         f"`nmpu_cfg.out_bits` ({nmpu_cfg.out_bits}): the wide path carries the "
+                         f"partial sums and logits")
+    for f in dataclasses.fields(nmpu_cfg):
+        a, b = getattr(nmpu_cfg, f.name), getattr(wide_cfg, f.name)
+        if f.name not in ("name", "out_bits") and a != b:
+            raise ValueError(f"the wide NMPU must be the activation NMPU with another `out_bits`: "
+                             f"`{f.name}` is {b!r} in `wide_cfg` and {a!r} in `nmpu_cfg`")
+
+
+def _output_tensors(cfg):
+    """The network's output tensor and the tensors it is pooled from (no matrix layer between)."""
+    out = {cfg.output}
+    for op in reversed(cfg.ops):
+        if not isinstance(op, MATRIX_OPS) and op.dst in out:
+            out.add(op.src)
+    return out
+
+
+def plan(net: Network, x_calib, *, tile_cfg=None, nmpu_cfg=None, ldpu_cfg=None, wide_cfg=None,
          bias_mode="split", calib_vectors=4096, seed=0, adc_gain="calibrated"):
     """The `Plan` of `net`, calibrated on the inputs `x_calib` (see the module doc).
 
     Activations are codes of the tile's `input_bits` (sign + magnitude; 8: int8, 4: [−7, 7]),
-    which must be the NMPU's `out_bits`. `adc_gain`: "calibrated" (every line's gains estimated
+    which must be the NMPU's `out_bits`. `wide_cfg`: the NMPU of the network's output layer and
+    of every row-split layer's tiles (the activation NMPU with a larger `out_bits`); None: the
+    activation NMPU everywhere. `adc_gain`: "calibrated" (every line's gains estimated
     from reference reads, as the chip calibrates) or "fixed" (AnalogNets: one nominal gain,
     the lines' spread left uncorrected)."""
     tile_cfg = gt.TileConfig(name="pcm") if tile_cfg is None else tile_cfg
@@ -223,9 +283,11 @@ def plan(net: Network, x_calib, *, tile_cfg=None, nmpu_cfg=None, ldpu_cfg=None,
     if nmpu_cfg.out_bits > 8:
         raise ValueError(f"the NMPU's `out_bits` ({nmpu_cfg.out_bits}) must be at most 8 (the "
                          f"activation codes also pass the LDPU's int8)")
-    if xm != (1 << (nmpu_cfg.out_bits - 1)) - 1:
+    if xm != code_max(nmpu_cfg.out_bits):
         raise ValueError(f"the tile's `input_bits` must be {nmpu_cfg.out_bits} (the NMPU's "
                          f"`out_bits`: activations are its output codes), not {tile_cfg.input_bits}")
+    wide_cfg = nmpu_cfg if wide_cfg is None else wide_cfg
+    _check_wide(nmpu_cfg, wide_cfg)
     cfg = net.cfg
     for op in cfg.matrix_ops:  # validate every layer before the calibration pass uses it
         if op.name not in net.params:
@@ -244,12 +306,31 @@ def plan(net: Network, x_calib, *, tile_cfg=None, nmpu_cfg=None, ldpu_cfg=None,
         q = float(np.percentile(np.abs(a), OUT_PERCENTILE))
         g = find(name)
         peak[g] = max(peak.get(g, 0.0), q)
+    # code widths: the output (and what is pooled into it) at the wide width, the rest at the
+    # activation width the tiles read; a residual group shares one scale, so one width
+    wide_out = _output_tensors(cfg)
+    bits_of = {name: wide_cfg.out_bits if name in wide_out else nmpu_cfg.out_bits
+               for name in trace if name != "x"}
+    group_bits = {}
+    for name, b in bits_of.items():
+        b0, first = group_bits.setdefault(find(name), (b, name))
+        if b0 != b:
+            raise ValueError(f"tensors {first!r} ({b0}-bit codes) and {name!r} ({b}-bit) share one "
+                             f"scale through a residual connection: the network output has "
+                             f"`wide_cfg.out_bits` ({wide_cfg.out_bits}), activations "
+                             f"`nmpu_cfg.out_bits` ({nmpu_cfg.out_bits})")
+    for op in cfg.matrix_ops:
+        for src in (op.src, op.residual):
+            if src not in (None, "x") and bits_of[src] != tile_cfg.input_bits:
+                raise ValueError(f"layer {op.name!r} reads {src!r}, {bits_of[src]}-bit codes (the "
+                                 f"network output: `wide_cfg.out_bits`), but the tile's "
+                                 f"`input_bits` is {tile_cfg.input_bits}")
     s_of = {"x": float(xm)}
     for name in trace:
         if name != "x":
             if peak[find(name)] <= 0:
                 raise ValueError(f"tensor {name!r} is zero on the calibration data")
-            s_of[name] = xm / peak[find(name)]
+            s_of[name] = code_max(bits_of[name]) / peak[find(name)]
     rng = np.random.default_rng(seed)
     layers = {}
     for op in cfg.ops:
@@ -263,7 +344,9 @@ def plan(net: Network, x_calib, *, tile_cfg=None, nmpu_cfg=None, ldpu_cfg=None,
         wmax = np.abs(W).max(axis=0)
         wmax = np.where(wmax > 0, wmax, 1.0)
         unit = s_out * scale * wmax / s_in               # output LSB per unit of Σ x_code·w
-        # polarity from the NMPU compiler (α's sign); the same crossbar serves every path
+        # polarity from the NMPU compiler (α's sign); the same crossbar serves every path. The
+        # activation config stands for the wide one here: `compile_params` (polarity, shift,
+        # offset) does not depend on `out_bits`
         alpha_sign = np.zeros(nmpu_cfg.columns)
         alpha_sign[:op.c_out] = np.sign(unit) + (unit == 0)
         polarity = gn.compile_params(_free_layer(nmpu_cfg), alpha_sign, 0.0).polarity[:op.c_out]
@@ -302,14 +385,16 @@ def plan(net: Network, x_calib, *, tile_cfg=None, nmpu_cfg=None, ldpu_cfg=None,
         layers[op.name] = LayerPlan(
             op=op, s_in=s_in, s_out=s_out, scale=scale, bias=bias, wmax=wmax, polarity=polarity,
             weights=weights, bias_rows=n_b, a_unit=a_unit, beta_digital=beta_d, lsb=lsb,
-            split=split, x_ref=x_ref, relu=op.relu, g_max=tile_cfg.g_max, residual=op.residual)
+            split=split, x_ref=x_ref, relu=op.relu, g_max=tile_cfg.g_max, residual=op.residual,
+            out_bits=bits_of[op.dst], wide=op.dst in wide_out or split.row_tiles > 1)
     for lp in layers.values():
         if lp.residual is not None and lp.split.row_tiles > 1:
             raise ValueError(f"layer {lp.op.name!r} needs both a residual connection and a row "
                              f"split over {lp.split.row_tiles} tiles: the NMPU has one residual "
                              f"input")
     return Plan(net=net, tile_cfg=tile_cfg, nmpu_cfg=nmpu_cfg, ldpu_cfg=ldpu_cfg,
-                bias_mode=bias_mode, layers=layers, input_scale=float(xm), adc_gain=adc_gain)
+                bias_mode=bias_mode, layers=layers, input_scale=float(xm), adc_gain=adc_gain,
+                wide_cfg=wide_cfg)
 
 
 def _adc_lsb(tile_cfg, x_codes, weights):
@@ -405,7 +490,7 @@ class ProgrammedNetwork:
                     last = r == sp.row_tiles - 1
                     beta = lp.beta_digital[cols] if last else np.zeros(alpha.size)
                     ep, en = self.gains[name, r, k]
-                    images[name, r, k] = compile_tile(p.nmpu_cfg, p.ldpu_cfg, alpha, beta, ep, en,
+                    images[name, r, k] = compile_tile(p.nmpu_of(name), p.ldpu_cfg, alpha, beta, ep, en,
                                                       f, relu=lp.relu and last,
                                                       residual_en=(lp.residual is not None) or r > 0)
         self._images[t] = images
@@ -542,7 +627,9 @@ class AnalogMatrix:
             x = np.clip(np.asarray(rows, dtype=np.int64), -xm, xm).astype(np.float64)
             x = np.concatenate([x, np.full((x.shape[0], lp.bias_rows), float(xm))], axis=1)
         self._rows = None
-        nm_cfg, ld_cfg = prog.plan.nmpu_cfg, prog.plan.ldpu_cfg
+        nm_cfg, ld_cfg = prog.plan.nmpu_of(op.name), prog.plan.ldpu_cfg
+        hop_max = code_max(nm_cfg.out_bits)    # the partial sums' width
+        out_max = lp.out_max
         outs, budget = [], {q: [] for q in PATHS}
         digest = hashlib.sha1()
         for k in range(sp.col_tiles):
@@ -564,13 +651,19 @@ class AnalogMatrix:
                     acc_float = acc_float + part
                     if r == sp.row_tiles - 1:
                         y = acc_float + (0 if res is None else res)
-                        partial["float"] = round_int8(np.maximum(y, 0) if lp.relu else y, xm)
+                        partial["float"] = round_int8(np.maximum(y, 0) if lp.relu else y, out_max)
+                last = r == sp.row_tiles - 1
                 for q in ("nmpu", "ldpu"):
                     if q == self.path or self.record is not None:
                         prev = rr if r == 0 else partial[q]
                         partial[q] = post_process(q, nm_cfg, ld_cfg, img, p, n, prev)
-                        if q == "ldpu" and xm < X_MAX:  # the int8 output at the code width
-                            partial[q] = np.clip(partial[q], -xm - 1, xm)
+                        w = out_max if last else hop_max
+                        if q == "ldpu" and w < X_MAX:  # the int8 output at the code width
+                            partial[q] = np.clip(partial[q], -w - 1, w)
+                        if q == "nmpu" and last and out_max < hop_max:
+                            # a hidden row-split layer: the wide chain's last output clamped
+                            # to the activation codes (the activation NMPU's saturation)
+                            partial[q] = gn.saturate(prog.plan.nmpu_cfg, partial[q])[0]
             outs.append(partial[self.path])
             if self.record is not None:
                 for q in PATHS:

@@ -65,11 +65,12 @@ def _err_stats(d):
 
 def evaluate(net, data, *, seeds, times, nmpu_cfg=None, ldpu_cfg=None, tile_cfg=None,
              bias_mode="split", progress=True, budget=True, adc_gain="calibrated",
-             seeds_at=None, label=None, paths=None):
+             seeds_at=None, label=None, paths=None, wide_cfg=None):
     """Raw results of one network: {"plan": ..., "float": acc, "runs": [per seed × t × path]}.
 
     The plan is calibrated on `data.x_calib` (the MNIST calibration images; the digits' training
-    images). `adc_gain`: "calibrated" or "fixed" (`golden.compiler.plan`). `seeds_at`: optional
+    images). `adc_gain`: "calibrated" or "fixed"; `wide_cfg`: the NMPU of the logits and of the
+    row-split layers' partial sums (`golden.compiler.plan`). `seeds_at`: optional
     {t: seeds} reading only those seeds at t (e.g. 20 seeds at 1 day, 5 on the rest of the
     curve); every seed is programmed once whatever times it reads. `label` names the run in the
     progress lines. `paths`: the analog paths run (default all three; the NMPU path always):
@@ -82,7 +83,8 @@ def evaluate(net, data, *, seeds, times, nmpu_cfg=None, ldpu_cfg=None, tile_cfg=
     NMPU run of each seed and t also carries `same_counts` (per layer, each post-processing on
     the NMPU run's counts against the exactly rounded ideal value)."""
     plan = gc.plan(net, getattr(data, "x_calib", data.x_train), tile_cfg=tile_cfg,
-                   nmpu_cfg=nmpu_cfg, ldpu_cfg=ldpu_cfg, bias_mode=bias_mode, adc_gain=adc_gain)
+                   nmpu_cfg=nmpu_cfg, ldpu_cfg=ldpu_cfg, bias_mode=bias_mode, adc_gain=adc_gain,
+                   wide_cfg=wide_cfg)
     label = net.cfg.name if label is None else label
     if seeds_at is not None:
         bad = [t for t in seeds_at if t not in times or not set(seeds_at[t]) <= set(seeds)]
@@ -225,7 +227,8 @@ def _plan_summary(plan):
                      "lsb": lp.lsb, "alpha_min": float(lp.alpha.min()),
                      "alpha_max": float(lp.alpha.max()),
                      "flipped_columns": int(np.sum(lp.polarity < 0)),
-                     "beta_digital_max": float(np.abs(lp.beta_digital).max())}
+                     "beta_digital_max": float(np.abs(lp.beta_digital).max()),
+                     "out_bits": lp.out_bits, "nmpu": plan.nmpu_of(name).tag}
     return out
 
 
@@ -365,6 +368,11 @@ def main(argv=None):
     ap.add_argument("--fp16-main-only", action="store_true",
                     help="mnist: the FP16 LDPU path only in the main variant (the bit-exact FP16 "
                          "golden is 80 %% of the time); the others run float and NMPU")
+    ap.add_argument("--no-fp16", action="store_true",
+                    help="mnist: no FP16 LDPU path at all (drift and 4-bit studies; no NMPU − FP16)")
+    ap.add_argument("--main", default="8", choices=("8", "8hat"),
+                    help="mnist: the CNN variant read with --seeds at 1 day (8: float-trained; "
+                         "8hat: hardware-aware)")
     ap.add_argument("--out", type=Path, default=Path("build/report"))
     args = ap.parse_args(argv)
     n_seeds = args.seeds if args.seeds is not None else (2 if args.quick else 20)
@@ -413,7 +421,9 @@ class Variant:
     """One row group of the MNIST study: a network, its activation width (8: int8 codes; 4: PWM
     inputs of 4 bits and NMPU `out_bits` 4), whether it was trained hardware-aware (noise of the
     tile model, ADC quantisation and, at 4 bits, 4-bit activations during training), the NMPU
-    preset, the ADC gain handling and the times it is read at."""
+    preset, the ADC gain handling, the times it is read at and, below 8 bits, whether the logits
+    and the row-split layers' partial sums take the wide (8-bit) NMPU (`wide`) or stay at the
+    activation width (the narrow chain)."""
 
     network: str
     act_bits: int
@@ -422,11 +432,13 @@ class Variant:
     times: tuple
     adc_gain: str = "calibrated"
     main: bool = False
+    wide: bool = True
 
     @property
     def label(self):
         return (f"{self.network} {self.act_bits}-bit {'HAT' if self.hat else 'float-trained'} "
-                f"NMPU {self.nmpu}" + ("" if self.adc_gain == "calibrated" else " fixed-gain"))
+                f"NMPU {self.nmpu}" + ("" if self.adc_gain == "calibrated" else " fixed-gain")
+                + ("" if self.wide or self.act_bits == 8 else " narrow chain"))
 
     def train_config(self):
         changes = {}
@@ -444,6 +456,16 @@ class Variant:
         return dataclasses.replace(base, name=f"{self.nmpu}-out{self.act_bits}",
                                    out_bits=self.act_bits)
 
+    def wide_cfg(self):
+        """The NMPU of the logits and partial sums: the preset at 8 output bits (None: the
+        activation NMPU everywhere, for 8-bit activations or the narrow chain)."""
+        if self.act_bits == 8 or not self.wide:
+            return None
+        base = NMPU_PRESETS[self.nmpu]
+        if base.out_bits == 8:
+            return base
+        return dataclasses.replace(base, name=f"{self.nmpu}-out8", out_bits=8)
+
     def tile_cfg(self):
         return gt.TileConfig(name=f"pcm{self.act_bits}", input_bits=self.act_bits,
                              adc_bits=self.nmpu_cfg().adc_bits)
@@ -452,45 +474,52 @@ class Variant:
         return dataclasses.replace(LDPU_PRESETS["paper"], adc_bits=self.nmpu_cfg().adc_bits)
 
 
-VARIANT_KINDS = ("8", "8hat", "4", "4hat", "4hat-fixed", "presets")
+VARIANT_KINDS = ("8", "8hat", "4", "4hat", "4hat-fixed", "4hat-narrow", "presets")
 
 
-def mnist_variants(networks, nmpu_presets, *, quick=False, kinds=VARIANT_KINDS):
+def mnist_variants(networks, nmpu_presets, *, quick=False, kinds=VARIANT_KINDS, main_kind="8"):
     """The study's variants. Per network: 8-bit float-trained on the whole drift curve (the CNN's
-    is the main one: the 20-seed point at 1 day), 8-bit and 4-bit hardware-aware and 4-bit
-    float-trained at 1 min / 1 day / 1 year, 4-bit hardware-aware with a fixed ADC gain at 1 day,
-    and every further NMPU preset on the whole curve. `quick`: 1 min / 1 day / 1 year only."""
+    is the main one: the 20-seed point at 1 day; `main_kind` "8hat" makes the hardware-aware
+    8-bit CNN the main one instead), 8-bit and 4-bit hardware-aware and 4-bit float-trained at
+    1 min / 1 day / 1 year, 4-bit hardware-aware with a fixed ADC gain and with the narrow chain
+    (logits and partial sums at 4 bits) at 1 day, and every further NMPU preset on the whole
+    curve. `quick`: 1 min / 1 day / 1 year only."""
+    if main_kind not in ("8", "8hat"):
+        raise ValueError(f"`main_kind` must be '8' or '8hat', not {main_kind!r}")
     curve = MNIST_QUICK_TIMES if quick else MNIST_TIMES
     short = MNIST_QUICK_TIMES
     first, *others = nmpu_presets
     out = []
     for name in networks:
-        mine = [("8", Variant(name, 8, False, first, curve, main=name == "mnist_cnn")),
-                ("8hat", Variant(name, 8, True, first, short)),
+        cnn = name == "mnist_cnn"
+        mine = [("8", Variant(name, 8, False, first, curve, main=cnn and main_kind == "8")),
+                ("8hat", Variant(name, 8, True, first, short, main=cnn and main_kind == "8hat")),
                 ("4", Variant(name, 4, False, first, short)),
                 ("4hat", Variant(name, 4, True, first, short)),
-                ("4hat-fixed", Variant(name, 4, True, first, (DAY,), adc_gain="fixed"))]
+                ("4hat-fixed", Variant(name, 4, True, first, (DAY,), adc_gain="fixed")),
+                ("4hat-narrow", Variant(name, 4, True, first, (DAY,), wide=False))]
         mine += [("presets", Variant(name, 8, False, p, curve)) for p in others]
         out += [v for kind, v in mine if kind in kinds]
     return out
 
 
 def run_variants(variants, data, *, seeds, curve_seeds, progress=True, budget=True,
-                 fp16_main_only=False):
+                 fp16_main_only=False, fp16=True):
     """evaluate() of every variant: the main variant reads `seeds` at 1 day and `curve_seeds`
-    elsewhere, the others `curve_seeds` everywhere. Returns [(variant, result)]."""
+    elsewhere, the others `curve_seeds` everywhere; `fp16_main_only`: the FP16 LDPU path in the
+    main variant only; `fp16` False: in none. Returns [(variant, result)]."""
     out = []
     for v in variants:
         net = gnet.load_or_train(v.network, v.train_config(), data=data, progress=progress)
         all_seeds = list(range(max(seeds, curve_seeds) if v.main else curve_seeds))
         seeds_at = {t: list(range(seeds if (v.main and t == DAY) else curve_seeds))
                     for t in v.times}
+        with_fp16 = fp16 and (v.main or not fp16_main_only)
         res = evaluate(net, data, seeds=all_seeds, times=list(v.times), nmpu_cfg=v.nmpu_cfg(),
                        ldpu_cfg=v.ldpu_cfg(), tile_cfg=v.tile_cfg(), adc_gain=v.adc_gain,
-                       seeds_at=seeds_at, label=v.label, progress=progress,
-                       budget=budget and (v.main or v.act_bits < 8),
-                       paths=None if (v.main or not fp16_main_only)
-                       else ("analog_float", "analog_nmpu"))
+                       wide_cfg=v.wide_cfg(), seeds_at=seeds_at, label=v.label,
+                       progress=progress, budget=budget and (v.main or v.act_bits < 8),
+                       paths=None if with_fp16 else ("analog_float", "analog_nmpu"))
         out.append((v, res))
     return out
 
@@ -517,11 +546,11 @@ def _unpaired(a, b):
 
 def targets(results, test_images):
     """The issue's three targets, each with its figure and whether it is met."""
-    find = {(v.network, v.act_bits, v.hat, v.nmpu, v.adc_gain): (v, r) for v, r in results}
+    find = {(v.network, v.act_bits, v.hat, v.nmpu, v.adc_gain, v.wide): (v, r) for v, r in results}
     out = []
     main = [(v, r) for v, r in results if v.main]
     image = 100.0 / test_images
-    if main:
+    if main and _by_seed(main[0][1], "analog_ldpu", DAY):
         v, r = main[0]
         d = _paired(_by_seed(r, "analog_nmpu", DAY), _by_seed(r, "analog_ldpu", DAY))
         ok = (abs(d["mean"]) <= 0.12 and abs(d["mean"]) + 2 * d["se"] <= 0.2 and image <= 0.1
@@ -538,13 +567,20 @@ def targets(results, test_images):
                                   "global drift compensation)", "variant": v.label, **lo,
                         "met": bool(abs(lo["mean"]) <= 1.0)})
     for name in sorted({v.network for v, _ in results}):
-        a = find.get((name, 4, True, first, "calibrated"))
-        b = find.get((name, 8, True, first, "calibrated"))
+        a = find.get((name, 4, True, first, "calibrated", True))
+        b = find.get((name, 8, True, first, "calibrated", True))
         if a and b:
             d = _unpaired(_by_seed(a[1], "analog_nmpu", DAY), _by_seed(b[1], "analog_nmpu", DAY))
             out.append({"target": f"{name}: 4-bit within 1.0 point of 8-bit at 1 day, both "
                                   f"hardware-aware (NMPU)", "variant": f"{a[0].label} − {b[0].label}",
                         **d, "met": bool(d["mean"] >= -1.0)})
+        n = find.get((name, 4, True, first, "calibrated", False))
+        if a and n:  # the same network and seeds: the wide path's gain, paired
+            d = _paired(_by_seed(a[1], "analog_nmpu", DAY), _by_seed(n[1], "analog_nmpu", DAY))
+            out.append({"target": f"{name}: (no target) the wide logits and partial sums against "
+                                  f"the narrow chain, 4-bit HAT at 1 day, paired (NMPU)",
+                        "variant": f"{a[0].label} − {n[0].label}", **d,
+                        "met": bool(d["mean"] >= 0)})
     return out
 
 
@@ -640,11 +676,13 @@ def main_mnist(args, n_seeds, ap):
     networks = args.networks or [n for n in gnet.NETWORKS if gnet.DATASET.get(n) == "mnist"]
     t0 = time.time()
     data = mnist()
-    variants = mnist_variants(networks, presets, quick=args.quick, kinds=args.variants)
+    variants = mnist_variants(networks, presets, quick=args.quick, kinds=args.variants,
+                              main_kind=args.main)
     print(f"accuracy (mnist): {len(variants)} variants, {n_seeds} / {curve_seeds} seeds",
           file=sys.stderr, flush=True)
     results = run_variants(variants, data, seeds=n_seeds, curve_seeds=curve_seeds,
-                           budget=not args.no_budget, fp16_main_only=args.fp16_main_only)
+                           budget=not args.no_budget, fp16_main_only=args.fp16_main_only,
+                           fp16=not args.no_fp16)
     doc = {"suite": "mnist", "quick": args.quick, "seeds": n_seeds, "curve_seeds": curve_seeds,
            "nmpu_presets": presets, "test_images": int(data.y_test.size),
            "targets": targets(results, int(data.y_test.size)),
@@ -656,7 +694,9 @@ def main_mnist(args, n_seeds, ap):
         doc["variants"].append({
             "label": v.label, "network": v.network, "act_bits": v.act_bits, "hat": v.hat,
             "nmpu": v.nmpu, "adc_gain": v.adc_gain, "main": v.main, "times": list(v.times),
-            "train": tc.to_dict(), "nmpu_cfg": v.nmpu_cfg().tag, "tile": v.tile_cfg().to_dict(),
+            "train": tc.to_dict(), "nmpu_cfg": v.nmpu_cfg().tag, "wide": v.wide,
+            "wide_cfg": None if v.wide_cfg() is None else v.wide_cfg().tag,
+            "tile": v.tile_cfg().to_dict(),
             "rows": summarise(r), "layers": layer_table(r), "plan": _plan_summary(r["plan"])})
     doc["wall_seconds"] = time.time() - t0
     doc["load"] = " ".join(f"{x:.1f}" for x in os.getloadavg())

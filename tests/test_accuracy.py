@@ -206,11 +206,20 @@ def test_mnist_variants_and_targets(monkeypatch, tmp_path, net, data):
     """The MNIST study on a tiny stand-in (network, data, 2 seeds): every variant runs with its
     own NMPU width and ADC gain, the targets are computed from the per-seed rows, the files land."""
     vs = ga.mnist_variants(["mnist_cnn"], ["paper", "exp"])
-    assert [(v.act_bits, v.hat, v.nmpu, v.adc_gain) for v in vs] == [
-        (8, False, "paper", "calibrated"), (8, True, "paper", "calibrated"),
-        (4, False, "paper", "calibrated"), (4, True, "paper", "calibrated"),
-        (4, True, "paper", "fixed"), (8, False, "exp", "calibrated")]
+    assert [(v.act_bits, v.hat, v.nmpu, v.adc_gain, v.wide) for v in vs] == [
+        (8, False, "paper", "calibrated", True), (8, True, "paper", "calibrated", True),
+        (4, False, "paper", "calibrated", True), (4, True, "paper", "calibrated", True),
+        (4, True, "paper", "fixed", True), (4, True, "paper", "calibrated", False),
+        (8, False, "exp", "calibrated", True)]
     assert vs[0].main and vs[0].times == ga.MNIST_TIMES and not any(v.main for v in vs[1:])
+    hat = ga.mnist_variants(["mnist_cnn", "mnist_mlp"], ["paper"], main_kind="8hat")
+    assert [(v.network, v.act_bits, v.hat) for v in hat if v.main] == [("mnist_cnn", 8, True)]
+    with pytest.raises(ValueError, match="`main_kind` must be '8' or '8hat'"):
+        ga.mnist_variants(["mnist_cnn"], ["paper"], main_kind="4")
+    # 4-bit: the logits and partial sums on the preset at 8 bits, unless narrow
+    assert vs[3].wide_cfg() is __import__("hdl.config").config.NMPU_PRESETS["paper"]
+    assert vs[5].wide_cfg() is None and vs[0].wide_cfg() is None
+    assert vs[5].label.endswith("narrow chain") and not vs[3].label.endswith("chain")
     only = ga.mnist_variants(["mnist_cnn"], ["paper", "exp"], quick=True, kinds=("8", "4hat"))
     assert [(v.act_bits, v.hat) for v in only] == [(8, False), (4, True)]
     assert only[0].times == ga.MNIST_QUICK_TIMES
@@ -227,7 +236,7 @@ def test_mnist_variants_and_targets(monkeypatch, tmp_path, net, data):
         return net
 
     monkeypatch.setattr(gnet, "load_or_train", fake_train)
-    monkeypatch.setattr(ga, "mnist_variants", lambda nets, presets, quick=False, kinds=(): [
+    monkeypatch.setattr(ga, "mnist_variants", lambda nets, presets, quick=False, kinds=(), **kw: [
         ga.Variant("tiny", 8, False, "paper", (60.0, 86400.0, ga.YEAR), main=True),
         ga.Variant("tiny", 8, True, "paper", (86400.0,)),
         ga.Variant("tiny", 4, True, "paper", (86400.0,))])

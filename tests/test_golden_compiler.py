@@ -266,3 +266,98 @@ def test_executor_rows_equal_the_plain_rows(cnn, data, path):
             np.testing.assert_array_equal(y, trace[op.dst].reshape(y.shape))
     assert plain.digests == built.digests and plain.saturated == built.saturated
     np.testing.assert_array_equal(out, trace[cnn.cfg.output])
+
+
+# -- per-layer widths: 4-bit activations, wide (8-bit) logits and partial sums ---------------------
+
+N4 = dataclasses.replace(NMPU_PRESETS["paper"], name="paper-out4", out_bits=4)
+SMALL4 = dataclasses.replace(SMALL, name="small4", input_bits=4)
+
+
+def test_wide_logits_and_row_split_layers(mlp, data):
+    """With `wide_cfg`, the output layer writes 8-bit codes at a scale 127/7 finer and the
+    row-split hidden layer runs its tiles on the wide NMPU but hands 4-bit codes to the next
+    tile, on every path; without it every layer stays at 4 bits."""
+    x_cal = data.x_train[:300]
+    narrow = gc.plan(mlp, x_cal, tile_cfg=SMALL4.ideal, nmpu_cfg=N4)
+    wide = gc.plan(mlp, x_cal, tile_cfg=SMALL4.ideal, nmpu_cfg=N4, wide_cfg=NMPU_PRESETS["paper"])
+    assert [(lp.out_bits, lp.wide) for lp in narrow.layers.values()] == [(4, True), (4, True)]
+    assert narrow.nmpu_of("fc1") is N4 and narrow.nmpu_of("fc2") is N4     # wide_cfg None
+    assert wide.layers["fc1"].split.row_tiles == 3
+    assert [(lp.out_bits, lp.wide) for lp in wide.layers.values()] == [(4, True), (8, True)]
+    assert wide.nmpu_of("fc1") is NMPU_PRESETS["paper"]
+    assert wide.layers["fc2"].s_out == pytest.approx(narrow.layers["fc2"].s_out * 127 / 7)
+    assert wide.layers["fc1"].s_out == narrow.layers["fc1"].s_out
+    prog = gc.ProgrammedNetwork(wide, 0)
+    x = gc.encode_input(wide, data.x_test[:80])
+    for path in gc.PATHS:
+        trace = {}
+        logits = gnet.run(TINY_MLP, x, prog.matrix(path, 60.0), trace=trace)
+        assert trace["h"].min() >= 0 and trace["h"].max() == 7, path    # 4-bit codes, ReLU'd
+        assert np.abs(logits).max() > 20 and logits.min() >= -128 and logits.max() <= 127, path
+
+
+def _cancelling_net(seed=0):
+    """64 → 8 (ReLU) → 4 logits whose first layer's two row tiles (32 rows each on SMALL4)
+    cancel: tile 0's partial sum is large, the layer's output moderate, so a 4-bit partial sum
+    saturates where an 8-bit one does not."""
+    rng = np.random.default_rng(seed)
+    cfg = gnet.NetConfig("cancel", (64,), (
+        Dense("fc", "x", "h", 64, 8, bn=False, relu=True),
+        Dense("out", "h", "logits", 8, 4, bn=False, relu=False)))
+    w = rng.uniform(0.5, 1.0, (32, 8))
+    W = np.concatenate([w, -w * rng.uniform(0.6, 1.0, (32, 8))], axis=0)
+    params = {"fc": {"W": W, "b": np.zeros(8)},
+              "out": {"W": rng.normal(size=(8, 4)), "b": np.zeros(4)}}
+    return gnet.Network(cfg, TrainConfig(), params), rng.uniform(0.0, 1.0, (400, 64))
+
+
+def test_wide_partial_sums_beat_the_narrow_chain():
+    """On the same ideal tiles and input codes, the row-split layer's NMPU output against the
+    float layer (output LSB) is far closer with 8-bit partial sums than with partial sums that
+    saturate at the 4-bit codes; the logits, at 8 bits, are closer to the float network's."""
+    net, x = _cancelling_net()
+    errs, logit_errs = {}, {}
+    flog = gnet.run(net.cfg, x, gnet.FloatMatrix(net.params))
+    for name, wide_cfg in (("narrow", None), ("wide", NMPU_PRESETS["paper"])):
+        p = gc.plan(net, x, tile_cfg=SMALL4.ideal, nmpu_cfg=N4, wide_cfg=wide_cfg)
+        assert p.layers["fc"].split.row_tiles == 2 and p.layers["fc"].bias_rows == 0
+        prog = gc.ProgrammedNetwork(p, 0)
+        xin = gc.encode_input(p, x)
+        trace = {}
+        logits = gnet.run(net.cfg, xin, prog.matrix("nmpu", 60.0), trace=trace)
+        op = net.cfg.ops[0]
+        ref = gc.round_int8(gc.layer_reference(p, op, xin), 7)
+        errs[name] = np.sqrt(np.mean((trace["h"] - ref) ** 2))
+        logit_errs[name] = np.sqrt(np.mean((logits / p.layers["out"].s_out - flog) ** 2))
+    assert errs["narrow"] > 1.0 and errs["wide"] < 0.5 * errs["narrow"], errs
+    assert logit_errs["wide"] < logit_errs["narrow"], logit_errs
+
+
+def test_width_errors_name_the_fields(mlp, data):
+    x = data.x_train[:50]
+    kw = dict(tile_cfg=SMALL4, nmpu_cfg=N4)
+    with pytest.raises(ValueError, match=r"`wide_cfg.out_bits` \(3\) must be at least "
+                                         r"`nmpu_cfg.out_bits` \(4\)"):
+        gc.plan(mlp, x, **kw, wide_cfg=dataclasses.replace(N4, out_bits=3))
+    with pytest.raises(ValueError, match=r"`wide_cfg.out_bits` \(10\) must be at most 8"):
+        gc.plan(mlp, x, **kw, wide_cfg=dataclasses.replace(N4, out_bits=10))
+    with pytest.raises(ValueError, match="`lanes` is 32 in `wide_cfg` and 64 in `nmpu_cfg`"):
+        gc.plan(mlp, x, **kw, wide_cfg=dataclasses.replace(NMPU_PRESETS["paper"], lanes=32))
+    # the output tensor read by a tile, and an 8-bit output tied to a 4-bit tensor by a residual
+    rng = np.random.default_rng(1)
+    reads = gnet.NetConfig("reads-out", (64,), (
+        Dense("fc1", "x", "h", 64, 10), Dense("fc2", "h", "logits", 10, 10, relu=False)),
+        output="h")
+    tied = gnet.NetConfig("tied", (64,), (
+        Dense("fc1", "x", "h", 64, 10), Dense("fc2", "h", "logits", 10, 10, residual="h")))
+    for cfg, msg in ((reads, r"layer 'fc2' reads 'h', 8-bit codes .* `input_bits` is 4"),
+                     (tied, r"'h' \(4-bit codes\) and 'logits' \(8-bit\) share one scale")):
+        params = {op.name: {"W": rng.normal(size=(op.fan_in, op.c_out)),
+                            "gamma": np.ones(op.c_out), "beta": np.zeros(op.c_out),
+                            "mean": np.zeros(op.c_out), "var": np.ones(op.c_out)}
+                  for op in cfg.matrix_ops}
+        net = gnet.Network(cfg, TrainConfig(), params)
+        with pytest.raises(ValueError, match=msg):
+            gc.plan(net, x, **kw, wide_cfg=NMPU_PRESETS["paper"])
+        gc.plan(net, x, **kw)          # without the wide path every tensor is 4 bits: fine
