@@ -164,6 +164,7 @@ class Plan:
     input_scale: float
     adc_gain: str = "calibrated"
     wide_cfg: object = None
+    drift_comp: str = "tile"
 
     @property
     def x_max(self):
@@ -257,7 +258,7 @@ def _output_tensors(cfg):
 
 
 def plan(net: Network, x_calib, *, tile_cfg=None, nmpu_cfg=None, ldpu_cfg=None, wide_cfg=None,
-         bias_mode="split", calib_vectors=4096, seed=0, adc_gain="calibrated"):
+         bias_mode="split", calib_vectors=4096, seed=0, adc_gain="calibrated", drift_comp="tile"):
     """The `Plan` of `net`, calibrated on the inputs `x_calib` (see the module doc).
 
     Activations are codes of the tile's `input_bits` (sign + magnitude; 8: int8, 4: [−7, 7]),
@@ -265,7 +266,9 @@ def plan(net: Network, x_calib, *, tile_cfg=None, nmpu_cfg=None, ldpu_cfg=None, 
     of every row-split layer's tiles (the activation NMPU with a larger `out_bits`); None: the
     activation NMPU everywhere. `adc_gain`: "calibrated" (every line's gains estimated
     from reference reads, as the chip calibrates) or "fixed" (AnalogNets: one nominal gain,
-    the lines' spread left uncorrected)."""
+    the lines' spread left uncorrected). `drift_comp`: "tile" (one global drift factor per tile
+    from its reference reads, as the chips do) or "column" (one factor per column from the same
+    reads, summed per line: a diagnosis of what a global factor leaves)."""
     tile_cfg = gt.TileConfig(name="pcm") if tile_cfg is None else tile_cfg
     nmpu_cfg = NMPU_PRESETS["paper"] if nmpu_cfg is None else nmpu_cfg
     ldpu_cfg = LDPU_PRESETS["paper"] if ldpu_cfg is None else ldpu_cfg
@@ -273,6 +276,8 @@ def plan(net: Network, x_calib, *, tile_cfg=None, nmpu_cfg=None, ldpu_cfg=None, 
         raise ValueError(f"`bias_mode` must be 'split' or 'digital', not {bias_mode!r}")
     if adc_gain not in ("calibrated", "fixed"):
         raise ValueError(f"`adc_gain` must be 'calibrated' or 'fixed', not {adc_gain!r}")
+    if drift_comp not in ("tile", "column"):
+        raise ValueError(f"`drift_comp` must be 'tile' or 'column', not {drift_comp!r}")
     if tile_cfg.cols > nmpu_cfg.columns or tile_cfg.cols > ldpu_cfg.columns:
         raise ValueError(f"the tile has {tile_cfg.cols} lines but the NMPU/LDPU serve "
                          f"{nmpu_cfg.columns}/{ldpu_cfg.columns} columns")
@@ -394,7 +399,7 @@ def plan(net: Network, x_calib, *, tile_cfg=None, nmpu_cfg=None, ldpu_cfg=None, 
                              f"input")
     return Plan(net=net, tile_cfg=tile_cfg, nmpu_cfg=nmpu_cfg, ldpu_cfg=ldpu_cfg,
                 bias_mode=bias_mode, layers=layers, input_scale=float(xm), adc_gain=adc_gain,
-                wide_cfg=wide_cfg)
+                wide_cfg=wide_cfg, drift_comp=drift_comp)
 
 
 def _adc_lsb(tile_cfg, x_codes, weights):
@@ -467,7 +472,8 @@ class ProgrammedNetwork:
         x = self._ref_inputs(lp, r)
         for _ in range(8):  # a saturating reference would be biased: halve the inputs
             try:
-                return tile.drift_reference(x, t, lsb=lp.lsb)
+                return tile.drift_reference(x, t, lsb=lp.lsb,
+                                            per_line=self.plan.drift_comp == "column")
             except ValueError:
                 x = x // 2
         raise ValueError(f"layer {lp.op.name!r}: drift reference saturates")
@@ -485,13 +491,13 @@ class ProgrammedNetwork:
                     tile = self.tiles[name][r][k]
                     cols = sp.cols_of(k)
                     ref = self._reference(lp, r, tile, t)
-                    f = gt.drift_factor(self.ref0[name, r, k], ref) if ref > 0 else 1.0
+                    f = _drift_factors(self.ref0[name, r, k], ref)
                     alpha = lp.alpha[cols] * f
                     last = r == sp.row_tiles - 1
                     beta = lp.beta_digital[cols] if last else np.zeros(alpha.size)
                     ep, en = self.gains[name, r, k]
                     images[name, r, k] = compile_tile(p.nmpu_of(name), p.ldpu_cfg, alpha, beta, ep, en,
-                                                      f, relu=lp.relu and last,
+                                                      float(np.mean(f)), relu=lp.relu and last,
                                                       residual_en=(lp.residual is not None) or r > 0)
         self._images[t] = images
         return images
@@ -502,6 +508,15 @@ class ProgrammedNetwork:
     def logits(self, path, t, x, record=None):
         """Output codes of the network on inputs x (floats in [0, 1]) through `path`."""
         return run(self.plan.net.cfg, encode_input(self.plan, x), self.matrix(path, t, record))
+
+
+def _drift_factors(ref0, ref):
+    """The drift factor of a tile (scalar references) or of each column (per-line references);
+    1 where the reference at t is 0 (nothing to scale)."""
+    if np.ndim(ref) == 0:
+        return gt.drift_factor(ref0, ref) if ref > 0 else 1.0
+    return np.array([gt.drift_factor(a, b) if a > 0 and b > 0 else 1.0
+                     for a, b in zip(ref0, ref)])
 
 
 def _calibrate(tile, reads, lsb):

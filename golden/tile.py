@@ -633,14 +633,18 @@ def calibrate_gains(cfg, gain_pos, gain_neg, lsb, rng, *, reads=8, levels=(0.2, 
     return out[0], out[1]
 
 
-def drift_reference(cfg, x_ref, g_pos, g_neg, gain_pos, gain_neg, lsb, rng=None):
+def drift_reference(cfg, x_ref, g_pos, g_neg, gain_pos, gain_neg, lsb, rng=None, *,
+                    per_line=False):
     """The global drift reference: Σ |P − N| over every line and reference vector of the counts
-    the reference inputs `x_ref` give (a float). Raises when a read saturates (the reference would
-    be biased): choose a smaller `x_ref`."""
+    the reference inputs `x_ref` give (a float); `per_line`: the sum per line instead (an array,
+    for a per-column compensation). Raises when a read saturates (the reference would be
+    biased): choose a smaller `x_ref`."""
     qp, qn = mvm(cfg, x_ref, g_pos, g_neg)
     p, n, sat = adc(cfg, qp, qn, gain_pos, gain_neg, lsb, rng, return_saturated=True)
     if sat.any:
         raise ValueError(f"the drift reference read saturated {sat.count} counts: scale `x_ref` down")
+    if per_line:
+        return np.abs(p - n).reshape(-1, p.shape[-1]).sum(axis=0).astype(np.float64)
     return float(np.abs(p - n).sum())
 
 
@@ -821,10 +825,11 @@ class Tile:
                                self.lsb if lsb is None else lsb, self._cal_rng,
                                reads=reads, levels=levels)
 
-    def drift_reference(self, x_ref, t, *, lsb=None):
+    def drift_reference(self, x_ref, t, *, lsb=None, per_line=False):
         """`drift_reference` of this tile at time t."""
         return drift_reference(self.cfg, x_ref, *self.conductances(t), self.gain_pos,
-                               self.gain_neg, self.lsb if lsb is None else lsb, self._adc_rng)
+                               self.gain_neg, self.lsb if lsb is None else lsb, self._adc_rng,
+                               per_line=per_line)
 
 
 def tile_layer(cfg, weights, seed):

@@ -65,12 +65,13 @@ def _err_stats(d):
 
 def evaluate(net, data, *, seeds, times, nmpu_cfg=None, ldpu_cfg=None, tile_cfg=None,
              bias_mode="split", progress=True, budget=True, adc_gain="calibrated",
-             seeds_at=None, label=None, paths=None, wide_cfg=None):
+             seeds_at=None, label=None, paths=None, wide_cfg=None, drift_comp="tile"):
     """Raw results of one network: {"plan": ..., "float": acc, "runs": [per seed × t × path]}.
 
     The plan is calibrated on `data.x_calib` (the MNIST calibration images; the digits' training
     images). `adc_gain`: "calibrated" or "fixed"; `wide_cfg`: the NMPU of the logits and of the
-    row-split layers' partial sums (`golden.compiler.plan`). `seeds_at`: optional
+    row-split layers' partial sums; `drift_comp`: "tile" or "column" (`golden.compiler.plan`).
+    `seeds_at`: optional
     {t: seeds} reading only those seeds at t (e.g. 20 seeds at 1 day, 5 on the rest of the
     curve); every seed is programmed once whatever times it reads. `label` names the run in the
     progress lines. `paths`: the analog paths run (default all three; the NMPU path always):
@@ -84,7 +85,7 @@ def evaluate(net, data, *, seeds, times, nmpu_cfg=None, ldpu_cfg=None, tile_cfg=
     the NMPU run's counts against the exactly rounded ideal value)."""
     plan = gc.plan(net, getattr(data, "x_calib", data.x_train), tile_cfg=tile_cfg,
                    nmpu_cfg=nmpu_cfg, ldpu_cfg=ldpu_cfg, bias_mode=bias_mode, adc_gain=adc_gain,
-                   wide_cfg=wide_cfg)
+                   wide_cfg=wide_cfg, drift_comp=drift_comp)
     label = net.cfg.name if label is None else label
     if seeds_at is not None:
         bad = [t for t in seeds_at if t not in times or not set(seeds_at[t]) <= set(seeds)]
@@ -193,11 +194,11 @@ def summarise(result):
     return rows
 
 
-def layer_table(result):
+def layer_table(result, t=None):
     """Per layer × path: end-to-end error (mean over seeds and times of RMS, worst max) and,
-    for LDPU and NMPU, the same-counts error, in output LSB."""
+    for LDPU and NMPU, the same-counts error, in output LSB; `t`: at that time only."""
     out = []
-    runs = result["runs"]
+    runs = [r for r in result["runs"] if t is None or r["t"] == t]
     names = [op.name for op in result["plan"].net.cfg.matrix_ops]
     for name in names:
         for p in _ANALOG:
@@ -370,6 +371,9 @@ def main(argv=None):
                          "golden is 80 %% of the time); the others run float and NMPU")
     ap.add_argument("--no-fp16", action="store_true",
                     help="mnist: no FP16 LDPU path at all (drift and 4-bit studies; no NMPU − FP16)")
+    ap.add_argument("--drift-comp", default="tile", choices=("tile", "column"),
+                    help="mnist: drift compensation, one factor per tile (the chip's global "
+                         "compensation) or per column (a diagnosis)")
     ap.add_argument("--main", default="8", choices=("8", "8hat"),
                     help="mnist: the CNN variant read with --seeds at 1 day (8: float-trained; "
                          "8hat: hardware-aware)")
@@ -504,10 +508,11 @@ def mnist_variants(networks, nmpu_presets, *, quick=False, kinds=VARIANT_KINDS, 
 
 
 def run_variants(variants, data, *, seeds, curve_seeds, progress=True, budget=True,
-                 fp16_main_only=False, fp16=True):
+                 fp16_main_only=False, fp16=True, drift_comp="tile"):
     """evaluate() of every variant: the main variant reads `seeds` at 1 day and `curve_seeds`
     elsewhere, the others `curve_seeds` everywhere; `fp16_main_only`: the FP16 LDPU path in the
-    main variant only; `fp16` False: in none. Returns [(variant, result)]."""
+    main variant only; `fp16` False: in none; `drift_comp` for every variant (`evaluate`).
+    Returns [(variant, result)]."""
     out = []
     for v in variants:
         net = gnet.load_or_train(v.network, v.train_config(), data=data, progress=progress)
@@ -517,7 +522,8 @@ def run_variants(variants, data, *, seeds, curve_seeds, progress=True, budget=Tr
         with_fp16 = fp16 and (v.main or not fp16_main_only)
         res = evaluate(net, data, seeds=all_seeds, times=list(v.times), nmpu_cfg=v.nmpu_cfg(),
                        ldpu_cfg=v.ldpu_cfg(), tile_cfg=v.tile_cfg(), adc_gain=v.adc_gain,
-                       wide_cfg=v.wide_cfg(), seeds_at=seeds_at, label=v.label,
+                       wide_cfg=v.wide_cfg(), drift_comp=drift_comp, seeds_at=seeds_at,
+                       label=v.label,
                        progress=progress, budget=budget and (v.main or v.act_bits < 8),
                        paths=None if with_fp16 else ("analog_float", "analog_nmpu"))
         out.append((v, res))
@@ -590,7 +596,8 @@ def markdown_mnist(doc):
          "drift to 1 year", "",
          f"{n} test images (one image = {100 / n:.3f} points), 500 calibration images, 3500 "
          f"training images (golden.data.mnist). Seeds: {doc['seeds']} at the main point (CNN, "
-         f"8-bit, 1 day), {doc['curve_seeds']} elsewhere. Wall time {doc['wall_seconds']:.0f} s "
+         f"8-bit, 1 day), {doc['curve_seeds']} elsewhere. Drift compensation per "
+         f"{doc.get('drift_comp', 'tile')}. Wall time {doc['wall_seconds']:.0f} s "
          f"(load average {doc['load']}).", "",
          "## Targets", "", "| target | variant | seeds | figure (points) | met |",
          "|---|---|---|---:|---|"]
@@ -682,8 +689,9 @@ def main_mnist(args, n_seeds, ap):
           file=sys.stderr, flush=True)
     results = run_variants(variants, data, seeds=n_seeds, curve_seeds=curve_seeds,
                            budget=not args.no_budget, fp16_main_only=args.fp16_main_only,
-                           fp16=not args.no_fp16)
+                           fp16=not args.no_fp16, drift_comp=args.drift_comp)
     doc = {"suite": "mnist", "quick": args.quick, "seeds": n_seeds, "curve_seeds": curve_seeds,
+           "drift_comp": args.drift_comp,
            "nmpu_presets": presets, "test_images": int(data.y_test.size),
            "targets": targets(results, int(data.y_test.size)),
            "networks_info": {}, "variants": []}
@@ -697,7 +705,9 @@ def main_mnist(args, n_seeds, ap):
             "train": tc.to_dict(), "nmpu_cfg": v.nmpu_cfg().tag, "wide": v.wide,
             "wide_cfg": None if v.wide_cfg() is None else v.wide_cfg().tag,
             "tile": v.tile_cfg().to_dict(),
-            "rows": summarise(r), "layers": layer_table(r), "plan": _plan_summary(r["plan"])})
+            "rows": summarise(r), "layers": layer_table(r),
+            "layers_by_time": {_label(t): layer_table(r, t) for t in v.times},
+            "plan": _plan_summary(r["plan"])})
     doc["wall_seconds"] = time.time() - t0
     doc["load"] = " ".join(f"{x:.1f}" for x in os.getloadavg())
     args.out.mkdir(parents=True, exist_ok=True)

@@ -361,3 +361,28 @@ def test_width_errors_name_the_fields(mlp, data):
         with pytest.raises(ValueError, match=msg):
             gc.plan(net, x, **kw, wide_cfg=NMPU_PRESETS["paper"])
         gc.plan(net, x, **kw)          # without the wide path every tensor is 4 bits: fine
+
+
+def test_column_drift_compensation(mlp, data):
+    """`drift_comp="column"`: one factor per column from the same reference reads summed per
+    line (their total is the tile's global reference); the columns' factors spread around the
+    tile's and average close to it."""
+    tile_plan = gc.plan(mlp, data.x_train[:300], tile_cfg=SMALL)
+    col_plan = gc.plan(mlp, data.x_train[:300], tile_cfg=SMALL, drift_comp="column")
+    year = 365 * 86400.0
+    by_tile, by_col = gc.ProgrammedNetwork(tile_plan, 1), gc.ProgrammedNetwork(col_plan, 1)
+    tile = by_col.tiles["fc1"][0][0]
+    x = by_col._ref_inputs(col_plan.layers["fc1"], 0)
+    lsb = col_plan.layers["fc1"].lsb
+    lines = tile.drift_reference(x, year, lsb=lsb, per_line=True)
+    assert lines.shape == (tile.gain_pos.size,)
+    assert lines.sum() == tile.drift_reference(x, year, lsb=lsb)
+    a, b = by_tile.compile(year), by_col.compile(year)
+    for key, img in b.items():
+        f_tile = a[key].alpha / tile_plan.layers[key[0]].alpha[tile_plan.layers[key[0]].split.cols_of(key[2])]
+        f_col = img.alpha / col_plan.layers[key[0]].alpha[col_plan.layers[key[0]].split.cols_of(key[2])]
+        np.testing.assert_allclose(f_tile, f_tile[0])               # one factor per tile
+        assert f_col.std() > 0 and f_col.mean() == pytest.approx(f_tile[0], rel=0.2)
+        assert f_tile[0] > 1.05                                      # a year of drift to undo
+    with pytest.raises(ValueError, match="`drift_comp` must be 'tile' or 'column'"):
+        gc.plan(mlp, data.x_train[:50], tile_cfg=SMALL, drift_comp="layer")
