@@ -640,6 +640,20 @@ def markdown_mnist(doc):
                 L.append(f"| {v['network']} {name}" + (f" {v['nmpu']}" if p == "analog_nmpu" else "")
                          + " | " + " | ".join(f"{vals[t]:.2f}" if t in vals else "–" for t in times)
                          + " |")
+    L += ["", "## Per-layer error against float by time (NMPU path, output LSB RMS, mean over "
+          "seeds)", ""]
+    for v in doc["variants"]:
+        by_t = v.get("layers_by_time", {})
+        if len(by_t) < 2:
+            continue
+        names = [x["layer"] for x in next(iter(by_t.values())) if x["path"] == "analog_nmpu"]
+        L += [f"{v['label']}:", "", "| layer | " + " | ".join(by_t) + " |",
+              "|---|" + "---:|" * len(by_t)]
+        for name in names:
+            L.append(f"| {name} | " + " | ".join(
+                f"{x['end_to_end_rms']:.2f}" for rows in by_t.values() for x in rows
+                if x["layer"] == name and x["path"] == "analog_nmpu") + " |")
+        L.append("")
     L += ["", "Per-seed accuracies: `accuracy_mnist_seeds.csv`; per-layer errors and plans: "
           "`accuracy_mnist.json`.", ""]
     return "\n".join(L)
