@@ -23,6 +23,7 @@ rounded ideal value: the digital periphery's own error).
 
 import argparse
 import dataclasses
+import functools
 import json
 import os
 import sys
@@ -374,6 +375,9 @@ def main(argv=None):
     ap.add_argument("--drift-comp", default="tile", choices=("tile", "column"),
                     help="mnist: drift compensation, one factor per tile (the chip's global "
                          "compensation) or per column (a diagnosis)")
+    ap.add_argument("--hat-noise", type=float, default=HAT_NOISE,
+                    help="mnist: `hw_noise` of the hardware-aware networks (1: the tile's device "
+                         "spread at 1 day; 1.4: about that at 1 year)")
     ap.add_argument("--main", default="8", choices=("8", "8hat"),
                     help="mnist: the CNN variant read with --seeds at 1 day (8: float-trained; "
                          "8hat: hardware-aware)")
@@ -437,17 +441,19 @@ class Variant:
     adc_gain: str = "calibrated"
     main: bool = False
     wide: bool = True
+    hat_noise: float = HAT_NOISE
 
     @property
     def label(self):
-        return (f"{self.network} {self.act_bits}-bit {'HAT' if self.hat else 'float-trained'} "
+        hat = "HAT" + ("" if self.hat_noise == HAT_NOISE else f" x{self.hat_noise:g}")
+        return (f"{self.network} {self.act_bits}-bit {hat if self.hat else 'float-trained'} "
                 f"NMPU {self.nmpu}" + ("" if self.adc_gain == "calibrated" else " fixed-gain")
                 + ("" if self.wide or self.act_bits == 8 else " narrow chain"))
 
     def train_config(self):
         changes = {}
         if self.hat:
-            changes["hw_noise"] = HAT_NOISE
+            changes["hw_noise"] = self.hat_noise
             if self.act_bits < 8:
                 changes["act_bits"] = self.act_bits
         return gnet.train_config(self.network, **changes)
@@ -481,13 +487,15 @@ class Variant:
 VARIANT_KINDS = ("8", "8hat", "4", "4hat", "4hat-fixed", "4hat-narrow", "presets")
 
 
-def mnist_variants(networks, nmpu_presets, *, quick=False, kinds=VARIANT_KINDS, main_kind="8"):
+def mnist_variants(networks, nmpu_presets, *, quick=False, kinds=VARIANT_KINDS, main_kind="8",
+                   hat_noise=HAT_NOISE):
     """The study's variants. Per network: 8-bit float-trained on the whole drift curve (the CNN's
     is the main one: the 20-seed point at 1 day; `main_kind` "8hat" makes the hardware-aware
     8-bit CNN the main one instead), 8-bit and 4-bit hardware-aware and 4-bit float-trained at
     1 min / 1 day / 1 year, 4-bit hardware-aware with a fixed ADC gain and with the narrow chain
     (logits and partial sums at 4 bits) at 1 day, and every further NMPU preset on the whole
-    curve. `quick`: 1 min / 1 day / 1 year only."""
+    curve. `quick`: 1 min / 1 day / 1 year only. `hat_noise`: the hardware-aware networks'
+    `hw_noise` (1: the device spread at 1 day; about 1.4: at 1 year)."""
     if main_kind not in ("8", "8hat"):
         raise ValueError(f"`main_kind` must be '8' or '8hat', not {main_kind!r}")
     curve = MNIST_QUICK_TIMES if quick else MNIST_TIMES
@@ -496,12 +504,13 @@ def mnist_variants(networks, nmpu_presets, *, quick=False, kinds=VARIANT_KINDS, 
     out = []
     for name in networks:
         cnn = name == "mnist_cnn"
+        hat = functools.partial(Variant, hat_noise=hat_noise)
         mine = [("8", Variant(name, 8, False, first, curve, main=cnn and main_kind == "8")),
-                ("8hat", Variant(name, 8, True, first, short, main=cnn and main_kind == "8hat")),
+                ("8hat", hat(name, 8, True, first, short, main=cnn and main_kind == "8hat")),
                 ("4", Variant(name, 4, False, first, short)),
-                ("4hat", Variant(name, 4, True, first, short)),
-                ("4hat-fixed", Variant(name, 4, True, first, (DAY,), adc_gain="fixed")),
-                ("4hat-narrow", Variant(name, 4, True, first, (DAY,), wide=False))]
+                ("4hat", hat(name, 4, True, first, short)),
+                ("4hat-fixed", hat(name, 4, True, first, (DAY,), adc_gain="fixed")),
+                ("4hat-narrow", hat(name, 4, True, first, (DAY,), wide=False))]
         mine += [("presets", Variant(name, 8, False, p, curve)) for p in others]
         out += [v for kind, v in mine if kind in kinds]
     return out
@@ -566,8 +575,7 @@ def targets(results, test_images):
                     "variant": v.label, **d, "image_points": image, "met": bool(ok)})
     first = results[0][0].nmpu if results else None
     for v, r in results:  # drift: the same devices at 1 year and at 1 min, paired per seed
-        if v.act_bits == 8 and not v.hat and v.adc_gain == "calibrated" \
-                and YEAR in v.times and 60.0 in v.times:
+        if v.act_bits == 8 and v.adc_gain == "calibrated" and YEAR in v.times and 60.0 in v.times:
             lo = _paired(_by_seed(r, "analog_nmpu", YEAR), _by_seed(r, "analog_nmpu", 60.0))
             out.append({"target": "drift: accuracy at 1 year within 1 point of 1 minute (NMPU, "
                                   "global drift compensation)", "variant": v.label, **lo,
@@ -608,7 +616,7 @@ def markdown_mnist(doc):
     L += ["", "## Networks (float, on the test images)", "",
           "| network | training | float test accuracy | train accuracy | seconds to train |",
           "|---|---|---:|---:|---:|"]
-    for key, info in doc["networks_info"].items():
+    for key, info in doc["networks_info"].items():  # key: "network|training"
         L.append(f"| {key.split('|')[0]} | {key.split('|')[1]} | "
                  f"{100 * info.get('test_accuracy', float('nan')):.2f} % | "
                  f"{100 * info.get('train_accuracy', float('nan')):.2f} % | "
@@ -698,7 +706,7 @@ def main_mnist(args, n_seeds, ap):
     t0 = time.time()
     data = mnist()
     variants = mnist_variants(networks, presets, quick=args.quick, kinds=args.variants,
-                              main_kind=args.main)
+                              main_kind=args.main, hat_noise=args.hat_noise)
     print(f"accuracy (mnist): {len(variants)} variants, {n_seeds} / {curve_seeds} seeds",
           file=sys.stderr, flush=True)
     results = run_variants(variants, data, seeds=n_seeds, curve_seeds=curve_seeds,
@@ -711,7 +719,8 @@ def main_mnist(args, n_seeds, ap):
            "networks_info": {}, "variants": []}
     for v, r in results:
         tc = v.train_config()
-        doc["networks_info"][f"{v.network}|{'HAT' if v.hat else 'float'}"
+        hat = "HAT" + (f" x{tc.hw_noise:g}" if tc.hw_noise != HAT_NOISE else "")
+        doc["networks_info"][f"{v.network}|{hat if v.hat else 'float'}"
                              f"{' act4' if tc.act_bits else ''}"] = r["plan"].net.info
         doc["variants"].append({
             "label": v.label, "network": v.network, "act_bits": v.act_bits, "hat": v.hat,
