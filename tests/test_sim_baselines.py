@@ -18,18 +18,21 @@ REGRESS = os.environ.get("TB_REGRESS") == "1"
 
 
 def _cases():
-    """(unit, cfg, sim, regress-only?): `tiny` on both simulators; full-size presets in `make
-    regress` only (their data goes through the fast path in `make test`); the random LDPU
-    config on Icarus in `make test` and on Verilator too in `make regress` (the LDPU's `tiny`
-    runs on both), the random FP16Outer config on both."""
+    """(unit, cfg, sim, regress-only?): FP16Outer `tiny` and a random FP16Outer config on both
+    simulators; the LDPU's `tiny` and random config on Icarus, and on Verilator in `make
+    regress` only: in `make test` the LDPU reaches Verilator through the fast path
+    (tests/test_fastpath.py: `tiny`, every output beat under three stall modes), and its
+    bench's protocol, reset and error scenarios are the NMPU's (tb_ldpu runs tb_nmpu's
+    scenarios with the LDPU's golden model), which run on Verilator in `make test`; the LDPU
+    `tiny` model is the largest cocotb Verilator build of the suite (32 CPU-s). Full-size
+    presets in `make regress` only (their data goes through the fast path in `make test`)."""
     configs = ([("ldpu", c) for c in LDPU_PRESETS.values()]
                + [("ldpu", c) for c in random_ldpu_configs(run_seed(), 1)]
                + [("fp16outer", c) for c in FP16_OUTER_PRESETS.values()]
                + [("fp16outer", c) for c in random_fp16outer_configs(run_seed(), 1)])
     for unit, cfg in configs:
         for sim in SIMULATORS:
-            regress = (cfg.name not in ("tiny", "rand")
-                       or (unit, cfg.name, sim) == ("ldpu", "rand", "verilator"))
+            regress = cfg.name not in ("tiny", "rand") or (unit, sim) == ("ldpu", "verilator")
             yield pytest.param(unit, cfg, sim, id=f"{unit}-{cfg.tag}-{sim}",
                                marks=[pytest.mark.regress] if regress else [])
 

@@ -1,7 +1,9 @@
 """cocotb regression of the generated NMPU Verilog on Icarus and Verilator.
 
 The `tiny` preset and three random valid configs (drawn from the run's printed seed) run every
-scenario of verif/tb_nmpu.py on both simulators (the other presets too in `make regress`; in
+scenario of verif/tb_nmpu.py on Icarus, `tiny` and the first random config on Verilator too
+(all three in `make regress`: the random configs are drawn anew on every run, and each
+Verilator build costs 10-12 CPU-s); the other presets too in `make regress` (in
 `make test` their bulk data goes through the fast path, tests/test_fastpath.py); the `tiny`
 preset is also checked exhaustively
 (a seed-rotated share of the register settings on Icarus, all of them on both simulators in
@@ -20,12 +22,25 @@ from .conftest import run_seed, small_first
 
 REGRESS = os.environ.get("TB_REGRESS") == "1"
 # full-size presets: cocotb in `make regress`, their data through the fast path in `make test`
-CONFIGS = small_first(NMPU_PRESETS) + random_nmpu_configs(run_seed(), 3)
+PRESETS = small_first(NMPU_PRESETS)
+RANDOM = random_nmpu_configs(run_seed(), 3)
+
+
+def _cases():
+    """(config, simulator): every preset on both (the full-size ones regress-only), the random
+    configs on Icarus, the first of them on Verilator too (the others there in `make regress`)."""
+    for p in PRESETS:
+        cfg, marks = (p.values[0], p.marks) if hasattr(p, "values") else (p, ())
+        for sim in SIMULATORS:
+            yield pytest.param(cfg, sim, id=f"{cfg.tag}-{sim}", marks=marks)
+    for k, cfg in enumerate(RANDOM):
+        for sim in SIMULATORS:
+            yield pytest.param(cfg, sim, id=f"{cfg.tag}-{sim}",
+                               marks=[pytest.mark.regress] if sim == "verilator" and k else [])
 
 
 @pytest.mark.sim
-@pytest.mark.parametrize("sim", SIMULATORS)
-@pytest.mark.parametrize("cfg", CONFIGS, ids=lambda c: c.tag)
+@pytest.mark.parametrize("cfg, sim", list(_cases()))
 def test_nmpu_scenarios(cfg, sim, seed):
     extra = {"TB_SCALE": "6"} if REGRESS else {}
     summary = run_bench("nmpu", cfg, sim, seed, extra_env=extra, name="scenarios")
