@@ -50,6 +50,7 @@ import argparse
 import dataclasses
 import hashlib
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -97,6 +98,15 @@ ACC_TASKS = {"nmpu": ("reference_task", "accuracy_task"),
 # The enumerable subspace of the search-quality measurement: 7 x 7 x 2 = 98 points.
 QUALITY_SPACE = {"adc_bits": tuple(range(6, 13)), "scale_frac": tuple(range(3, 10)),
                  "offset_frac": (0, 1)}
+# The knobs along which the accuracy loss is, in expectation, non-increasing: +1 where a larger
+# value is the more accurate (a wider ADC, more fraction bits of a scale or offset), -1 where a
+# smaller one is (fewer dropped bits). The `monotone` sampler (studies/monotone.py) bounds a
+# point's loss by the evaluated points wider than it in all of these with the other knobs equal.
+MONOTONE = {"nmpu": {"adc_bits": 1, "scale_int": 1, "scale_frac": 1, "offset_int": 1,
+                     "offset_frac": 1, "drop_bits": -1},
+            "essop": {"mag_bits": 1, "log2_bl_max": 1}}
+SAMPLERS = ("nsga2", "monotone")
+SAMPLER_WORDS = {"nsga2": "NSGA-II", "monotone": "The monotone sampler"}
 # Penalty values of an infeasible point (Optuna needs finite numbers to rank it).
 WORST = {"acc_loss_pp": 100.0, "area_um2": 1e12, "pj_per_item": 1e12, "items_per_s": 0.0}
 
@@ -483,9 +493,25 @@ def _suggest(trial, sp):
     return {f: trial.suggest_categorical(f, list(v)) for f, v in sp.items()}
 
 
+def make_sampler(name, unit, sp, *, batch=8, seed=1, acc_limit=None):
+    """The search's sampler: `nsga2` (NSGA-II, population max(4, batch)) or `monotone`
+    (studies/monotone.py on MONOTONE[unit]: a point narrower in every width than an evaluated
+    point over the accuracy limit, or than one that a narrower evaluated point already matches,
+    is not proposed; the cheapest of the rest comes first)."""
+    import optuna
+    if name == "nsga2":
+        return optuna.samplers.NSGAIISampler(population_size=max(4, batch), seed=seed)
+    if name == "monotone":
+        from studies.monotone import MonotoneSampler
+        return MonotoneSampler(sp, MONOTONE.get(unit, {}), loss_index=_AT["acc_loss_pp"],
+                               limit=acc_limit, seed=seed, unknown=WORST["acc_loss_pp"])
+    raise ValueError(f"`sampler` must be one of {', '.join(SAMPLERS)}, not {name!r}")
+
+
 def search(unit, trials, eng, *, batch=8, seed=1, evaluator=None, storage=None, sp=None,
-           fresh=False, log=print):
-    """NSGA-II ask/tell over `sp` (default: space(unit)); returns (study, records)."""
+           fresh=False, sampler="nsga2", log=print):
+    """Ask/tell over `sp` (default: space(unit)) with `sampler` (make_sampler); returns the
+    study."""
     import optuna
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
@@ -495,7 +521,8 @@ def search(unit, trials, eng, *, batch=8, seed=1, evaluator=None, storage=None, 
     storage.parent.mkdir(parents=True, exist_ok=True)
     if fresh:
         storage.unlink(missing_ok=True)
-    sampler = optuna.samplers.NSGAIISampler(population_size=max(4, batch), seed=seed)
+    sampler = make_sampler(sampler, unit, sp, batch=batch, seed=seed,
+                           acc_limit=getattr(evaluator, "acc_limit", None))
     study = optuna.create_study(
         study_name=f"{unit}-{_digest([sp, OBJECTIVES])}",
         storage=JournalStorage(JournalFileBackend(str(storage))), sampler=sampler,
@@ -568,30 +595,65 @@ def _bits(cfg):
     return cfg.adc_bits + cfg.scale_bits + cfg.offset_bits + cfg.acc_bits
 
 
-def quality(eng, evaluator, *, budget_share=1 / 3, seeds=(1, 2, 3, 4, 5), batch=6, log=print):
-    """Exhaustive front of QUALITY_SPACE (accuracy loss, datapath bits) against NSGA-II's with
-    a third of the evaluations, several seeds. Returns the report dict."""
+def quality_table(evaluator):
+    """The exhaustive pass over QUALITY_SPACE with the accuracy evaluator (no synthesis):
+    [{knob: value, ..., "acc_loss_pp": loss}] of every point it evaluated."""
     import itertools
+    names = list(QUALITY_SPACE)
+    points = [dict(zip(names, v)) for v in itertools.product(*QUALITY_SPACE.values())]
+    was, evaluator.synth = evaluator.synth, False
+    try:
+        recs = evaluator.evaluate([(config_of(evaluator.unit, p), None) for p in points])
+    finally:
+        evaluator.synth = was
+    return [dict(p, acc_loss_pp=r["acc_loss_pp"]) for p, r in zip(points, recs)
+            if r["status"] in ("ok", "accuracy_fail")]
+
+
+def _resolution(losses):
+    """The smallest difference between two distinct losses of a table (one test image of the
+    protocol, as measured), 0 if all are equal."""
+    v = sorted({round(x, 9) for x in losses})
+    return min((b - a for a, b in zip(v, v[1:])), default=0.0)
+
+
+def quality_samplers(batch=6, step=None):
+    """{name: seed -> Optuna sampler} compared by the search-quality measurement."""
+    import optuna
+    from studies.monotone import MonotoneSampler
+    cost = lambda p: _bits(config_of("nmpu", p))      # noqa: E731 (known without evaluation)
+    return {"NSGA-II": lambda s: optuna.samplers.NSGAIISampler(population_size=batch, seed=s),
+            "TPE (multivariate)": lambda s: optuna.samplers.TPESampler(
+                seed=s, n_startup_trials=batch, multivariate=True),
+            "monotone": lambda s: MonotoneSampler(QUALITY_SPACE, MONOTONE["nmpu"], cost=cost,
+                                                  seed=s, step=step or 0.05)}
+
+
+def quality(eng, evaluator, *, budget_share=1 / 3, seeds=(1, 2, 3, 4, 5), batch=6, table=None,
+            samplers=None, log=print):
+    """Exhaustive front of QUALITY_SPACE (accuracy loss, datapath bits) against each sampler's
+    front with a third of the evaluations, several seeds. `table`: the exhaustive pass's
+    values (quality_table's rows) instead of evaluating. Returns the report dict.
+
+    A front point counts as found when the search evaluated that very point (the exact
+    figure, the target's); `eps_share` counts it found when the search evaluated a point that
+    costs no more and loses at most one test image more (the resolution of the table), reported
+    beside the exact figure."""
     import optuna
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     names = list(QUALITY_SPACE)
-    points = [dict(zip(names, v)) for v in itertools.product(*QUALITY_SPACE.values())]
-    cfgs = [(config_of(evaluator.unit, p), None) for p in points]
     t0 = time.perf_counter()
-    was, evaluator.synth = evaluator.synth, False
-    recs = evaluator.evaluate(cfgs)
+    rows = quality_table(evaluator) if table is None else table
     wall_exhaustive = time.perf_counter() - t0
-    value = {}
-    for p, (c, _), r in zip(points, cfgs, recs):
-        if r["status"] in ("ok", "accuracy_fail"):
-            value[tuple(p.values())] = (r["acc_loss_pp"], _bits(c))
+    value = {tuple(r[n] for n in names): (r["acc_loss_pp"], _bits(config_of("nmpu", {
+        n: r[n] for n in names}))) for r in rows}
     keys = list(value)
     true = {keys[i] for i in pareto([value[k] for k in keys], (1, 1))}
-    budget = int(len(points) * budget_share)
+    eps = _resolution(v for v, _ in value.values())
+    points = math.prod(len(v) for v in QUALITY_SPACE.values())
+    budget = int(points * budget_share)
     runs = []
-    samplers = {"NSGA-II": lambda s: optuna.samplers.NSGAIISampler(population_size=batch, seed=s),
-                "TPE (multivariate)": lambda s: optuna.samplers.TPESampler(
-                    seed=s, n_startup_trials=batch, multivariate=True)}
+    samplers = quality_samplers(batch, step=eps or None) if samplers is None else samplers
     for sampler, make in samplers.items():
         for s in seeds:
             # the budget counts distinct points: a point asked again comes from the cache
@@ -608,19 +670,26 @@ def quality(eng, evaluator, *, budget_share=1 / 3, seeds=(1, 2, 3, 4, 5), batch=
                 study.tell(t, list(value[p]))
             ks = list(seen)
             found = {ks[i] for i in pareto([seen[k] for k in ks], (1, 1))}
+            near = {k for k in true if any(seen[f][1] <= value[k][1] and seen[f][0] <= value[k][0]
+                                           + eps + 1e-9 for f in seen)}
             runs.append({"sampler": sampler, "seed": s, "evaluations": len(seen), "asks": asks,
-                         "front_found": len(found & true), "share": len(found & true) / len(true)})
+                         "front_found": len(found & true), "share": len(found & true) / len(true),
+                         "eps_found": len(near), "eps_share": len(near) / len(true)})
             log(f"quality: {sampler} seed {s}: {len(found & true)}/{len(true)} of the exhaustive "
-                f"front in {len(seen)} evaluations ({asks} asks)")
-    evaluator.synth = was
-    return {"space": {k: list(v) for k, v in QUALITY_SPACE.items()}, "points": len(points),
+                f"front in {len(seen)} evaluations ({asks} asks); within one test image "
+                f"({eps:.3f} pp): {len(near)}/{len(true)}")
+    return {"space": {k: list(v) for k, v in QUALITY_SPACE.items()}, "points": points,
             "evaluated": len(value), "exhaustive_front": [dict(zip(names, k)) | {
                 "acc_loss_pp": value[k][0], "datapath_bits": value[k][1]} for k in sorted(true)],
-            "budget": budget, "runs": runs,
+            "table": [dict(zip(names, k)) | {"acc_loss_pp": v[0], "datapath_bits": v[1]}
+                      for k, v in sorted(value.items())],
+            "resolution_pp": eps, "budget": budget, "runs": runs,
             "mean_share": {k: sum(r["share"] for r in runs if r["sampler"] == k) / len(seeds)
                            for k in samplers},
-            "exhaustive_wall_s": round(wall_exhaustive, 1),
-            "accuracy_cache_hits": evaluator.acc_cache.hits}
+            "mean_eps_share": {k: sum(r["eps_share"] for r in runs if r["sampler"] == k)
+                               / len(seeds) for k in samplers},
+            "exhaustive_wall_s": round(wall_exhaustive, 1) if table is None else None,
+            "accuracy_cache_hits": evaluator.acc_cache.hits if table is None else None}
 
 
 # -- reports -------------------------------------------------------------------------------------
@@ -661,7 +730,8 @@ def write_reports(unit, study, evaluator, wall, out=REPORT_DIR, extra=None):
     (out / "explore.json").write_text(json.dumps(doc, indent=1) + "\n")
     sp, item, cache = doc["space"], _item(unit), doc["cache"]
     lines = [f"# Design-space exploration: {unit.upper()}", "",
-             f"NSGA-II over {len(sp)} knobs read from the config ({', '.join(sp)}); "
+             f"{SAMPLER_WORDS[doc.get('sampler', 'nsga2')]} over {len(sp)} knobs read from the "
+             f"config ({', '.join(sp)}); "
              f"{doc['trials']} trials, {doc['feasible']} feasible; accuracy loss limit "
              f"{evaluator.acc_limit} pp, f_max ≥ {evaluator.min_fmax} MHz; {doc['where']}; "
              f"{wall / 60:.1f} min. Accuracy: {_protocol_words(unit, evaluator.protocol)}. "
@@ -704,13 +774,7 @@ def write_reports(unit, study, evaluator, wall, out=REPORT_DIR, extra=None):
                          f"{v.get('clocks_per_item_model', '')} | "
                          f"{'' if rate is None else f'{rate:,.1f}'} |")
     if "quality" in doc:
-        q = doc["quality"]
-        lines += ["", "## Search quality", "", f"Exhaustive front: {len(q['exhaustive_front'])} "
-                  f"of {q['points']} points; each search gets {q['budget']} distinct evaluations.",
-                  "", "| sampler | mean share of the front found | per seed |", "|---|--:|---|"]
-        for name, share in q["mean_share"].items():
-            lines.append(f"| {name} | {share:.0%} | "
-                         f"{[r['front_found'] for r in q['runs'] if r['sampler'] == name]} |")
+        lines += quality_lines(doc["quality"])
     lines += ["", "## History", "", f"| # | status | acc loss pp | area µm² | pJ/{item} | "
               f"f_max MHz | s |", "|--:|---|--:|--:|--:|--:|--:|"]
     for r in recs:
@@ -720,6 +784,32 @@ def write_reports(unit, study, evaluator, wall, out=REPORT_DIR, extra=None):
     (out / "explore.md").write_text("\n".join(lines) + "\n")
     _plot(recs, fr, out / "explore.png", item)
     return doc
+
+
+def quality_lines(q):
+    """The search-quality section of a report (Markdown lines)."""
+    lines = ["", "## Search quality", "", f"Exhaustive front: {len(q['exhaustive_front'])} "
+             f"of {q['points']} points ({q['evaluated']} evaluated); each search gets "
+             f"{q['budget']} distinct evaluations. Found: the search evaluated that point (the "
+             f"target: at least 90 %); within one test image: it evaluated a point that costs no "
+             f"more and loses at most {q.get('resolution_pp', 0):.3f} pp more.", "",
+             "| sampler | mean share of the front found | found per seed | within one test "
+             "image | per seed |", "|---|--:|---|--:|---|"]
+    for name, share in q["mean_share"].items():
+        runs = [r for r in q["runs"] if r["sampler"] == name]
+        lines.append(f"| {name} | {share:.0%} | {[r['front_found'] for r in runs]} | "
+                     f"{q.get('mean_eps_share', {}).get(name, 0):.0%} | "
+                     f"{[r.get('eps_found') for r in runs]} |")
+    return lines
+
+
+def write_quality(q, out=REPORT_DIR):
+    """build/report/explore_quality.{json,md}: the search-quality measurement alone."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "explore_quality.json").write_text(json.dumps(q, indent=1) + "\n")
+    (out / "explore_quality.md").write_text("\n".join(
+        ["# Search quality: NMPU, QUALITY_SPACE"] + quality_lines(q)[2:]) + "\n")
 
 
 def _plot(recs, fr, path, item="item"):
@@ -758,6 +848,17 @@ def _plot(recs, fr, path, item="item"):
     plt.close(fig)
 
 
+def _load_table(path):
+    if path is None:
+        return None
+    doc = json.loads(Path(path).read_text())
+    rows = doc["quality"]["table"] if isinstance(doc, dict) else doc
+    if not rows or any(not {*QUALITY_SPACE, "acc_loss_pp"} <= set(r) for r in rows):
+        raise SystemExit(f"{path}: not a quality table (rows with {', '.join(QUALITY_SPACE)} "
+                         f"and acc_loss_pp)")
+    return rows
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--unit", default="nmpu", choices=["nmpu", "essop"])
@@ -769,29 +870,47 @@ def main(argv=None):
     ap.add_argument("--acc-limit", type=float, default=1.0, help="max accuracy loss, pp")
     ap.add_argument("--min-fmax", type=float, default=50.0, help="min f_max, MHz")
     ap.add_argument("--verify", type=int, default=2, help="front points verified by cocotb")
+    ap.add_argument("--sampler", default="nsga2", choices=SAMPLERS,
+                    help="nsga2 (default) or monotone (studies/monotone.py)")
     ap.add_argument("--quality", action="store_true", help="also the search-quality measurement")
+    ap.add_argument("--quality-table", type=Path, metavar="JSON",
+                    help="score the samplers on a saved exhaustive table (the `quality.table` "
+                         "of an explore.json, or a list of its rows) instead of evaluating it")
     ap.add_argument("--no-synth", action="store_true", help="accuracy only (no synthesis)")
     ap.add_argument("--fresh", action="store_true", help="start the study again")
     ap.add_argument("--journal", type=Path, help="the study's journal (build/explore/<unit>.journal)")
     ap.add_argument("--out", type=Path, default=REPORT_DIR)
     args = ap.parse_args(argv)
-    if args.trials < 1 or args.batch < 1:
-        ap.error("--trials and --batch must be at least 1")
+    if args.trials < (0 if args.quality else 1) or args.batch < 1:
+        ap.error("--trials and --batch must be at least 1 (--trials 0: --quality alone)")
     base_config(args.unit)        # a unit without a search stops here, saying why
+    if args.quality_table and not args.quality:
+        ap.error("--quality-table is an input of --quality")
     if args.quality and args.unit != "nmpu":
         ap.error("--quality measures the NMPU search (QUALITY_SPACE); not for --unit "
                  f"{args.unit}")
     t0 = time.perf_counter()
+    if args.trials == 0 and args.quality_table:     # scoring a saved table needs no engine
+        q = quality(None, Evaluator(args.unit, None), table=_load_table(args.quality_table))
+        write_quality(q, args.out)
+        print(f"explore: search quality in {time.perf_counter() - t0:.1f} s; "
+              f"{args.out}/explore_quality.json, explore_quality.md")
+        return
     with Engine(args.workers, args.scheduler, progress=False) as eng:
         print(f"explore: {args.unit}, {args.trials} trials, batches of {args.batch}; {eng.where}",
               flush=True)
         ev = Evaluator(args.unit, eng, acc_limit=args.acc_limit, min_fmax=args.min_fmax,
                        synth=not args.no_synth)
+        extra = {"sampler": args.sampler}
+        if args.trials == 0:        # --quality alone
+            write_quality(quality(eng, ev), args.out)
+            return
         study = search(args.unit, args.trials, eng, batch=args.batch, seed=args.seed,
-                       evaluator=ev, storage=args.journal, fresh=args.fresh)
-        extra = {}
+                       evaluator=ev, storage=args.journal, fresh=args.fresh,
+                       sampler=args.sampler)
         if args.quality:
-            extra["quality"] = quality(eng, ev)
+            extra["quality"] = quality(eng, ev, table=_load_table(args.quality_table))
+            write_quality(extra["quality"], args.out)
         fr = front(records(study))
         if args.verify and fr:
             extra["verified"] = []
