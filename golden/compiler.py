@@ -56,7 +56,7 @@ from hdl.config import LDPU_PRESETS, NMPU_PRESETS, RoundMode
 
 __all__ = ["fold_bn", "code_max", "LayerPlan", "Plan", "plan", "encode_input", "TileImage",
            "ProgrammedNetwork", "AnalogMatrix", "PATHS", "X_MAX", "round_int8", "compile_tile",
-           "post_process", "layer_bound", "layer_reference"]
+           "post_process", "layer_bound", "layer_reference", "requantise"]
 
 PATHS = ("float", "ldpu", "nmpu")
 X_MAX = 127                 # PWM magnitude of the input codes (sign + 7 bits)
@@ -119,7 +119,9 @@ class LayerPlan:
     `beta_digital`: the bias left to the periphery (output LSB), on the last row tile;
     `row_edges`, `col_edges`: the tile split; `x_ref`: drift-reference inputs (fan_in codes);
     `out_bits`: the code width of the layer's output tensor; `wide`: the layer's tiles run on the
-    plan's wide NMPU (row-split layers and the output layer when the plan has one).
+    plan's wide NMPU (row-split layers and the output layer when the plan has one);
+    `hop_frac_bits`: the partial sums of a hidden row-split layer run 2^hop_frac_bits finer than
+    its output LSB (α and β of its tiles scaled by that; the last output requantised).
     """
 
     op: object
@@ -141,6 +143,7 @@ class LayerPlan:
     residual: str = None
     out_bits: int = 8
     wide: bool = False
+    hop_frac_bits: int = 0
 
     @property
     def out_max(self):
@@ -258,7 +261,8 @@ def _output_tensors(cfg):
 
 
 def plan(net: Network, x_calib, *, tile_cfg=None, nmpu_cfg=None, ldpu_cfg=None, wide_cfg=None,
-         bias_mode="split", calib_vectors=4096, seed=0, adc_gain="calibrated", drift_comp="tile"):
+         bias_mode="split", calib_vectors=4096, seed=0, adc_gain="calibrated", drift_comp="tile",
+         hop_frac_bits=0):
     """The `Plan` of `net`, calibrated on the inputs `x_calib` (see the module doc).
 
     Activations are codes of the tile's `input_bits` (sign + magnitude; 8: int8, 4: [−7, 7]),
@@ -268,7 +272,11 @@ def plan(net: Network, x_calib, *, tile_cfg=None, nmpu_cfg=None, ldpu_cfg=None, 
     from reference reads, as the chip calibrates) or "fixed" (AnalogNets: one nominal gain,
     the lines' spread left uncorrected). `drift_comp`: "tile" (one global drift factor per tile
     from its reference reads, as the chips do) or "column" (one factor per column from the same
-    reads, summed per line: a diagnosis of what a global factor leaves)."""
+    reads, summed per line: a diagnosis of what a global factor leaves). `hop_frac_bits`: the
+    partial sums of hidden row-split layers carry that many bits below the activation LSB (at most
+    `wide_cfg.out_bits` − `nmpu_cfg.out_bits`, which keeps them at least as wide as the activation
+    range); the last tile's output is requantised by the activation NMPU's own compress (round
+    half to even) and saturate steps, an output requantiser the RTL does not have."""
     tile_cfg = gt.TileConfig(name="pcm") if tile_cfg is None else tile_cfg
     nmpu_cfg = NMPU_PRESETS["paper"] if nmpu_cfg is None else nmpu_cfg
     ldpu_cfg = LDPU_PRESETS["paper"] if ldpu_cfg is None else ldpu_cfg
@@ -293,6 +301,11 @@ def plan(net: Network, x_calib, *, tile_cfg=None, nmpu_cfg=None, ldpu_cfg=None, 
                          f"`out_bits`: activations are its output codes), not {tile_cfg.input_bits}")
     wide_cfg = nmpu_cfg if wide_cfg is None else wide_cfg
     _check_wide(nmpu_cfg, wide_cfg)
+    if isinstance(hop_frac_bits, bool) or not isinstance(hop_frac_bits, (int, np.integer)) \
+            or not 0 <= hop_frac_bits <= wide_cfg.out_bits - nmpu_cfg.out_bits:
+        raise ValueError(f"`hop_frac_bits` must be an int in [0, `wide_cfg.out_bits` − "
+                         f"`nmpu_cfg.out_bits`] = [0, {wide_cfg.out_bits - nmpu_cfg.out_bits}], "
+                         f"not {hop_frac_bits!r}")
     cfg = net.cfg
     for op in cfg.matrix_ops:  # validate every layer before the calibration pass uses it
         if op.name not in net.params:
@@ -391,7 +404,9 @@ def plan(net: Network, x_calib, *, tile_cfg=None, nmpu_cfg=None, ldpu_cfg=None, 
             op=op, s_in=s_in, s_out=s_out, scale=scale, bias=bias, wmax=wmax, polarity=polarity,
             weights=weights, bias_rows=n_b, a_unit=a_unit, beta_digital=beta_d, lsb=lsb,
             split=split, x_ref=x_ref, relu=op.relu, g_max=tile_cfg.g_max, residual=op.residual,
-            out_bits=bits_of[op.dst], wide=op.dst in wide_out or split.row_tiles > 1)
+            out_bits=bits_of[op.dst], wide=op.dst in wide_out or split.row_tiles > 1,
+            hop_frac_bits=int(hop_frac_bits) if split.row_tiles > 1
+            and bits_of[op.dst] < wide_cfg.out_bits else 0)
     for lp in layers.values():
         if lp.residual is not None and lp.split.row_tiles > 1:
             raise ValueError(f"layer {lp.op.name!r} needs both a residual connection and a row "
@@ -492,9 +507,10 @@ class ProgrammedNetwork:
                     cols = sp.cols_of(k)
                     ref = self._reference(lp, r, tile, t)
                     f = _drift_factors(self.ref0[name, r, k], ref)
-                    alpha = lp.alpha[cols] * f
+                    fine = 2.0 ** lp.hop_frac_bits     # exact: a power of two
+                    alpha = lp.alpha[cols] * f * fine
                     last = r == sp.row_tiles - 1
-                    beta = lp.beta_digital[cols] if last else np.zeros(alpha.size)
+                    beta = lp.beta_digital[cols] * fine if last else np.zeros(alpha.size)
                     ep, en = self.gains[name, r, k]
                     images[name, r, k] = compile_tile(p.nmpu_of(name), p.ldpu_cfg, alpha, beta, ep, en,
                                                       float(np.mean(f)), relu=lp.relu and last,
@@ -663,7 +679,7 @@ class AnalogMatrix:
                 if self.path == "float" or self.record is not None:
                     # ideal: partial sums in float, one rounding at the end
                     part = post_process("float", nm_cfg, ld_cfg, _no_relu(img), p, n, None)
-                    acc_float = acc_float + part
+                    acc_float = acc_float + part / 2.0 ** lp.hop_frac_bits
                     if r == sp.row_tiles - 1:
                         y = acc_float + (0 if res is None else res)
                         partial["float"] = round_int8(np.maximum(y, 0) if lp.relu else y, out_max)
@@ -672,10 +688,13 @@ class AnalogMatrix:
                     if q == self.path or self.record is not None:
                         prev = rr if r == 0 else partial[q]
                         partial[q] = post_process(q, nm_cfg, ld_cfg, img, p, n, prev)
-                        w = out_max if last else hop_max
+                        w = out_max if last and not lp.hop_frac_bits else hop_max
                         if q == "ldpu" and w < X_MAX:  # the int8 output at the code width
                             partial[q] = np.clip(partial[q], -w - 1, w)
-                        if q == "nmpu" and last and out_max < hop_max:
+                        if last and lp.hop_frac_bits:
+                            partial[q] = requantise(prog.plan.nmpu_cfg, partial[q],
+                                                    lp.hop_frac_bits)
+                        elif q == "nmpu" and last and out_max < hop_max:
                             # a hidden row-split layer: the wide chain's last output clamped
                             # to the activation codes (the activation NMPU's saturation)
                             partial[q] = gn.saturate(prog.plan.nmpu_cfg, partial[q])[0]
@@ -689,6 +708,13 @@ class AnalogMatrix:
             self.record.setdefault(op.name, []).append(
                 {q: np.concatenate(v, axis=-1) for q, v in budget.items()})
         return y
+
+
+def requantise(act_cfg, y, frac_bits):
+    """Codes 2^frac_bits finer than the activation LSB → activation codes: the activation NMPU's
+    own compress (round half to even by 2^frac_bits) and saturate steps."""
+    y = gn.compress(act_cfg, np.asarray(y, dtype=np.int64), frac_bits, 0, RoundMode.HALF_EVEN)
+    return gn.saturate(act_cfg, y)[0]
 
 
 def _no_relu(img):

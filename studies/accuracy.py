@@ -66,12 +66,14 @@ def _err_stats(d):
 
 def evaluate(net, data, *, seeds, times, nmpu_cfg=None, ldpu_cfg=None, tile_cfg=None,
              bias_mode="split", progress=True, budget=True, adc_gain="calibrated",
-             seeds_at=None, label=None, paths=None, wide_cfg=None, drift_comp="tile"):
+             seeds_at=None, label=None, paths=None, wide_cfg=None, drift_comp="tile",
+             hop_frac_bits=0):
     """Raw results of one network: {"plan": ..., "float": acc, "runs": [per seed × t × path]}.
 
     The plan is calibrated on `data.x_calib` (the MNIST calibration images; the digits' training
     images). `adc_gain`: "calibrated" or "fixed"; `wide_cfg`: the NMPU of the logits and of the
-    row-split layers' partial sums; `drift_comp`: "tile" or "column" (`golden.compiler.plan`).
+    row-split layers' partial sums; `drift_comp`: "tile" or "column"; `hop_frac_bits`: the
+    finer partial sums of hidden row-split layers (`golden.compiler.plan`).
     `seeds_at`: optional
     {t: seeds} reading only those seeds at t (e.g. 20 seeds at 1 day, 5 on the rest of the
     curve); every seed is programmed once whatever times it reads. `label` names the run in the
@@ -86,7 +88,7 @@ def evaluate(net, data, *, seeds, times, nmpu_cfg=None, ldpu_cfg=None, tile_cfg=
     the NMPU run's counts against the exactly rounded ideal value)."""
     plan = gc.plan(net, getattr(data, "x_calib", data.x_train), tile_cfg=tile_cfg,
                    nmpu_cfg=nmpu_cfg, ldpu_cfg=ldpu_cfg, bias_mode=bias_mode, adc_gain=adc_gain,
-                   wide_cfg=wide_cfg, drift_comp=drift_comp)
+                   wide_cfg=wide_cfg, drift_comp=drift_comp, hop_frac_bits=hop_frac_bits)
     label = net.cfg.name if label is None else label
     if seeds_at is not None:
         bad = [t for t in seeds_at if t not in times or not set(seeds_at[t]) <= set(seeds)]
@@ -378,6 +380,10 @@ def main(argv=None):
     ap.add_argument("--hat-noise", type=float, default=HAT_NOISE,
                     help="mnist: `hw_noise` of the hardware-aware networks (1: the tile's device "
                          "spread at 1 day; 1.4: about that at 1 year)")
+    ap.add_argument("--hop-frac-bits", type=int, default=0,
+                    help="mnist: 4-bit wide variants: the partial sums of hidden row-split layers "
+                         "that many bits finer than the activation LSB (0..4; requantised at the "
+                         "last tile)")
     ap.add_argument("--main", default="8", choices=("8", "8hat"),
                     help="mnist: the CNN variant read with --seeds at 1 day (8: float-trained; "
                          "8hat: hardware-aware)")
@@ -442,13 +448,15 @@ class Variant:
     main: bool = False
     wide: bool = True
     hat_noise: float = HAT_NOISE
+    hop_frac_bits: int = 0
 
     @property
     def label(self):
         hat = "HAT" + ("" if self.hat_noise == HAT_NOISE else f" x{self.hat_noise:g}")
         return (f"{self.network} {self.act_bits}-bit {hat if self.hat else 'float-trained'} "
                 f"NMPU {self.nmpu}" + ("" if self.adc_gain == "calibrated" else " fixed-gain")
-                + ("" if self.wide or self.act_bits == 8 else " narrow chain"))
+                + ("" if self.wide or self.act_bits == 8 else " narrow chain")
+                + (f" fine hops {self.hop_frac_bits}" if self.hop_frac_bits else ""))
 
     def train_config(self):
         changes = {}
@@ -488,14 +496,15 @@ VARIANT_KINDS = ("8", "8hat", "4", "4hat", "4hat-fixed", "4hat-narrow", "presets
 
 
 def mnist_variants(networks, nmpu_presets, *, quick=False, kinds=VARIANT_KINDS, main_kind="8",
-                   hat_noise=HAT_NOISE):
+                   hat_noise=HAT_NOISE, hop_frac_bits=0):
     """The study's variants. Per network: 8-bit float-trained on the whole drift curve (the CNN's
     is the main one: the 20-seed point at 1 day; `main_kind` "8hat" makes the hardware-aware
     8-bit CNN the main one instead), 8-bit and 4-bit hardware-aware and 4-bit float-trained at
     1 min / 1 day / 1 year, 4-bit hardware-aware with a fixed ADC gain and with the narrow chain
     (logits and partial sums at 4 bits) at 1 day, and every further NMPU preset on the whole
     curve. `quick`: 1 min / 1 day / 1 year only. `hat_noise`: the hardware-aware networks'
-    `hw_noise` (1: the device spread at 1 day; about 1.4: at 1 year)."""
+    `hw_noise` (1: the device spread at 1 day; about 1.4: at 1 year); `hop_frac_bits`: the
+    4-bit wide variants' finer partial sums of hidden row-split layers."""
     if main_kind not in ("8", "8hat"):
         raise ValueError(f"`main_kind` must be '8' or '8hat', not {main_kind!r}")
     curve = MNIST_QUICK_TIMES if quick else MNIST_TIMES
@@ -512,7 +521,8 @@ def mnist_variants(networks, nmpu_presets, *, quick=False, kinds=VARIANT_KINDS, 
                 ("4hat-fixed", hat(name, 4, True, first, (DAY,), adc_gain="fixed")),
                 ("4hat-narrow", hat(name, 4, True, first, (DAY,), wide=False))]
         mine += [("presets", Variant(name, 8, False, p, curve)) for p in others]
-        out += [v for kind, v in mine if kind in kinds]
+        out += [dataclasses.replace(v, hop_frac_bits=hop_frac_bits)
+                if v.act_bits < 8 and v.wide else v for kind, v in mine if kind in kinds]
     return out
 
 
@@ -531,7 +541,8 @@ def run_variants(variants, data, *, seeds, curve_seeds, progress=True, budget=Tr
         with_fp16 = fp16 and (v.main or not fp16_main_only)
         res = evaluate(net, data, seeds=all_seeds, times=list(v.times), nmpu_cfg=v.nmpu_cfg(),
                        ldpu_cfg=v.ldpu_cfg(), tile_cfg=v.tile_cfg(), adc_gain=v.adc_gain,
-                       wide_cfg=v.wide_cfg(), drift_comp=drift_comp, seeds_at=seeds_at,
+                       wide_cfg=v.wide_cfg(), drift_comp=drift_comp,
+                       hop_frac_bits=v.hop_frac_bits, seeds_at=seeds_at,
                        label=v.label,
                        progress=progress, budget=budget and (v.main or v.act_bits < 8),
                        paths=None if with_fp16 else ("analog_float", "analog_nmpu"))
@@ -706,7 +717,8 @@ def main_mnist(args, n_seeds, ap):
     t0 = time.time()
     data = mnist()
     variants = mnist_variants(networks, presets, quick=args.quick, kinds=args.variants,
-                              main_kind=args.main, hat_noise=args.hat_noise)
+                              main_kind=args.main, hat_noise=args.hat_noise,
+                              hop_frac_bits=args.hop_frac_bits)
     print(f"accuracy (mnist): {len(variants)} variants, {n_seeds} / {curve_seeds} seeds",
           file=sys.stderr, flush=True)
     results = run_variants(variants, data, seeds=n_seeds, curve_seeds=curve_seeds,

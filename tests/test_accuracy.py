@@ -214,6 +214,9 @@ def test_mnist_variants_and_targets(monkeypatch, tmp_path, net, data):
     assert vs[0].main and vs[0].times == ga.MNIST_TIMES and not any(v.main for v in vs[1:])
     hat = ga.mnist_variants(["mnist_cnn", "mnist_mlp"], ["paper"], main_kind="8hat")
     assert [(v.network, v.act_bits, v.hat) for v in hat if v.main] == [("mnist_cnn", 8, True)]
+    fine = ga.mnist_variants(["mnist_mlp"], ["paper"], kinds=("8hat", "4hat", "4hat-narrow"),
+                             hop_frac_bits=3)
+    assert [v.hop_frac_bits for v in fine] == [0, 3, 0] and fine[1].label.endswith("fine hops 3")
     h14 = ga.mnist_variants(["mnist_cnn"], ["paper"], kinds=("8hat", "4"), hat_noise=1.4)
     assert h14[0].train_config().hw_noise == 1.4 and "HAT x1.4" in h14[0].label
     assert h14[1].train_config().hw_noise == 0.0           # float-trained stays float-trained

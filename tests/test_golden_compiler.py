@@ -386,3 +386,32 @@ def test_column_drift_compensation(mlp, data):
         assert f_tile[0] > 1.05                                      # a year of drift to undo
     with pytest.raises(ValueError, match="`drift_comp` must be 'tile' or 'column'"):
         gc.plan(mlp, data.x_train[:50], tile_cfg=SMALL, drift_comp="layer")
+
+
+def test_fine_partial_sums_of_a_hidden_row_split_layer():
+    """`hop_frac_bits` 3: the hidden row-split layer's partial sums run 8x finer than its output
+    LSB and its last output is requantised to 4 bits: closer to the float layer than hops at the
+    output LSB (NMPU and FP16 LDPU alike); 4 fractional bits leave no headroom (an error names
+    the fields), so does a plan without a wider NMPU."""
+    net, x = _cancelling_net()
+    errs = {}
+    for f in (0, 3):
+        p = gc.plan(net, x, tile_cfg=SMALL4.ideal, nmpu_cfg=N4, wide_cfg=NMPU_PRESETS["paper"],
+                    hop_frac_bits=f)
+        assert p.layers["fc"].hop_frac_bits == f and p.layers["out"].hop_frac_bits == 0
+        prog = gc.ProgrammedNetwork(p, 0)
+        xin = gc.encode_input(p, x)
+        ref = gc.round_int8(gc.layer_reference(p, net.cfg.ops[0], xin), 7)
+        for path in ("nmpu", "ldpu"):
+            trace = {}
+            gnet.run(net.cfg, xin, prog.matrix(path, 60.0), trace=trace)
+            assert trace["h"].min() >= 0 and trace["h"].max() <= 7
+            errs[f, path] = np.sqrt(np.mean((trace["h"] - ref) ** 2))
+    for path in ("nmpu", "ldpu"):
+        assert errs[3, path] < 0.7 * errs[0, path], errs
+    np.testing.assert_array_equal(gc.requantise(N4, np.array([0, 3, 4, 12, 20, 127]), 3),
+                                  [0, 0, 0, 2, 2, 7])       # half to even, then saturated
+    for f, wide in ((5, NMPU_PRESETS["paper"]), (1, None)):
+        with pytest.raises(ValueError, match=r"`hop_frac_bits` must be an int in \[0, "
+                                             r"`wide_cfg.out_bits` − `nmpu_cfg.out_bits`\]"):
+            gc.plan(net, x, tile_cfg=SMALL4.ideal, nmpu_cfg=N4, wide_cfg=wide, hop_frac_bits=f)
