@@ -589,7 +589,8 @@ def targets(results, test_images):
         if v.act_bits == 8 and v.adc_gain == "calibrated" and YEAR in v.times and 60.0 in v.times:
             lo = _paired(_by_seed(r, "analog_nmpu", YEAR), _by_seed(r, "analog_nmpu", 60.0))
             out.append({"target": "drift: accuracy at 1 year within 1 point of 1 minute (NMPU, "
-                                  "global drift compensation)", "variant": v.label, **lo,
+                                  f"drift compensation per {r['plan'].drift_comp})",
+                        "variant": v.label, **lo,
                         "met": bool(abs(lo["mean"]) <= 1.0)})
     for name in sorted({v.network for v, _ in results}):
         a = find.get((name, 4, True, first, "calibrated", True))
