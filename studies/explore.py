@@ -166,11 +166,11 @@ def _source_hash(*paths):
 # them (studies/accuracy.py left golden/ in the layout move; without it here, a change of the
 # study would not re-run cached points).
 ACCURACY_SOURCES = ("golden", "studies/accuracy.py")
-ACCURACY_SOURCES_OF = {"nmpu": ACCURACY_SOURCES, "essop": ("golden", "studies/training.py")}
+ACCURACY_SOURCES_OF = {"nmpu": ACCURACY_SOURCES, "essop": ("golden",)}  # essop_step.train
 # The code an energy evaluation runs besides the netlist: the power model, the workload and the
 # golden functions and study that make the workload's vectors and expected outputs.
 ENERGY_SOURCES = ("synth/power.py", "synth/power_workload.py", "verif/vectors.py",
-                  "verif/payload.py", "golden", "studies/training.py")
+                  "verif/payload.py", "golden")
 POWER_SEED = 1
 ENERGY_MEM_GB = 1.0         # the gate-level run of a 256-column NMPU: Icarus image + VCD counts
 
@@ -223,8 +223,8 @@ def accuracy_task(cfg_dict, protocol, reference):
 def _train_finals(essop_cfg, protocol, mode, bl=None):
     """Final test accuracies, one per seed of `protocol`, of the training study's run in
     `mode` with the ESSOP config `essop_cfg` (the outer products' engine and tiling)."""
+    from golden import essop_step as tr
     from golden.data import digits
-    from studies import training as tr
     tcfg = tr.TrainConfig(essop=essop_cfg, epochs=protocol["epochs"])
     data = digits()
     return [float(tr.train(tcfg, mode, data, s, bl=bl)["final"]) for s in protocol["seeds"]]

@@ -1,8 +1,8 @@
 """Workloads of the energy measurement (synth/power.py): the items each unit is simulated on.
 
 - ESSOP and the FP16 outer-product array: x and δ tiles of a real training step
-  (`studies.training.training_step`: mini-batch 3 of the first epoch of an ESSOP exact-mode run
-  of the digits MLP, both layers, tiled in the driver's order by `studies.training.tile_batch`),
+  (`golden.essop_step.training_step`: mini-batch 3 of the first epoch of an ESSOP exact-mode run
+  of the digits MLP, both layers, tiled in the driver's order by `golden.essop_step.tile_batch`),
   cached under `build/power/workloads/`. ESSOP runs one window per BL (1 .. BL max for the
   presets of `EVERY_BL`, the training BL 8 and BL max for the others), its LFSR
   state carried from product to product as in the engine; expected counts and exponents from
@@ -46,8 +46,8 @@ ESSOP_SEEDS = (0x2B, 0x5A)                      # LFSR seeds loaded before the f
 def training_tiles(essop_name, rows, cols, cache=CACHE):
     """x and δ tiles (binary16 patterns, (P, rows) and (P, cols)) of a real training step of
     the ESSOP preset `essop_name` (its array geometry), cached as JSON."""
+    from golden import essop_step as gt
     from golden import fp16
-    from studies import training as gt
     from golden.data import digits
     path = Path(cache) / f"training_{essop_name}_{rows}x{cols}_s{TRAIN_SEED}_t{TRAIN_STEP}.json"
     if path.is_file():
@@ -68,7 +68,7 @@ def training_tiles(essop_name, rows, cols, cache=CACHE):
         lrs.append(np.full(len(xs[-1]), int(info["lr_shift"])))
     xs, ds, lrs = np.concatenate(xs), np.concatenate(ds), np.concatenate(lrs)
     source = (f"x and δ of training step {TRAIN_STEP} (both layers, seed {TRAIN_SEED}, ESSOP "
-              f"exact mode at BL {TRAIN_BL}) of studies.training on the digits MLP")
+              f"exact mode at BL {TRAIN_BL}) of golden.essop_step on the digits MLP")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"source": source, "xs": xs.tolist(), "ds": ds.tolist(),
                                 "lr_shift": lrs.tolist()}) + "\n")

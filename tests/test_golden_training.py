@@ -1,4 +1,5 @@
-"""Tests of mixed-precision training with ESSOP (studies/training.py).
+"""Tests of mixed-precision training with ESSOP: the model (golden/essop_step.py) and the study
+(studies/training.py).
 
 The device model (step statistics against the formulas of the module docstring, saturation,
 refresh), the pulse transfer (exact truncation, no lost χ), the outer-product modes (float, ESSOP
@@ -14,10 +15,11 @@ import numpy as np
 import pytest
 
 from golden import essop as ge
+from golden import essop_step as T
 from golden import fp16
-from studies import training as T
 from golden.data import digits
 from hdl.config import essop_preset
+from studies import training as S
 
 PAPER = essop_preset("paper")
 TINY = essop_preset("tiny")
@@ -266,7 +268,7 @@ def test_training_config_takes_an_essop_config(data):
     tcfg = T.TrainConfig(essop=mine, epochs=1, hidden=8)
     r = T.train(dataclasses.replace(tcfg, epochs=0), "fp16", data, 1)
     assert r["steps"] == 0 and r["final"] == r["acc"][0]
-    report = T.study(dataclasses.replace(tcfg, epochs=0), [1], bls=())
+    report = S.study(dataclasses.replace(tcfg, epochs=0), [1], bls=())
     assert report["config"]["essop"]["mag_bits"] == 6
 
 
@@ -344,8 +346,8 @@ def test_forward_through_tile_tracks_float(data):
 
 def test_report_files(tmp_path, data):
     tcfg = T.TrainConfig(epochs=1, hidden=16)
-    report = T.study(tcfg, [1, 2], bls=(32,))
-    T.write_report(report, tmp_path)
+    report = S.study(tcfg, [1, 2], bls=(32,))
+    S.write_report(report, tmp_path)
     got = json.loads((tmp_path / "training.json").read_text())
     assert [r["key"] for r in got["results"]] == ["fp32", "float", "fast_bl32"]
     assert all(len(r["acc_per_seed"]) == 2 and len(r["curve_mean"]) == 2 for r in got["results"])

@@ -1,4 +1,4 @@
-"""RTL tie-in of mixed-precision training: the x and δ of a real training step (studies.training,
+"""RTL tie-in of mixed-precision training: the x and δ of a real training step (golden.essop_step,
 ESSOP exact mode, both layers of one mini-batch) through the generated ESSOP Verilog (`paper`
 preset) under cocotb on Icarus (Verilator too in `make regress`); the counts must equal the
 training run's bit for bit (verif/tb_training.py)."""
@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from studies import training as gt
+from golden import essop_step as gt
 from golden.data import digits
 from hdl.config import essop_preset
 from verif.runner import BUILD, ROOT, SIMULATORS, TIMESCALE, _parse, prepare, run_test

@@ -2,8 +2,8 @@
 tests/test_sim_training.py.
 
 The x and δ vectors of a real training step (both layers of one mini-batch of an ESSOP exact-mode
-run of `studies.training`, tiled in the driver's order) come from a JSON file (env
-`TB_TRAIN_VECTORS`, written by the pytest from `studies.training.rtl_vectors`). The bench reseeds the
+run of `golden.essop_step`, tiled in the driver's order) come from a JSON file (env
+`TB_TRAIN_VECTORS`, written by the pytest from `golden.essop_step.rtl_vectors`). The bench reseeds the
 engine with the run's LFSR state before the step, sends every product in order (layer 0's, then
 layer 1's, the state continuing as in training) and checks:
 - every read-out row against `golden.essop` through the in-order scoreboard of verif/tb_essop.py;
@@ -20,7 +20,7 @@ import cocotb
 import numpy as np
 
 from golden import essop as g
-from studies import training as gt
+from golden import essop_step as gt
 from verif.tb_essop import CFG, ESSOPBench
 
 VECTORS = json.loads(Path(os.environ["TB_TRAIN_VECTORS"]).read_text()) \
