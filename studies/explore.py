@@ -765,7 +765,7 @@ def write_reports(unit, study, evaluator, wall, out=REPORT_DIR, extra=None):
                   f"`throughput` scenario measures the clocks per {item} (no stalls).", "",
                   f"| point | simulator | result | tests | clocks/{item} measured | model | "
                   f"{item}s/s at f_max (M), measured clocks |", "|---|---|---|--:|--:|--:|--:|"]
-        fmax = {r["tag"]: r.get("fmax_mhz") for r in recs}
+        fmax = {r["tag"]: r.get("fmax_mhz") for r in recs if r.get("tag")}   # not invalid ones
         for v in doc["verified"]:
             c = v.get("clocks_per_item")
             rate = fmax.get(v["tag"]) / c if c and fmax.get(v["tag"]) else None

@@ -483,6 +483,12 @@ def test_verification_reads_the_measured_clocks(monkeypatch, tmp_path):
     md = (tmp_path / "explore.md").read_text()
     assert "## Verified front points" in md
     assert f"| {tag} | icarus | pass | 9 | 4 | 4.0 | 50.0 |" in md
+    # an invalid trial (no config, no tag) in the history does not stop the table
+    study = ex.search("nmpu", 1, None, batch=1, evaluator=Fake(), storage=tmp_path / "j2",
+                      sp={"lanes": (48,)}, log=lambda s: None)
+    assert ex.records(study)[0]["status"] == "invalid"
+    ex.write_reports("nmpu", study, Fake(), 1.0, tmp_path / "inv",
+                     extra={"verified": [dict(v, tag=tag, ok=True)]})
 
 
 def test_a_cached_synthesis_costs_no_seconds(monkeypatch, tmp_path):
