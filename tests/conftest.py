@@ -23,6 +23,8 @@ def run_seed():
 
 def pytest_configure(config):
     run_seed()
+    from verif import relax_gc
+    relax_gc()      # fewer garbage-collector passes in every test process (verif/__init__.py)
 
 
 def pytest_report_header(config):

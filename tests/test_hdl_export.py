@@ -68,3 +68,27 @@ def test_damaged_entry_is_named(cache, tmp_path):
     entry.write_text(entry.read_text()[:100])
     with pytest.raises(RuntimeError, match=f"damaged Verilog cache entry {entry}"):
         export.write("nmpu", cfg, tmp_path / "b")
+
+
+def test_conversion_restores_the_garbage_collector(cache, tmp_path, monkeypatch):
+    """The collector is paused while Amaranth converts and left as it was found, also when
+    the conversion raises."""
+    import gc
+    seen = []
+
+    def convert(*args, **kwargs):
+        seen.append(gc.isenabled())
+        raise RuntimeError("planted")
+    monkeypatch.setattr(export.verilog, "convert", convert)
+    cfg = nmpu_preset("tiny")
+    assert gc.isenabled()
+    with pytest.raises(RuntimeError, match="planted"):
+        export.write("nmpu", cfg, tmp_path / "a")
+    assert seen == [False] and gc.isenabled()
+    gc.disable()
+    try:
+        with pytest.raises(RuntimeError, match="planted"):
+            export.write("nmpu", cfg, tmp_path / "b")
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
