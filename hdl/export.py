@@ -126,6 +126,9 @@ def _to_verilog(dut, name):
     gc.disable()
     try:
         return verilog.convert(dut, name=name, emit_src=False)
+    except BaseException:
+        dut._MustUse__silence = True    # the error is the news, not an unused design
+        raise
     finally:
         if was_enabled:
             gc.enable()
