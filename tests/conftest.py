@@ -51,6 +51,22 @@ def small_first(presets, small="tiny"):
     return [regress_only(cfg, name != small) for name, cfg in presets.items()]
 
 
+def per_simulator(entries, regress=lambda sim, *values: False):
+    """A cocotb matrix: each entry (a config, a tuple of values, or a `pytest.param` of them) once
+    per simulator, with the id `<values>-<sim>` (a config by its tag); regress-only where the
+    entry is, or where `regress(sim, *values)` says so."""
+    from verif.runner import SIMULATORS
+    for entry in entries:
+        if hasattr(entry, "values"):
+            values, marks = tuple(entry.values), list(entry.marks)
+        else:
+            values, marks = (entry if isinstance(entry, tuple) else (entry,)), []
+        name = "-".join(v if isinstance(v, str) else v.tag for v in values)
+        for sim in SIMULATORS:
+            extra = [pytest.mark.regress] if regress(sim, *values) else []
+            yield pytest.param(*values, sim, id=f"{name}-{sim}", marks=marks + extra)
+
+
 @pytest.fixture(scope="session")
 def seed():
     return run_seed()

@@ -10,15 +10,15 @@ import pytest
 
 from hdl.config import FP16_OUTER_PRESETS, LDPU_PRESETS
 from verif.configs import random_fp16outer_configs, random_ldpu_configs
-from verif.runner import SIMULATORS, run_bench
+from verif.runner import run_bench
 
-from .conftest import run_seed
+from .conftest import per_simulator, run_seed
 
 REGRESS = os.environ.get("TB_REGRESS") == "1"
 
 
 def _cases():
-    """(unit, cfg, sim, regress-only?): FP16Outer `tiny` and a random FP16Outer config on both
+    """(unit, cfg, sim) cases: FP16Outer `tiny` and a random FP16Outer config on both
     simulators; the LDPU's `tiny` and random config on Icarus, and on Verilator in `make
     regress` only: in `make test` the LDPU reaches Verilator through the fast path
     (tests/test_fastpath.py: `tiny`, every output beat under three stall modes), and its
@@ -30,11 +30,8 @@ def _cases():
                + [("ldpu", c) for c in random_ldpu_configs(run_seed(), 1)]
                + [("fp16outer", c) for c in FP16_OUTER_PRESETS.values()]
                + [("fp16outer", c) for c in random_fp16outer_configs(run_seed(), 1)])
-    for unit, cfg in configs:
-        for sim in SIMULATORS:
-            regress = cfg.name not in ("tiny", "rand") or (unit, sim) == ("ldpu", "verilator")
-            yield pytest.param(unit, cfg, sim, id=f"{unit}-{cfg.tag}-{sim}",
-                               marks=[pytest.mark.regress] if regress else [])
+    return per_simulator(configs, regress=lambda sim, unit, cfg: (
+        cfg.name not in ("tiny", "rand") or (unit, sim) == ("ldpu", "verilator")))
 
 
 @pytest.mark.sim

@@ -12,9 +12,9 @@ import pytest
 
 from hdl.config import ESSOP_PRESETS
 from verif.configs import random_essop_configs
-from verif.runner import SIMULATORS, run_bench
+from verif.runner import run_bench
 
-from .conftest import run_seed, small_first
+from .conftest import per_simulator, run_seed, small_first
 
 REGRESS = os.environ.get("TB_REGRESS") == "1"
 # full-size presets: cocotb in `make regress`, their data through the fast path in `make test`
@@ -27,17 +27,12 @@ CONFIGS = (small_first(ESSOP_PRESETS) + [TINY_ACC, _RANDOM[0]]
            + [pytest.param(_RANDOM[1], marks=pytest.mark.regress, id=_RANDOM[1].tag)])
 
 
-def _cases():
-    """(config, simulator): CONFIGS on both simulators, `tiny-acc` on Verilator regress-only."""
-    for p in CONFIGS:
-        cfg, marks = (p.values[0], list(p.marks)) if hasattr(p, "values") else (p, [])
-        for sim in SIMULATORS:
-            extra = [pytest.mark.regress] if (cfg is TINY_ACC and sim == "verilator") else []
-            yield pytest.param(cfg, sim, id=f"{cfg.tag}-{sim}", marks=marks + extra)
+# CONFIGS on both simulators, `tiny-acc` on Verilator regress-only
+CASES = list(per_simulator(CONFIGS, regress=lambda sim, cfg: cfg is TINY_ACC and sim == "verilator"))
 
 
 @pytest.mark.sim
-@pytest.mark.parametrize("cfg, sim", list(_cases()))
+@pytest.mark.parametrize("cfg, sim", CASES)
 def test_essop_scenarios(cfg, sim, seed):
     extra = {"TB_SCALE": "4"} if REGRESS else {}
     summary = run_bench("essop", cfg, sim, seed, extra_env=extra, name="scenarios")

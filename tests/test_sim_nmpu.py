@@ -18,29 +18,19 @@ from hdl.config import NMPU_PRESETS
 from verif.configs import random_nmpu_configs
 from verif.runner import SIMULATORS, run_bench
 
-from .conftest import run_seed, small_first
+from .conftest import per_simulator, run_seed, small_first
 
 REGRESS = os.environ.get("TB_REGRESS") == "1"
 # full-size presets: cocotb in `make regress`, their data through the fast path in `make test`
-PRESETS = small_first(NMPU_PRESETS)
 RANDOM = random_nmpu_configs(run_seed(), 3)
-
-
-def _cases():
-    """(config, simulator): every preset on both (the full-size ones regress-only), the random
-    configs on Icarus, the first of them on Verilator too (the others there in `make regress`)."""
-    for p in PRESETS:
-        cfg, marks = (p.values[0], p.marks) if hasattr(p, "values") else (p, ())
-        for sim in SIMULATORS:
-            yield pytest.param(cfg, sim, id=f"{cfg.tag}-{sim}", marks=marks)
-    for k, cfg in enumerate(RANDOM):
-        for sim in SIMULATORS:
-            yield pytest.param(cfg, sim, id=f"{cfg.tag}-{sim}",
-                               marks=[pytest.mark.regress] if sim == "verilator" and k else [])
+# every preset on both simulators (the full-size ones regress-only), the random configs on
+# Icarus, the first of them on Verilator too (the others there in `make regress`)
+CASES = list(per_simulator(small_first(NMPU_PRESETS) + RANDOM, regress=lambda sim, cfg: (
+    sim == "verilator" and any(cfg is r for r in RANDOM[1:]))))
 
 
 @pytest.mark.sim
-@pytest.mark.parametrize("cfg, sim", list(_cases()))
+@pytest.mark.parametrize("cfg, sim", CASES)
 def test_nmpu_scenarios(cfg, sim, seed):
     extra = {"TB_SCALE": "6"} if REGRESS else {}
     summary = run_bench("nmpu", cfg, sim, seed, extra_env=extra, name="scenarios")
