@@ -2,11 +2,14 @@
 
     python -m studies.explore [--unit nmpu] [--trials N] [--batch B] [--scheduler tcp://h:p]
                               [--workers W] [--seed S] [--acc-limit PP] [--min-fmax MHZ]
-                              [--verify K] [--quality] [--fresh] [--out build/report]
+                              [--verify K] [--sampler nsga2|monotone] [--wide-lanes]
+                              [--quality [--quality-seeds N] [--quality-table JSON]]
+                              [--fresh] [--out build/report]
 
 The search space is read from the unit's config dataclass (hdl/config.py), not from a list:
 every field of the base preset takes part except those held on purpose (`HELD`: identity,
-the tile size, control-register widths, a static layer's per-network values); a bool takes both
+the tile size, the output width, a static layer's per-network values, and the two modes no
+evaluator can price: a signed-count input and a unit without the residual input); a bool takes both
 values, a str its known options (`OPTIONS`, else the values the presets use), an int the range
 of `RANGES` or, for a field nobody listed yet, the base value ± 2 (so a knob added to the
 config tomorrow is searched tomorrow). Points the config rejects are infeasible trials with the
@@ -67,22 +70,45 @@ REPORT_DIR = ROOT / "build" / "report"
 WORK = ROOT / "build" / "explore"
 
 BASE = {"nmpu": "paper", "essop": "paper"}
-# Fields not searched. NMPU: identity, the tile it serves, control-register widths, a static
-# layer's per-network constants (chosen by the compiler per layer, not a hardware knob), the
-# int8 activations the networks are trained for. ESSOP: identity; the 32 x 32 array (the
-# training study's tiling and the FP16 array's size: a product of another size is another
-# item); the lr_shift register (the schedule needs 2^5 - 1); acc_max (K > 1 changes the
-# products per read-out, which depend on the driver's grouping, not on the point alone).
-HELD = {"nmpu": {"name", "columns", "clamp_count_bits", "shift_bits", "out_bits", "static_layer",
+# Fields not searched. NMPU: identity, the tile it serves, the output width, a static layer's
+# per-network constants (chosen by the compiler per layer, not a hardware knob), the int8
+# activations the networks are trained for, and two modes no evaluator can price:
+# - `input_mode` 'signed' (one signed count X per column) needs a tile whose ADC converts the
+#   difference of the two lines; the tile model of the accuracy study (and the chip's tile)
+#   converts P and N separately, so the accuracy evaluator cannot run such a point, and
+#   subtracting the two counts digitally is `single_scale` (searched), not another tile;
+# - `residual` False removes the input that chains a row-split layer's partial sums from tile
+#   to tile: the energy workload (MNIST MLP fc1, 4 row tiles) and every network wider than one
+#   tile's rows need it; the digits MLP of the accuracy protocol fits one tile and would not
+#   notice, so such a point would pass accuracy, be synthesised, and fail its energy run.
+# `Evaluator` refuses either before any evaluation (`unsupported`), should a caller search them.
+# ESSOP: identity; the 32 x 32 array (the training study's tiling and the FP16 array's size: a
+# product of another size is another item); the lr_shift register (the schedule needs
+# 2^5 - 1); acc_max (K > 1 changes the products per read-out, which depend on the driver's
+# grouping, not on the point alone).
+HELD = {"nmpu": {"name", "columns", "input_mode", "residual", "out_bits", "static_layer",
                  "static_shift", "static_pre_cut", "static_round"},
         "essop": {"name", "rows", "cols", "lr_shift_bits", "acc_max"}}
 OPTIONS = {"input_mode": ("dual", "signed"), "rng": ("shared", "per_converter")}
-RANGES = {"nmpu": {"adc_bits": tuple(range(6, 13)), "lanes": (8, 16, 32, 64),
+# NMPU lanes: 1 (the LDPU's schedule, `serial`) to 64 (`paper`); a narrow unit synthesises
+# faster than `paper`. 128 and 256 (`precision256`: 15.6 mm², 2.4x `paper`'s cells) only with
+# `--wide-lanes` (WIDE_LANES): one such synthesis costs as much as two or three of `paper`.
+# shift_bits 4..5: `precision`'s 4 and `paper`'s 5; 3 bits reach a 7-bit shift, enough only for
+# accumulators of 15 bits or fewer (`precision`'s exactly), so half of the random points with 3
+# are invalid, a sixth of the trials lost for one mux stage per lane. clamp_count_bits 16..32:
+# `precision`'s 16 and `paper`'s 32; a narrower counter only saturates sooner, a loss (of the
+# clamp statistics on long layers) that no objective of the search measures.
+RANGES = {"nmpu": {"adc_bits": tuple(range(6, 13)), "lanes": (1, 2, 4, 8, 16, 32, 64),
                    "scale_frac": tuple(range(3, 10)), "offset_int": tuple(range(4, 9)),
                    "offset_frac": tuple(range(0, 4)), "exp_bits": (0, 1, 2, 3),
-                   "drop_bits": tuple(range(0, 7))},
+                   "drop_bits": tuple(range(0, 7)), "shift_bits": (4, 5),
+                   "clamp_count_bits": (16, 24, 32)},
           "essop": {"mag_bits": tuple(range(4, 11)), "lfsr_width": (8, 10, 12, 16, 20, 24),
                     "log2_bl_max": tuple(range(2, 8)), "rows_per_beat": (1, 2, 4, 8, 16, 32)}}
+WIDE_LANES = {"nmpu": {"lanes": (128, 256)}}
+# The presets enqueued first, in this order (then the others that fit the space, in the
+# config's order): the paper's point and the issue-13 `precision` preset.
+FIRST = {"nmpu": ("paper", "precision")}
 # The quick digits protocol of the accuracy study, for one evaluation.
 PROTOCOL = {"network": "mlp", "seeds": [0, 1], "times": [60.0, 86400.0], "ref_adc_bits": 12}
 # The search-quality measurement's protocol: the same, over 8 programming seeds. Its exhaustive
@@ -129,8 +155,9 @@ def base_config(unit):
     return _units()[unit][1][BASE[unit]]
 
 
-def space(unit):
-    """{field: candidate values} of every searched field, read from the config dataclass."""
+def space(unit, wide=False):
+    """{field: candidate values} of every searched field, read from the config dataclass;
+    `wide`: WIDE_LANES added to their fields' ranges."""
     base = base_config(unit)
     presets = _units()[unit][1].values()
     out = {}
@@ -146,9 +173,26 @@ def space(unit):
             values = OPTIONS.get(f.name) or tuple(sorted({getattr(p, f.name) for p in presets}))
         else:
             continue      # floats, tuples: not knobs of the RTL
+        if wide and f.name in WIDE_LANES.get(unit, {}):
+            values = tuple(values) + WIDE_LANES[unit][f.name]
         if len(values) > 1:
             out[f.name] = tuple(values)
     return out
+
+
+def unsupported(unit, cfg):
+    """Why no evaluator can price the point `cfg` (a message naming the field), or None: the
+    modes HELD for that reason, checked before any evaluation so that a search given them
+    spends no accuracy run, synthesis or energy run on them."""
+    if unit != "nmpu":
+        return None
+    if cfg.input_mode != "dual":
+        return (f"`input_mode` {cfg.input_mode!r}: the accuracy evaluator's tile model delivers "
+                f"P and N counts ('dual') only; a signed-count tile is not modelled")
+    if not cfg.residual:
+        return ("`residual` False: the energy workload (MNIST MLP fc1, row tiles chained "
+                "through the residual input, `residual_en`) needs the residual input")
+    return None
 
 
 def config_of(unit, params):
@@ -401,10 +445,12 @@ class Evaluator:
 
     def evaluate(self, cfgs, on_done=None):
         """[(cfg or None, error)] -> [record]; records carry values, constraints and status."""
-        recs = [{"config": c.to_dict() if c else None, "tag": c.tag if c else None,
-                 "status": "invalid" if c is None else "pending", "error": e, "seconds": 0.0}
+        cfgs = [(c, e) if c is None or not (why := unsupported(self.unit, c)) else (c, why)
                 for c, e in cfgs]
-        todo = [i for i, (c, _) in enumerate(cfgs) if c is not None]
+        recs = [{"config": c.to_dict() if c else None, "tag": c.tag if c else None,
+                 "status": "invalid" if c is None else "unsupported" if e else "pending",
+                 "error": e, "seconds": 0.0} for c, e in cfgs]
+        todo = [i for i, r in enumerate(recs) if r["status"] == "pending"]
         ref = self.reference()
         for out in self.eng.map(globals()[ACC_TASKS[self.unit][1]], todo,
                                 args=lambda i: (cfgs[i][0].to_dict(), self.protocol, ref),
@@ -457,7 +503,7 @@ class Evaluator:
                            for k, _ in OBJECTIVES]
             acc_c = r.get("acc_loss_pp", WORST["acc_loss_pp"]) - self.acc_limit
             fmax_c = self.min_fmax - r["fmax_mhz"] if r.get("fmax_mhz") else 1e6
-            r["constraints"] = [acc_c if r["status"] != "failed" else 1e6,
+            r["constraints"] = [acc_c if r["status"] not in ("failed", "unsupported") else 1e6,
                                 fmax_c if ok or r["status"] == "slow" else 1e6]
         return recs
 
@@ -535,7 +581,9 @@ def search(unit, trials, eng, *, batch=8, seed=1, evaluator=None, storage=None, 
         directions=[d for _, d in OBJECTIVES], load_if_exists=True)
     done = [t for t in study.trials if t.state.is_finished()]
     if not done:          # today's presets first, so that the front is measured against them
-        for name, p in _units()[unit][1].items():
+        first = FIRST.get(unit, ())
+        for name, p in sorted(_units()[unit][1].items(), key=lambda kv: (
+                first.index(kv[0]) if kv[0] in first else len(first))):
             params = {f: getattr(p, f) for f in sp}
             if all(params[f] in sp[f] for f in sp) and all(
                     getattr(p, f) == getattr(base_config(unit), f) for f in HELD.get(unit, ())
@@ -894,6 +942,9 @@ def main(argv=None):
                     help="programming seeds of the quality table's protocol (default "
                          f"{len(QUALITY_PROTOCOL['seeds'])}; the search's own: "
                          f"{len(PROTOCOL['seeds'])})")
+    ap.add_argument("--wide-lanes", action="store_true",
+                    help="NMPU lanes up to 256 (WIDE_LANES; `precision256` among the presets): "
+                         "one such synthesis costs two or three of `paper`")
     ap.add_argument("--no-synth", action="store_true", help="accuracy only (no synthesis)")
     ap.add_argument("--fresh", action="store_true", help="start the study again")
     ap.add_argument("--journal", type=Path, help="the study's journal (build/explore/<unit>.journal)")
@@ -932,9 +983,11 @@ def main(argv=None):
             print(f"explore: search quality in {time.perf_counter() - t0:.1f} s; "
                   f"{args.out}/explore_quality.json, explore_quality.md")
             return
+        sp = space(args.unit, wide=args.wide_lanes)
+        extra["space"] = {k: list(v) for k, v in sp.items()}
         study = search(args.unit, args.trials, eng, batch=args.batch, seed=args.seed,
                        evaluator=ev, storage=args.journal, fresh=args.fresh,
-                       sampler=args.sampler)
+                       sampler=args.sampler, sp=sp)
         if args.quality:
             extra["quality"] = quality(eng, qev, table=table, protocol=table_protocol)
             write_quality(extra["quality"], args.out)

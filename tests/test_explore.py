@@ -24,7 +24,16 @@ def test_space_follows_the_dataclass():
             assert v in sp[f.name] or f.name in ex.RANGES["nmpu"]
             if isinstance(v, bool):
                 assert sp[f.name] == (False, True)
-    assert sp["input_mode"] == ("dual", "signed") and sp["lanes"] == (8, 16, 32, 64)
+    assert sp["lanes"] == (1, 2, 4, 8, 16, 32, 64)
+    assert sp["shift_bits"] == (4, 5) and sp["clamp_count_bits"] == (16, 24, 32)
+    assert "input_mode" not in sp and "residual" not in sp       # no evaluator prices them
+    assert ex.space("nmpu", wide=True)["lanes"] == (1, 2, 4, 8, 16, 32, 64, 128, 256)
+    # the issue-13 presets are points of the space (256 lanes: with wide lanes only)
+    for name, wide in (("precision", False), ("precision_serial", False), ("serial", False),
+                       ("precision256", True)):
+        p, sw = NMPU_PRESETS[name], ex.space("nmpu", wide=wide)
+        assert all(getattr(p, f) in v for f, v in sw.items()), name
+        assert all(getattr(p, f) == getattr(base, f) for f in ex.HELD["nmpu"] - {"name"}), name
 
 
 def test_space_picks_up_a_new_field(monkeypatch):
@@ -131,6 +140,14 @@ def test_quality_measures_against_the_exhaustive_front(tmp_path):
     assert "| NSGA-II |" in (tmp_path / "explore.md").read_text()
     ex.write_quality(q, tmp_path)
     assert "| monotone | 55% | [6, 6] |" in (tmp_path / "explore_quality.md").read_text()
+    # the table's protocol is recorded and read back with the saved table
+    assert q["protocol"] == fake.protocol
+    rows, protocol = ex._load_table(tmp_path / "explore_quality.json")
+    assert rows == q["table"] and protocol == fake.protocol
+    assert ex._load_table(None) == (None, None)
+    assert len(ex.QUALITY_PROTOCOL["seeds"]) == 8 and len(ex.PROTOCOL["seeds"]) == 2
+    assert {k: v for k, v in ex.QUALITY_PROTOCOL.items() if k != "seeds"} == {
+        k: v for k, v in ex.PROTOCOL.items() if k != "seeds"}
 
 
 # -- the monotone sampler (studies/monotone.py) ----------------------------------------------------
@@ -296,6 +313,36 @@ def test_evaluator_cheap_first_and_constraints(monkeypatch, tmp_path):
     assert recs[3]["error"] == "Yosys failed" and min(recs[3]["constraints"]) >= 1e6
     assert "ZeroDivisionError" in recs[4]["error"] and recs[4]["values"] == list(ex.WORST.values())
     assert min(recs[5]["constraints"]) > 0           # invalid: infeasible too
+
+
+def test_points_no_evaluator_prices_are_refused_before_any_stage(monkeypatch, tmp_path):
+    """`input_mode` 'signed' (the tile model has no signed-count tile) and `residual` False (the
+    energy workload chains row tiles through the residual input) are refused by name before
+    the accuracy run, so neither costs an evaluation, let alone a synthesis."""
+    ev, eng, rows = _energy_setup(monkeypatch, tmp_path)
+    pts = [ex.config_of("nmpu", {"input_mode": "signed"}),
+           ex.config_of("nmpu", {"residual": False}), ex.config_of("nmpu", {"adc_bits": 8})]
+    recs = ev.evaluate([(c, None) for c in pts])
+    assert [r["status"] for r in recs] == ["unsupported", "unsupported", "ok"]
+    assert "`input_mode` 'signed'" in recs[0]["error"] and "`residual` False" in recs[1]["error"]
+    # the reference, then the third point's accuracy and energy only
+    assert eng.calls == ["<lambda>", "<lambda>", "energy_task"] and len(rows) == 1
+    for r in recs[:2]:
+        assert r["values"] == list(ex.WORST.values()) and min(r["constraints"]) >= 1e6
+    assert ex.unsupported("nmpu", NMPU_PRESETS["paper"]) is None
+    assert ex.unsupported("essop", None) is None
+
+
+def test_search_enqueues_paper_and_precision_first(tmp_path):
+    fake = Fake(acc_limit=100.0)
+    study = ex.search("nmpu", 5, None, batch=5, evaluator=fake, storage=tmp_path / "j",
+                      log=lambda s: None)
+    presets = [r.get("preset") for r in ex.records(study)]
+    assert presets == ["paper", "precision", "exp", "serial", "precision_serial"]
+    study = ex.search("nmpu", 2, None, batch=2, evaluator=fake, storage=tmp_path / "w",
+                      sp=ex.space("nmpu", wide=True), log=lambda s: None)
+    presets = [t.user_attrs.get("preset") for t in study.get_trials(deepcopy=False)]
+    assert presets[:2] == ["paper", "precision"] and "precision256" in presets   # 2 run, 4 wait
 
 
 def test_moved_studies_keep_their_old_names_for_a_release():
