@@ -134,6 +134,8 @@ QUALITY_SPACE = {"adc_bits": tuple(range(6, 13)), "scale_frac": tuple(range(3, 1
 # value is the more accurate (a wider ADC, more fraction bits of a scale or offset), -1 where a
 # smaller one is (fewer dropped bits). The `monotone` sampler (studies/monotone.py) bounds a
 # point's loss by the evaluated points wider than it in all of these with the other knobs equal.
+# A prior, not a measurement: the 8-seed quality table (docs/explore.md) has 8-9-bit ADCs ahead
+# of 10-12-bit ones by about 0.1 pp, and at scale_frac 3 the loss grows with adc_bits.
 MONOTONE = {"nmpu": {"adc_bits": 1, "scale_int": 1, "scale_frac": 1, "offset_int": 1,
                      "offset_frac": 1, "drop_bits": -1},
             "essop": {"mag_bits": 1, "log2_bl_max": 1}}
