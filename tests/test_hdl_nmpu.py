@@ -15,6 +15,7 @@ from golden import nmpu as g
 from hdl.config import NMPU_PRESETS, NMPUConfig, RoundMode, nmpu_preset
 from hdl.export import lint, module_name, write
 from hdl.nmpu import NMPU, Accumulate, Activate, Compress, Products, ShiftAmounts, layer_layout
+from verif import blocksim
 from verif.configs import random_nmpu_configs
 from verif.runner import setup_tools
 
@@ -115,12 +116,21 @@ def check_compress(cfg):
 
 def test_compress_exhaustive_tiny():
     """Every accumulator value under every total shift, pre-cut and rounding mode (and the
-    reserved mode code, which must round like floor)."""
+    reserved mode code, which must round like floor): 32,544 cases, one per clock through the
+    stage's generated Verilog in Icarus (verif/blocksim.py: 1 CPU-s, against 11 in Amaranth's
+    simulator; `test_compress_random` keeps the stage in Amaranth's simulator)."""
     cfg = nmpu_preset("tiny")
     lo, hi = cfg.acc_range
-    grid = np.array(list(itertools.product(range(lo, hi + 1), range(cfg.max_total_shift + 1),
-                                           range(cfg.max_shift + 1), range(4))))
-    run_comb(Compress(cfg), compress_cases(cfg, *grid.T), check_compress(cfg))
+    acc, s, pc, mode = np.array(list(itertools.product(
+        range(lo, hi + 1), range(cfg.max_total_shift + 1), range(cfg.max_shift + 1),
+        range(4)))).T
+    got = blocksim.run(Compress(cfg), dict(acc=acc, s=s, c=np.minimum(pc, s), round_mode=mode),
+                       ["y"])["y"][1:]
+    want = g.compress(cfg, acc, s, pc, np.where(mode <= max(RoundMode), mode, RoundMode.FLOOR))
+    bad = np.flatnonzero(got != want)
+    assert len(acc) == 32544 and not bad.size, (
+        f"{bad.size} cases differ, the first: acc {acc[bad[0]]}, s {s[bad[0]]}, pre-cut "
+        f"{pc[bad[0]]}, mode {mode[bad[0]]}: RTL {got[bad[0]]}, golden {want[bad[0]]}")
 
 
 @pytest.mark.parametrize("cfg", [PAPER2, EXP2, SIGNED], ids=lambda c: c.tag)

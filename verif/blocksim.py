@@ -13,6 +13,7 @@ The bench holds `rst` low and starts from the registers' initial values, like a 
 """
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import tempfile
@@ -38,9 +39,11 @@ def _ports(dut, names):
     return out
 
 
-def _bench(module, ins, outs, clocks):
+def _bench(module, ins, outs, clocks, clocked=True):
     """The Verilog bench: a word per clock, {inputs in order}, applied at the falling edge;
-    every output written after each rising edge (one line per clock, hex, in order)."""
+    every output written after each rising edge (one line per clock, hex, in order). A block
+    without the `sync` domain (`clocked` False: no clk and rst ports) sees the same bench, its
+    outputs then a function of the clock's inputs."""
     width = sum(w for _, w, _ in ins)
     lines = [
         "`timescale 1ns/1ps",
@@ -51,7 +54,7 @@ def _bench(module, ins, outs, clocks):
         *[f"  reg [{w - 1}:0] i_{n};" for n, w, _ in ins],
         *[f"  wire [{w - 1}:0] o_{n};" for n, w, _ in outs],
         "  integer k, f;",
-        f"  {module} dut (.clk(clk), .rst(rst), "
+        f"  {module} dut ({'.clk(clk), .rst(rst), ' if clocked else ''}"
         + ", ".join([f".{n}(i_{n})" for n, _, _ in ins] + [f".{n}(o_{n})" for n, _, _ in outs])
         + ");",
         "  initial begin",
@@ -83,7 +86,8 @@ def _bench(module, ins, outs, clocks):
 
 
 def run(dut, inputs, outputs, folder=None):
-    """Simulate `dut` (an Amaranth component clocked by the `sync` domain) in Icarus.
+    """Simulate `dut` (an Amaranth component clocked by the `sync` domain, or combinational) in
+    Icarus.
 
     `inputs`: port name -> int array, the value of that port during each clock (all the same
     length: the number of clocks). `outputs`: port names. Returns port name -> int64 array of
@@ -110,6 +114,10 @@ def run(dut, inputs, outputs, folder=None):
     digits = (sum(w for _, w, _ in ins) + 3) // 4
     module = f"blk_{type(dut).__name__.lower()}"
     text = verilog.convert(dut, name=module, emit_src=False)
+    header = re.search(rf"^module {module}\(([^)]*)\);", text, re.M)
+    if header is None:
+        raise BlockSimError(f"no `module {module}(...)` header in the generated Verilog")
+    clocked = "clk" in {p.strip() for p in header.group(1).split(",")}
 
     tmp = None
     if folder is None:
@@ -119,7 +127,7 @@ def run(dut, inputs, outputs, folder=None):
     folder.mkdir(parents=True, exist_ok=True)
     try:
         (folder / "dut.v").write_text(text)
-        (folder / "tb.v").write_text(_bench(module, ins, outs, clocks))
+        (folder / "tb.v").write_text(_bench(module, ins, outs, clocks, clocked))
         (folder / "stim.hex").write_text("".join(f"{w:0{digits}x}\n" for w in words))
         proc = subprocess.run(["iverilog", "-g2012", "-o", "sim", "tb.v", "dut.v"], cwd=folder,
                               capture_output=True, text=True)
