@@ -127,8 +127,10 @@ def test_same_sweep_through_scheduler_and_two_worker_processes(local, tmp_path):
                      "--dashboard-address", ":0", "--no-show"], log)]
     try:
         for _ in range(2):
-            procs.append(_start(["worker", addr, "--nthreads", "1", "--host", "127.0.0.1",
-                                 "--dashboard-address", ":0", "--resources", "MEM=2"], log))
+            # --no-nanny: one process per worker, not two (6 of the test's 28 CPU-s)
+            procs.append(_start(["worker", addr, "--nthreads", "1", "--no-nanny",
+                                 "--host", "127.0.0.1", "--dashboard-address", ":0",
+                                 "--resources", "MEM=2"], log))
         with Engine(scheduler=addr, progress=False) as remote:
             remote.client.wait_for_workers(2, timeout=60)
             outs = list(remote.map(probe, range(4), mem_gb=1))
