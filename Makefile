@@ -163,7 +163,7 @@ formal: $(STAMP)
 # Design-space search of the NMPU (NSGA-II on the engine: accuracy loss vs FP16 on the tile
 # model, area, items/s; cheap accuracy first; front verified by cocotb): build/report/explore.*;
 # EXPLORE="--trials N --scheduler tcp://host:port --sampler monotone --quality" (the default
-# 32 trials took 90 min on 2 shared cores, 52 CPU-min: docs/explore.md).
+# 32 trials took 37 min on 2 cores, 63 CPU-min: docs/explore.md).
 explore: $(STAMP)
 	$(RUN) OPENBLAS_NUM_THREADS=1 $(BIN)/python -m studies.explore --workers $(JOBS) $(EXPLORE)
 
