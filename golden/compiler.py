@@ -5,7 +5,8 @@ Two steps, as on a chip:
 1. `plan` (once per network, no device draws): fold batch norm into a per-channel scale s_j and
    bias c_j; choose the input scale of every layer (int8 codes of the previous layer, or
    round(127·x) for the [0, 1] pixels: the PWM magnitude range) and the output scale (int8
-   codes: 127 over a high percentile of the float activations on training data; tensors joined
+   codes: 127 over a high percentile of the float activations on training data, or a tighter
+   clip for 4-bit codes (`act_clip`: a lower percentile or the MSE-optimal clip); tensors joined
    by a residual connection share one scale, because the NMPU adds R in output units); normalise
    each column to its largest |weight| (weights in [−1, 1]); choose the per-column polarity the
    NMPU compiler asks for (a negative scale swaps G+ and G−); split the bias between the NMPU
@@ -51,7 +52,8 @@ import numpy as np
 from golden import baselines as gb
 from golden import nmpu as gn
 from golden import tile as gt
-from golden.network import BN_EPS, MATRIX_OPS, FloatMatrix, Network, layer_rows, run
+from golden.network import (BN_EPS, MATRIX_OPS, FloatMatrix, MaxPool, Network, check_act_clip,
+                            clip_level, layer_rows, run)
 from hdl.config import LDPU_PRESETS, NMPU_PRESETS, RoundMode
 
 __all__ = ["fold_bn", "code_max", "LayerPlan", "Plan", "plan", "encode_input", "TileImage",
@@ -168,6 +170,7 @@ class Plan:
     adc_gain: str = "calibrated"
     wide_cfg: object = None
     drift_comp: str = "tile"
+    act_clip: object = None
 
     @property
     def x_max(self):
@@ -260,9 +263,24 @@ def _output_tensors(cfg):
     return out
 
 
+def _read_tensors(cfg):
+    """The tensors matrix layers read (inputs and residual inputs, not the network input), each
+    with the matrix layer's output it holds codes of (through max pools: same scale)."""
+    origin = {}
+    for op in cfg.ops:
+        if isinstance(op, MaxPool):
+            origin[op.dst] = origin.get(op.src, op.src)
+    out = {}
+    for op in cfg.matrix_ops:
+        for src in (op.src, op.residual):
+            if src not in (None, "x"):
+                out[src] = origin.get(src, src)
+    return out
+
+
 def plan(net: Network, x_calib, *, tile_cfg=None, nmpu_cfg=None, ldpu_cfg=None, wide_cfg=None,
          bias_mode="split", calib_vectors=4096, seed=0, adc_gain="calibrated", drift_comp="tile",
-         hop_frac_bits=0):
+         hop_frac_bits=0, act_clip=None):
     """The `Plan` of `net`, calibrated on the inputs `x_calib` (see the module doc).
 
     Activations are codes of the tile's `input_bits` (sign + magnitude; 8: int8, 4: [−7, 7]),
@@ -276,7 +294,14 @@ def plan(net: Network, x_calib, *, tile_cfg=None, nmpu_cfg=None, ldpu_cfg=None, 
     partial sums of hidden row-split layers carry that many bits below the activation LSB (at most
     `wide_cfg.out_bits` − `nmpu_cfg.out_bits`, which keeps them at least as wide as the activation
     range); the last tile's output is requantised by the activation NMPU's own compress (round
-    half to even) and saturate steps, an output requantiser the RTL does not have."""
+    half to even) and saturate steps, an output requantiser the RTL does not have.
+    `act_clip`: the activation clip. None (default): every tensor's scale maps the 99.99th
+    percentile of its |activation| to the largest code. A percentile p or "mse" (see
+    `golden.network.clip_level`, the same function the hardware-aware trainer's `act_clip`
+    uses): the hidden tensors' scales come from that clip taken on what the tiles read (each
+    layer's input after pooling, and its residual input, as the trainer quantises them), the
+    largest over a residual group; the network's output (and what is pooled into it) keeps the
+    99.99th percentile."""
     tile_cfg = gt.TileConfig(name="pcm") if tile_cfg is None else tile_cfg
     nmpu_cfg = NMPU_PRESETS["paper"] if nmpu_cfg is None else nmpu_cfg
     ldpu_cfg = LDPU_PRESETS["paper"] if ldpu_cfg is None else ldpu_cfg
@@ -301,6 +326,7 @@ def plan(net: Network, x_calib, *, tile_cfg=None, nmpu_cfg=None, ldpu_cfg=None, 
                          f"`out_bits`: activations are its output codes), not {tile_cfg.input_bits}")
     wide_cfg = nmpu_cfg if wide_cfg is None else wide_cfg
     _check_wide(nmpu_cfg, wide_cfg)
+    check_act_clip(act_clip, "act_clip")
     if isinstance(hop_frac_bits, bool) or not isinstance(hop_frac_bits, (int, np.integer)) \
             or not 0 <= hop_frac_bits <= wide_cfg.out_bits - nmpu_cfg.out_bits:
         raise ValueError(f"`hop_frac_bits` must be an int in [0, `wide_cfg.out_bits` − "
@@ -317,6 +343,7 @@ def plan(net: Network, x_calib, *, tile_cfg=None, nmpu_cfg=None, ldpu_cfg=None, 
     trace = {}
     run(cfg, x_calib, FloatMatrix(net.params), trace=trace)
     find = _scale_groups(cfg)
+    wide_out = _output_tensors(cfg)
     peak = {}
     for name, a in trace.items():
         if name == "x":
@@ -324,9 +351,17 @@ def plan(net: Network, x_calib, *, tile_cfg=None, nmpu_cfg=None, ldpu_cfg=None, 
         q = float(np.percentile(np.abs(a), OUT_PERCENTILE))
         g = find(name)
         peak[g] = max(peak.get(g, 0.0), q)
+    if act_clip is not None:
+        read = _read_tensors(cfg)
+        clipped = {}
+        for name, origin in read.items():
+            if origin not in wide_out:
+                q = clip_level(np.abs(trace[name]), nmpu_cfg.out_bits, act_clip)
+                g = find(origin)
+                clipped[g] = max(clipped.get(g, 0.0), q)
+        peak.update(clipped)
     # code widths: the output (and what is pooled into it) at the wide width, the rest at the
     # activation width the tiles read; a residual group shares one scale, so one width
-    wide_out = _output_tensors(cfg)
     bits_of = {name: wide_cfg.out_bits if name in wide_out else nmpu_cfg.out_bits
                for name in trace if name != "x"}
     group_bits = {}
@@ -414,7 +449,7 @@ def plan(net: Network, x_calib, *, tile_cfg=None, nmpu_cfg=None, ldpu_cfg=None, 
                              f"input")
     return Plan(net=net, tile_cfg=tile_cfg, nmpu_cfg=nmpu_cfg, ldpu_cfg=ldpu_cfg,
                 bias_mode=bias_mode, layers=layers, input_scale=float(xm), adc_gain=adc_gain,
-                wide_cfg=wide_cfg, drift_comp=drift_comp)
+                wide_cfg=wide_cfg, drift_comp=drift_comp, act_clip=act_clip)
 
 
 def _adc_lsb(tile_cfg, x_codes, weights):

@@ -40,7 +40,8 @@ __all__ = ["Dense", "Conv", "MaxPool", "NetConfig", "TrainConfig", "NETWORKS", "
            "CODE_VERSION", "Network", "init_params", "im2col", "col2im", "forward_train",
            "backward", "cross_entropy", "train", "load_or_train", "run", "FloatMatrix",
            "accuracy", "cache_key", "BN_EPS", "layer_rows", "check_input", "DATASET",
-           "TRAIN_CONFIGS", "train_config", "augment", "hw_perturb", "quantise_codes"]
+           "TRAIN_CONFIGS", "train_config", "augment", "hw_perturb", "quantise_codes",
+           "clip_level", "check_act_clip", "ACT_PERCENTILE"]
 
 # Change when the training code changes in a way that changes the trained weights.
 CODE_VERSION = "1"
@@ -146,6 +147,19 @@ class NetConfig:
                 "ops": [{"type": type(op).__name__, **dataclasses.asdict(op)} for op in self.ops]}
 
 
+ACT_PERCENTILE = 99.99      # the default activation clip: this percentile of |a| → x_max
+MSE_GRID = 64               # clip candidates of the "mse" search (geometric, max/64 .. max)
+
+
+def check_act_clip(clip, name):
+    """`clip` must be None (the default 99.99th percentile), a percentile in [50, 100] or "mse"."""
+    if clip is None or clip == "mse":
+        return
+    if isinstance(clip, bool) or not isinstance(clip, (int, float, np.integer, np.floating)) \
+            or not 50.0 <= float(clip) <= 100.0:
+        raise ValueError(f"`{name}` must be None, a percentile in [50, 100] or 'mse', not {clip!r}")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Training settings. `weight_noise`: σ of the Gaussian training weight noise, relative to
@@ -155,8 +169,11 @@ class TrainConfig:
     step injects the tile model's programming noise (`golden.tile.prog_noise_sigma`, times
     `hw_noise`) into the weights and quantises the layer's matmul output like the ADC
     (`adc_bits`); `act_bits` > 0 quantises every layer's input to the PWM codes of that width
-    (straight-through gradients), in or without hardware-aware training. `float32`: train in
-    float32 (twice the BLAS speed; the parameters are returned as float64)."""
+    (straight-through gradients), in or without hardware-aware training; `act_clip` (with
+    `act_bits`) sets the clip of that quantiser (`clip_level`: None, the 99.99th percentile of
+    |a|; a lower percentile; or "mse", the clip of least quantisation error), the same option as
+    `golden.compiler.plan(..., act_clip=...)`. `float32`: train in float32 (twice the BLAS speed;
+    the parameters are returned as float64)."""
 
     seed: int = 20261129
     epochs: int = 40
@@ -171,6 +188,7 @@ class TrainConfig:
     act_bits: int = 0
     adc_bits: int = 12
     float32: bool = False
+    act_clip: object = None
 
     def __post_init__(self):
         for name in ("seed", "epochs", "batch", "augment_shift", "act_bits", "adc_bits"):
@@ -183,6 +201,10 @@ class TrainConfig:
         if self.act_bits == 1 or self.act_bits > 16:
             raise ValueError(f"`act_bits` must be 0 (off) or 2..16 (sign + magnitude), not "
                              f"{self.act_bits}")
+        check_act_clip(self.act_clip, "act_clip")
+        if self.act_clip is not None and not self.act_bits:
+            raise ValueError(f"`act_clip` ({self.act_clip!r}) needs `act_bits` > 0 (it clips the "
+                             f"activation quantiser)")
         if self.adc_bits < 1 or self.adc_bits > 24:
             raise ValueError(f"`adc_bits` must be in [1, 24], not {self.adc_bits}")
         for name in ("lr", "weight_decay", "weight_noise", "bn_momentum", "hw_noise"):
@@ -206,7 +228,7 @@ class TrainConfig:
 
 
 _LATER_FIELDS = {"augment_shift": 0, "image_shape": None, "hw_noise": 0.0, "act_bits": 0,
-                 "adc_bits": 12, "float32": False}
+                 "adc_bits": 12, "float32": False, "act_clip": None}
 
 
 NETWORKS = {
@@ -410,16 +432,43 @@ def accuracy(logits, y):
 
 # -- training: forward and backward ----------------------------------------------------------------
 
-def quantise_codes(a, bits, scale=None):
+def clip_level(mag, bits, clip=None):
+    """The activation value that maps to the largest code x_max = 2^(bits − 1) − 1, from the
+    magnitudes `mag` (|a|, any shape). `clip`: None, the 99.99th percentile (the default of the
+    compiler and of training); a number, that percentile (ACIQ/PACT-style tighter clips for
+    4-bit codes); "mse": the clip c (64 candidates, geometric from max/64 to max) that
+    minimises the mean squared error of round(a·x_max/c)·c/x_max, saturated at ±x_max, against a
+    (zeros quantise exactly at every c and are left out of the search)."""
+    mag = np.asarray(mag).ravel()
+    if clip != "mse":
+        return float(np.percentile(mag, ACT_PERCENTILE if clip is None else float(clip)))
+    x_max = (1 << (bits - 1)) - 1
+    v = mag[mag > 0].astype(np.float64)
+    if v.size == 0:
+        return 0.0
+    top = float(v.max())
+    best, best_err = top, np.inf
+    for c in top * np.geomspace(1.0 / 64, 1.0, MSE_GRID):
+        s = x_max / c
+        err = float(np.sum((np.minimum(np.rint(v * s), x_max) / s - v) ** 2))
+        if err < best_err:
+            best, best_err = float(c), err
+    return best
+
+
+def quantise_codes(a, bits, scale=None, clip=None):
     """Fake quantisation to sign + (bits − 1)-bit codes: round(a·s)/s, saturated, with
-    s = x_max / (the 99.99th percentile of |a|, as the compiler chooses its scales) unless
-    `scale` is given. Used with straight-through gradients (the backward pass ignores it)."""
+    s = x_max / `clip_level(|a|, bits, clip)` (default the 99.99th percentile of |a|, as the
+    compiler chooses its scales) unless `scale` is given. Used with straight-through gradients
+    (the backward pass ignores it)."""
     x_max = (1 << (bits - 1)) - 1
     if scale is None:
         flat = np.abs(a).ravel()
         if flat.size > 65536:  # a strided sample: the percentile of the whole tensor costs a sort
             flat = flat[:: flat.size // 65536]
-        peak = float(np.percentile(flat, 99.99))
+        if clip == "mse" and flat.size > 16384:  # the search costs 64 passes
+            flat = flat[:: flat.size // 16384]
+        peak = clip_level(flat, bits, clip)
         scale = x_max / peak if peak > 0 else 1.0
     return np.clip(np.rint(a * scale), -x_max, x_max) / scale
 
@@ -433,10 +482,12 @@ def _adc_quantise(rows, W, z, adc_bits):
     return (np.floor(zp / step) - np.floor(zn / step)) * step
 
 
-def forward_train(cfg: NetConfig, params, x, *, noise=None, act_bits=0, adc_bits=0):
+def forward_train(cfg: NetConfig, params, x, *, noise=None, act_bits=0, adc_bits=0,
+                  act_clip=None):
     """Training-mode forward (batch statistics). `noise`: dict op name → additive weight noise.
     `act_bits` > 0: every matrix layer's input quantised to codes of that width (the network
-    input, in [0, 1], at the compiler's fixed scale x_max); `adc_bits` > 0: its matmul output
+    input, in [0, 1], at the compiler's fixed scale x_max; the others clipped at
+    `clip_level(..., act_clip)` of the batch); `adc_bits` > 0: its matmul output
     quantised like the ADC; both with straight-through gradients.
     Returns (logits, cache); the cache feeds `backward` and holds the batch statistics."""
     state = {"x": check_input(cfg, x)}
@@ -450,7 +501,8 @@ def forward_train(cfg: NetConfig, params, x, *, noise=None, act_bits=0, adc_bits
             continue
         p = params[op.name]
         if act_bits:
-            a_in = quantise_codes(a, act_bits, (1 << (act_bits - 1)) - 1 if op.src == "x" else None)
+            a_in = quantise_codes(a, act_bits, (1 << (act_bits - 1)) - 1 if op.src == "x" else None,
+                                  act_clip)
             rows = layer_rows(op, a_in)
         else:
             rows = layer_rows(op, a)
@@ -592,9 +644,9 @@ def augment(x, shape, shift, rng):
     return out.reshape(x.shape)
 
 
-def _recalibrate_bn(cfg, params, x, act_bits=0):
+def _recalibrate_bn(cfg, params, x, act_bits=0, act_clip=None):
     """Running statistics := the statistics of the whole training set (one full-batch pass)."""
-    _, cache = forward_train(cfg, params, x, act_bits=act_bits)
+    _, cache = forward_train(cfg, params, x, act_bits=act_bits, act_clip=act_clip)
     for op, _, c in cache:
         if isinstance(op, MATRIX_OPS) and op.bn:
             params[op.name]["mean"] = c["mu"].copy()
@@ -631,7 +683,8 @@ def train(cfg: NetConfig, tcfg: TrainConfig, x, y, *, progress=True, x_test=None
             if tcfg.augment_shift:
                 xb = augment(xb, shape, tcfg.augment_shift, rng)
             logits, cache = forward_train(cfg, params, xb, noise=noise, act_bits=tcfg.act_bits,
-                                          adc_bits=tcfg.adc_bits if tcfg.hw_noise > 0 else 0)
+                                          adc_bits=tcfg.adc_bits if tcfg.hw_noise > 0 else 0,
+                                          act_clip=tcfg.act_clip)
             loss, d = cross_entropy(logits, y[idx])
             losses.append(loss)
             grads = backward(cfg, params, cache, d)
@@ -659,7 +712,7 @@ def train(cfg: NetConfig, tcfg: TrainConfig, x, y, *, progress=True, x_test=None
                   flush=True)
     if x.shape[0] > RECALIBRATE_MAX:  # a fixed subset: the full-batch pass would need GBs
         x = x[np.random.default_rng(tcfg.seed + 1).choice(x.shape[0], RECALIBRATE_MAX, replace=False)]
-    _recalibrate_bn(cfg, params, x, tcfg.act_bits)
+    _recalibrate_bn(cfg, params, x, tcfg.act_bits, tcfg.act_clip)
     params = {k: {n: a.astype(np.float64) for n, a in p.items()} for k, p in params.items()}
     if progress:
         print(file=sys.stderr)
@@ -740,6 +793,18 @@ def load_or_train(name_or_cfg, tcfg: TrainConfig = None, *, data=None, cache_dir
     return net
 
 
+def parse_act_clip(text):
+    """Command-line `act_clip`: "mse", "none" (None: the 99.99th percentile) or a percentile."""
+    if text in ("mse", "none"):
+        return None if text == "none" else text
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a percentile or 'mse', not {text!r}") from None
+    check_act_clip(value, "act_clip")
+    return value
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--retrain", action="store_true", help="ignore the cache")
@@ -748,10 +813,13 @@ def main(argv=None):
     ap.add_argument("--hw-noise", type=float, default=None,
                     help="hardware-aware training: scale of the injected tile noise")
     ap.add_argument("--act-bits", type=int, default=None, help="quantise layer inputs (4, 8)")
+    ap.add_argument("--act-clip", type=parse_act_clip, default=None,
+                    help="with --act-bits: the clip of the activation quantiser, a percentile of "
+                         "|a| (default 99.99) or 'mse' (the clip of least squared error)")
     args = ap.parse_args(argv)
     for name in args.networks:
-        changes = {k: v for k, v in (("hw_noise", args.hw_noise), ("act_bits", args.act_bits))
-                   if v is not None}
+        changes = {k: v for k, v in (("hw_noise", args.hw_noise), ("act_bits", args.act_bits),
+                                     ("act_clip", args.act_clip)) if v is not None}
         net = load_or_train(name, train_config(name, **changes), cache_dir=args.cache,
                             retrain=args.retrain)
         print(f"{name}: test accuracy {100 * net.info['test_accuracy']:.2f} %, train "

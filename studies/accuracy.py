@@ -67,13 +67,14 @@ def _err_stats(d):
 def evaluate(net, data, *, seeds, times, nmpu_cfg=None, ldpu_cfg=None, tile_cfg=None,
              bias_mode="split", progress=True, budget=True, adc_gain="calibrated",
              seeds_at=None, label=None, paths=None, wide_cfg=None, drift_comp="tile",
-             hop_frac_bits=0):
+             hop_frac_bits=0, act_clip=None):
     """Raw results of one network: {"plan": ..., "float": acc, "runs": [per seed × t × path]}.
 
     The plan is calibrated on `data.x_calib` (the MNIST calibration images; the digits' training
     images). `adc_gain`: "calibrated" or "fixed"; `wide_cfg`: the NMPU of the logits and of the
     row-split layers' partial sums; `drift_comp`: "tile" or "column"; `hop_frac_bits`: the
-    finer partial sums of hidden row-split layers (`golden.compiler.plan`).
+    finer partial sums of hidden row-split layers; `act_clip`: the activation clip (None: the
+    99.99th percentile; a percentile or "mse") (`golden.compiler.plan`).
     `seeds_at`: optional
     {t: seeds} reading only those seeds at t (e.g. 20 seeds at 1 day, 5 on the rest of the
     curve); every seed is programmed once whatever times it reads. `label` names the run in the
@@ -88,7 +89,8 @@ def evaluate(net, data, *, seeds, times, nmpu_cfg=None, ldpu_cfg=None, tile_cfg=
     the NMPU run's counts against the exactly rounded ideal value)."""
     plan = gc.plan(net, getattr(data, "x_calib", data.x_train), tile_cfg=tile_cfg,
                    nmpu_cfg=nmpu_cfg, ldpu_cfg=ldpu_cfg, bias_mode=bias_mode, adc_gain=adc_gain,
-                   wide_cfg=wide_cfg, drift_comp=drift_comp, hop_frac_bits=hop_frac_bits)
+                   wide_cfg=wide_cfg, drift_comp=drift_comp, hop_frac_bits=hop_frac_bits,
+                   act_clip=act_clip)
     label = net.cfg.name if label is None else label
     if seeds_at is not None:
         bad = [t for t in seeds_at if t not in times or not set(seeds_at[t]) <= set(seeds)]
@@ -384,6 +386,12 @@ def main(argv=None):
                     help="mnist: 4-bit wide variants: the partial sums of hidden row-split layers "
                          "that many bits finer than the activation LSB (0..4; requantised at the "
                          "last tile)")
+    ap.add_argument("--act-clip", type=gnet.parse_act_clip, default=ACT_CLIP_4,
+                    help="mnist: the activation clip of the 4-bit variants, in the compiler and "
+                         "in hardware-aware training: a percentile of |a|, 'mse' or 'none' (the "
+                         "99.99th percentile of every tensor); default "
+                         f"{'none' if ACT_CLIP_4 is None else ACT_CLIP_4}. The 8-bit variants "
+                         "keep the 99.99th percentile")
     ap.add_argument("--main", default="8", choices=("8", "8hat"),
                     help="mnist: the CNN variant read with --seeds at 1 day (8: float-trained; "
                          "8hat: hardware-aware)")
@@ -428,6 +436,7 @@ def main(argv=None):
 
 TARGET_SEEDS = 20           # the main target is stated over 20 programming seeds
 HAT_NOISE = 1.0             # hardware-aware training: the tile's device spread at 1 day, × 1
+ACT_CLIP_4 = None           # the 4-bit variants' activation clip (None: the 99.99th percentile)
 
 
 @dataclass(frozen=True)
@@ -437,7 +446,9 @@ class Variant:
     tile model, ADC quantisation and, at 4 bits, 4-bit activations during training), the NMPU
     preset, the ADC gain handling, the times it is read at and, below 8 bits, whether the logits
     and the row-split layers' partial sums take the wide (8-bit) NMPU (`wide`) or stay at the
-    activation width (the narrow chain)."""
+    activation width (the narrow chain), and the activation clip (`act_clip`: None, the 99.99th
+    percentile; a percentile or "mse"), the same in the compiler and, for a hardware-aware
+    network with activations below 8 bits, in its training quantiser."""
 
     network: str
     act_bits: int
@@ -449,6 +460,7 @@ class Variant:
     wide: bool = True
     hat_noise: float = HAT_NOISE
     hop_frac_bits: int = 0
+    act_clip: object = None
 
     @property
     def label(self):
@@ -456,7 +468,8 @@ class Variant:
         return (f"{self.network} {self.act_bits}-bit {hat if self.hat else 'float-trained'} "
                 f"NMPU {self.nmpu}" + ("" if self.adc_gain == "calibrated" else " fixed-gain")
                 + ("" if self.wide or self.act_bits == 8 else " narrow chain")
-                + (f" fine hops {self.hop_frac_bits}" if self.hop_frac_bits else ""))
+                + (f" fine hops {self.hop_frac_bits}" if self.hop_frac_bits else "")
+                + ("" if self.act_clip is None else f" clip {self.act_clip}"))
 
     def train_config(self):
         changes = {}
@@ -464,6 +477,8 @@ class Variant:
             changes["hw_noise"] = self.hat_noise
             if self.act_bits < 8:
                 changes["act_bits"] = self.act_bits
+                if self.act_clip is not None:
+                    changes["act_clip"] = self.act_clip
         return gnet.train_config(self.network, **changes)
 
     def nmpu_cfg(self):
@@ -496,7 +511,7 @@ VARIANT_KINDS = ("8", "8hat", "4", "4hat", "4hat-fixed", "4hat-narrow", "presets
 
 
 def mnist_variants(networks, nmpu_presets, *, quick=False, kinds=VARIANT_KINDS, main_kind="8",
-                   hat_noise=HAT_NOISE, hop_frac_bits=0):
+                   hat_noise=HAT_NOISE, hop_frac_bits=0, act_clip=ACT_CLIP_4):
     """The study's variants. Per network: 8-bit float-trained on the whole drift curve (the CNN's
     is the main one: the 20-seed point at 1 day; `main_kind` "8hat" makes the hardware-aware
     8-bit CNN the main one instead), 8-bit and 4-bit hardware-aware and 4-bit float-trained at
@@ -504,7 +519,9 @@ def mnist_variants(networks, nmpu_presets, *, quick=False, kinds=VARIANT_KINDS, 
     (logits and partial sums at 4 bits) at 1 day, and every further NMPU preset on the whole
     curve. `quick`: 1 min / 1 day / 1 year only. `hat_noise`: the hardware-aware networks'
     `hw_noise` (1: the device spread at 1 day; about 1.4: at 1 year); `hop_frac_bits`: the
-    4-bit wide variants' finer partial sums of hidden row-split layers."""
+    4-bit wide variants' finer partial sums of hidden row-split layers; `act_clip`: the clip of
+    every 4-bit variant (compiler and hardware-aware training; the 8-bit ones keep the
+    99.99th percentile)."""
     if main_kind not in ("8", "8hat"):
         raise ValueError(f"`main_kind` must be '8' or '8hat', not {main_kind!r}")
     curve = MNIST_QUICK_TIMES if quick else MNIST_TIMES
@@ -521,6 +538,8 @@ def mnist_variants(networks, nmpu_presets, *, quick=False, kinds=VARIANT_KINDS, 
                 ("4hat-fixed", hat(name, 4, True, first, (DAY,), adc_gain="fixed")),
                 ("4hat-narrow", hat(name, 4, True, first, (DAY,), wide=False))]
         mine += [("presets", Variant(name, 8, False, p, curve)) for p in others]
+        mine = [(kind, dataclasses.replace(v, act_clip=act_clip) if v.act_bits < 8 else v)
+                for kind, v in mine]
         out += [dataclasses.replace(v, hop_frac_bits=hop_frac_bits)
                 if v.act_bits < 8 and v.wide else v for kind, v in mine if kind in kinds]
     return out
@@ -542,7 +561,7 @@ def run_variants(variants, data, *, seeds, curve_seeds, progress=True, budget=Tr
         res = evaluate(net, data, seeds=all_seeds, times=list(v.times), nmpu_cfg=v.nmpu_cfg(),
                        ldpu_cfg=v.ldpu_cfg(), tile_cfg=v.tile_cfg(), adc_gain=v.adc_gain,
                        wide_cfg=v.wide_cfg(), drift_comp=drift_comp,
-                       hop_frac_bits=v.hop_frac_bits, seeds_at=seeds_at,
+                       hop_frac_bits=v.hop_frac_bits, act_clip=v.act_clip, seeds_at=seeds_at,
                        label=v.label,
                        progress=progress, budget=budget and (v.main or v.act_bits < 8),
                        paths=None if with_fp16 else ("analog_float", "analog_nmpu"))
@@ -719,7 +738,7 @@ def main_mnist(args, n_seeds, ap):
     data = mnist()
     variants = mnist_variants(networks, presets, quick=args.quick, kinds=args.variants,
                               main_kind=args.main, hat_noise=args.hat_noise,
-                              hop_frac_bits=args.hop_frac_bits)
+                              hop_frac_bits=args.hop_frac_bits, act_clip=args.act_clip)
     print(f"accuracy (mnist): {len(variants)} variants, {n_seeds} / {curve_seeds} seeds",
           file=sys.stderr, flush=True)
     results = run_variants(variants, data, seeds=n_seeds, curve_seeds=curve_seeds,
@@ -734,10 +753,13 @@ def main_mnist(args, n_seeds, ap):
         tc = v.train_config()
         hat = "HAT" + (f" x{tc.hw_noise:g}" if tc.hw_noise != HAT_NOISE else "")
         doc["networks_info"][f"{v.network}|{hat if v.hat else 'float'}"
-                             f"{' act4' if tc.act_bits else ''}"] = r["plan"].net.info
+                             f"{' act4' if tc.act_bits else ''}"
+                             f"{'' if tc.act_clip is None else f' clip {tc.act_clip}'}"] = \
+            r["plan"].net.info
         doc["variants"].append({
             "label": v.label, "network": v.network, "act_bits": v.act_bits, "hat": v.hat,
             "nmpu": v.nmpu, "adc_gain": v.adc_gain, "main": v.main, "times": list(v.times),
+            "act_clip": v.act_clip,
             "train": tc.to_dict(), "nmpu_cfg": v.nmpu_cfg().tag, "wide": v.wide,
             "wide_cfg": None if v.wide_cfg() is None else v.wide_cfg().tag,
             "tile": v.tile_cfg().to_dict(),

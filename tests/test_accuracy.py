@@ -269,6 +269,18 @@ def test_mnist_variants_and_targets(monkeypatch, tmp_path, net, data):
     assert (tmp_path / "accuracy_mnist_drift.png").stat().st_size > 1000
 
 
+def test_mnist_variants_activation_clip():
+    """`act_clip` goes to the 4-bit variants only: their compiler clip and, hardware-aware, their
+    training quantiser (another cache key); the 8-bit ones keep the 99.99th percentile."""
+    vs = ga.mnist_variants(["mnist_cnn"], ["paper"], kinds=("8hat", "4", "4hat"), act_clip=99.5)
+    assert [v.act_clip for v in vs] == [None, 99.5, 99.5]
+    assert vs[2].train_config().act_clip == 99.5 and vs[2].label.endswith("clip 99.5")
+    assert vs[1].train_config() == gnet.train_config("mnist_cnn")     # float-trained
+    assert vs[0].train_config() == gnet.train_config("mnist_cnn", hw_noise=ga.HAT_NOISE)
+    default = ga.mnist_variants(["mnist_cnn"], ["paper"], kinds=("4hat",))[0]
+    assert default.act_clip == ga.ACT_CLIP_4
+
+
 def test_bench_network_reads_replays_every_read(net, data):
     from studies import bench
     prog = gc.ProgrammedNetwork(gc.plan(net, data.x_train), 0)

@@ -415,3 +415,28 @@ def test_fine_partial_sums_of_a_hidden_row_split_layer():
         with pytest.raises(ValueError, match=r"`hop_frac_bits` must be an int in \[0, "
                                              r"`wide_cfg.out_bits` − `nmpu_cfg.out_bits`\]"):
             gc.plan(net, x, tile_cfg=SMALL4.ideal, nmpu_cfg=N4, wide_cfg=wide, hop_frac_bits=f)
+
+
+def test_activation_clip(cnn, data):
+    """`act_clip`: the hidden tensors' scales from that clip of what the tiles read (the residual
+    group a1, a2: a1 itself and the pooled p that fc reads), the largest over the group; the
+    output keeps the 99.99th percentile; None is the 99.99th percentile of every tensor."""
+    x_cal = data.x_train[:200]
+    trace = {}
+    gnet.run(TINY_CNN, x_cal, gnet.FloatMatrix(cnn.params), trace=trace)
+    base = gc.plan(cnn, x_cal)
+    pct = lambda name, q: np.percentile(np.abs(trace[name]), q)
+    peak = max(pct("a1", 99.99), pct("a2", 99.99))
+    assert base.act_clip is None and base.layers["c1"].s_out == pytest.approx(127 / peak)
+    for clip in (99.0, "mse"):
+        p = gc.plan(cnn, x_cal, act_clip=clip)
+        want = max(gnet.clip_level(np.abs(trace["a1"]), 8, clip),
+                   gnet.clip_level(np.abs(trace["p"]), 8, clip))
+        assert p.act_clip == clip
+        assert p.layers["c1"].s_out == p.layers["c2"].s_out == pytest.approx(127 / want)
+        if clip == 99.0:
+            assert p.layers["c1"].s_out > base.layers["c1"].s_out       # a tighter clip
+        assert p.layers["fc"].s_out == base.layers["fc"].s_out          # the logits: unchanged
+        assert p.layers["c2"].s_in == p.layers["c1"].s_out
+    with pytest.raises(ValueError, match="`act_clip` must be None, a percentile in"):
+        gc.plan(cnn, x_cal, act_clip=100.5)

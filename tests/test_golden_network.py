@@ -189,8 +189,13 @@ def test_train_config_keys_of_earlier_networks_unchanged():
     assert set(TrainConfig().to_dict()) == {"seed", "epochs", "batch", "lr", "weight_decay",
                                             "weight_noise", "bn_momentum"}
     keys = {gnet.cache_key(TINY_MLP, TrainConfig(**kw)) for kw in
-            ({}, {"hw_noise": 1.0}, {"act_bits": 4}, {"augment_shift": 1}, {"float32": True})}
-    assert len(keys) == 5
+            ({}, {"hw_noise": 1.0}, {"act_bits": 4}, {"augment_shift": 1}, {"float32": True},
+             {"act_bits": 4, "act_clip": 99.9}, {"act_bits": 4, "act_clip": "mse"})}
+    assert len(keys) == 7
+    # the 4-bit hardware-aware MNIST CNN of the studies keeps its key without `act_clip`
+    tc = gnet.train_config("mnist_cnn", hw_noise=1.0, act_bits=4)
+    assert tc.act_clip is None and "act_clip" not in tc.to_dict()
+    assert gnet.cache_key(gnet.NETWORKS["mnist_cnn"], tc) == "f8017edf0b8bae64"
 
 
 @pytest.mark.parametrize("kw, match", [
@@ -201,6 +206,9 @@ def test_train_config_keys_of_earlier_networks_unchanged():
     ({"augment_shift": 1.5}, "`augment_shift` must be a non-negative int"),
     ({"image_shape": (28, 28)}, "`image_shape` must be"),
     ({"batch": 1}, "`batch` >= 2"),
+    ({"act_clip": 99.9}, "`act_clip` .* needs `act_bits` > 0"),
+    ({"act_bits": 4, "act_clip": 40.0}, "`act_clip` must be None, a percentile in"),
+    ({"act_bits": 4, "act_clip": "aciq"}, "`act_clip` must be None, a percentile in"),
 ])
 def test_train_config_errors(kw, match):
     with pytest.raises(ValueError, match=match):
@@ -238,6 +246,30 @@ def test_quantise_codes():
     a = np.arange(10001) / 10000.0                      # 99.99th percentile 0.9999
     c8 = gnet.quantise_codes(a, 8) * 127 / 0.9999
     assert np.allclose(c8, np.rint(c8)) and c8.max() == pytest.approx(127)
+
+
+def test_clip_level_percentile_and_mse():
+    """A percentile clip is that percentile; the "mse" clip is the best of its geometric grid by
+    the squared quantisation error (brute force here), well below the 99.99th percentile of a
+    ReLU'd normal at 4 bits, and the quantiser uses it."""
+    rng = np.random.default_rng(2)
+    a = np.maximum(rng.normal(size=8000), 0.0)
+    assert gnet.clip_level(a, 4) == pytest.approx(np.percentile(a, 99.99))
+    assert gnet.clip_level(a, 4, 99.0) == pytest.approx(np.percentile(a, 99.0))
+    v = a[a > 0]
+
+    def err(c, bits):
+        s = ((1 << (bits - 1)) - 1) / c
+        return np.sum((np.minimum(np.rint(v * s), (1 << (bits - 1)) - 1) / s - v) ** 2)
+
+    grid = v.max() * np.geomspace(1 / 64, 1.0, gnet.MSE_GRID)
+    c4 = gnet.clip_level(a, 4, "mse")
+    assert c4 == pytest.approx(grid[np.argmin([err(c, 4) for c in grid])])
+    assert 2.0 < c4 < 3.0 < 3.5 < gnet.clip_level(a, 4)       # 99.99th percentile: 3.7σ
+    assert gnet.clip_level(a, 8, "mse") > c4                  # finer codes: a wider clip pays
+    assert gnet.clip_level(np.zeros(5), 4, "mse") == 0.0
+    q = gnet.quantise_codes(a, 4, clip="mse")
+    assert np.allclose(q, np.clip(np.rint(a * 7 / c4), -7, 7) * c4 / 7)
 
 
 def test_hw_perturb_is_the_tile_fit():
