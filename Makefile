@@ -71,11 +71,13 @@ sim: $(STAMP)
 test: $(STAMP)
 	$(PYTEST) -n $(JOBS) --dist worksteal --durations=25
 
-# The long regression: every cocotb run of every preset on both simulators, then the fast path's
+# The long regression: every cocotb run of every preset on both simulators, 15 fuzzed configs per
+# unit (make test draws 3), then the fast path's
 # bulk random check (10^8 NMPU, 10^7 LDPU values, 10^6 ESSOP, 10^6 FP16 products on the engine's
 # JOBS workers; FASTPATH="--scale 0.1" shrinks it): build/report/fastpath_bulk.md.
 regress: $(STAMP)
 	TB_REGRESS=1 $(PYTEST) -n $(JOBS) -m "sim or regress"
+	FUZZ_EXAMPLES=15 $(PYTEST) -n $(JOBS) tests/test_fuzz_configs.py
 	$(RUN) $(BIN)/python -m verif.fastpath --bulk --jobs $(JOBS) --seed $(SEED) $(FASTPATH)
 	$(RUN) $(BIN)/python -m verif.summary
 	$(RUN) $(BIN)/python -m verif.coverage_report

@@ -184,9 +184,11 @@ ESSOP_TOP_DRAIN_BOUND = 4 * (2 + 2)
 
 
 # The periphery top of the NMPU tiny (hdl/periphery.py, issue 18), every bus input free. The two
-# hold proofs are in `make formal` only (5-6 CPU-s of make test each); in make test the tops'
-# output stalls are exercised by the cocotbext-axi benches (random tready pauses, every beat
-# checked) and tests/test_hdl_periphery.py, and the cores' hold proofs are quick.
+# hold proofs and the APB top's flow proof are in `make formal` only (5-6 CPU-s of make test
+# each); in make test the tops' output stalls are exercised by the cocotbext-axi benches (random
+# tready pauses, every beat checked) and tests/test_hdl_periphery.py, the cores' hold proofs and
+# the AXI4-Lite top's flow proof (the job gate the APB top shares) are quick, and the APB top
+# runs the NMPU bench through cocotbext-apb on Icarus.
 PROOFS.update({p.name: p for p in [
     Proof("periphery_flow", _periphery("flow", drain_bound=4), "bmc", 30,
           "NMPU tiny periphery, any bus traffic: no beat duplicated or lost by the job gate; "
@@ -195,7 +197,7 @@ PROOFS.update({p.name: p for p in [
           "NMPU tiny periphery: m_axis tvalid, tdata, tlast hold while stalled (k-induction)"),
     Proof("periphery_apb_flow", _periphery("flow", _apb_top(), drain_bound=4), "bmc", 30,
           "NMPU tiny periphery with an APB control port, any APB traffic: no beat duplicated or "
-          "lost by the job gate; all out within 4 clocks of a drain", quick=True, test_depth=20),
+          "lost by the job gate; all out within 4 clocks of a drain"),
     Proof("periphery_essop_flow", _periphery("flow", _essop_top(),
                                              drain_bound=ESSOP_TOP_DRAIN_BOUND), "bmc", 30,
           f"ESSOP 2 x 2 periphery, any bus traffic: no read-out beat without its product; all "

@@ -3,9 +3,9 @@ and match the golden model in a short Amaranth simulation; random invalid ones m
 with a ValueError or TypeError that names the field.
 
 Hypothesis draws the configs from the run's seed (TB_SEED, see conftest.py; every drawn config
-is printed, `pytest -s` shows them). A few examples per unit by default (5; the LDPU 3);
-FUZZ_EXAMPLES=N draws N per unit (the LDPU three fifths of N) for the long regression,
-FUZZ_INVALID=N the invalid ones.
+is printed, `pytest -s` shows them). A few examples per unit by default (3; the LDPU 1, the
+periphery 1), anew every run; FUZZ_EXAMPLES=N draws N per unit (the LDPU three fifths of N,
+the periphery half): `make regress` draws 15. FUZZ_INVALID=N the invalid ones.
 """
 
 import os
@@ -30,7 +30,7 @@ from .conftest import run_seed
 from .test_hdl_baselines import LDPUBench, make_beats, outer_operands, random_word, run_outer
 from .test_hdl_essop import expected_rows, fp16_vectors, run_stream
 
-EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "5"))
+EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "3"))
 # an LDPU config costs twice an NMPU one (a pipelined FP16 datapath per column in the Amaranth
 # simulator: 3.8 CPU-s an example against 1.8): three fifths as many
 LDPU_EXAMPLES = max(1, EXAMPLES * 3 // 5)

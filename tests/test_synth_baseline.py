@@ -13,6 +13,7 @@ from hdl.export import UNITS
 from synth import baseline, flow
 
 from .conftest import regress_only
+from .test_synth_flow import FLOW_UNITS
 
 
 @pytest.fixture(scope="module")
@@ -33,8 +34,10 @@ def test_baseline_covers_every_preset(ref):
 
 
 # the LDPU's tiny is 21 k cells (a minute of Yosys and ABC): make regress; make synth checks
-# every preset against the baseline anyway
-@pytest.mark.parametrize("unit", [regress_only(u, u == "ldpu") for u in UNITS])
+# every preset against the baseline anyway. The NMPU's and ESSOP's tiny flows are checked against
+# the baseline where they run already (tests/test_synth_flow.py::test_tiny_preset): here in
+# make regress only, not synthesised twice in make test.
+@pytest.mark.parametrize("unit", [regress_only(u, u == "ldpu" or u in FLOW_UNITS) for u in UNITS])
 def test_tiny_preset_matches_baseline(unit, tools, ref, tmp_path):
     row = flow.run(unit, UNITS[unit][1]["tiny"], tools, out_dir=tmp_path)
     # area and timing (the tiny presets' energy is in the baseline too, but its gate-level run

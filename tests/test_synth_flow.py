@@ -14,7 +14,7 @@ import shutil
 import pytest
 
 from hdl.export import UNITS
-from synth import flow
+from synth import baseline, flow
 
 
 @pytest.fixture(scope="session")
@@ -78,10 +78,17 @@ Endpoint: _34_ (rising edge-triggered flip-flop clocked by clk)
 
 # --- the whole flow on the tiny presets ---------------------------------------------------------
 
-@pytest.mark.parametrize("unit", ["nmpu", "essop"])
+# the units whose tiny flow is checked here, against the committed baseline too
+# (tests/test_synth_baseline.py checks the others' tiny presets)
+FLOW_UNITS = ("nmpu", "essop")
+
+
+@pytest.mark.parametrize("unit", FLOW_UNITS)
 def test_tiny_preset(unit, tools, tmp_path):
     cfg = UNITS[unit][1]["tiny"]
     row = flow.run(unit, cfg, tools, out_dir=tmp_path)
+    # within the committed baseline's tolerances (area and timing; the energy is make synth's)
+    assert baseline.compare([row], baseline.load(), energy=False) == []
     run_dir = tmp_path / f"{unit}_tiny"
     assert row["area_um2"] > 0 and row["cells"] > 0 and row["ff_cells"] > 0
     assert row["nand2_eq"] == pytest.approx(row["area_um2"] / 24.0)
