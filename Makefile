@@ -2,7 +2,7 @@
 # installs what is missing (a .venv with the pinned Python packages, Debian's iverilog).
 #   make            the main job: Verilog for every preset, lint, the test suite, the simulation
 #                   summary, the error budget, synthesis of every preset and the PPA report
-#   make test       the test suite CI runs (8 to 9 minutes on a fresh clone on 2 cores, install included)
+#   make test       the test suite CI runs (7.5 min on a fresh clone on 2 cores, install included)
 
 SHELL   := /bin/bash
 PYTHON  ?= python3
