@@ -274,7 +274,7 @@ def test_mnist_variants_activation_clip():
     training quantiser (another cache key); the 8-bit ones keep the 99.99th percentile."""
     vs = ga.mnist_variants(["mnist_cnn"], ["paper"], kinds=("8hat", "4", "4hat"), act_clip=99.5)
     assert [v.act_clip for v in vs] == [None, 99.5, 99.5]
-    assert vs[2].train_config().act_clip == 99.5 and vs[2].label.endswith("clip 99.5")
+    assert vs[2].train_config().act_clip == 99.5 and "HAT clip 99.5 NMPU" in vs[2].label
     assert vs[1].train_config() == gnet.train_config("mnist_cnn")     # float-trained
     assert vs[0].train_config() == gnet.train_config("mnist_cnn", hw_noise=ga.HAT_NOISE)
     default = ga.mnist_variants(["mnist_cnn"], ["paper"], kinds=("4hat",))[0]
