@@ -1,8 +1,9 @@
 """cocotb regression of the generated FP16 baseline Verilog on Icarus and Verilator: the LDPU
 `tiny` preset (and, in `make regress`, one random valid LDPU config) runs verif/tb_ldpu.py (the
 NMPU's post-processing bench with the LDPU's golden model), FP16Outer `tiny` and one random
-config (on Verilator in `make regress` only) verif/tb_fp16outer.py; the other presets too in `make regress` (in `make test` their
-bulk data goes through the fast path, tests/test_fastpath.py)."""
+config (on Verilator in `make regress` only) verif/tb_fp16outer.py; the other presets too in
+`make regress` (in `make test` their bulk data goes through the fast path,
+tests/test_fastpath.py)."""
 
 import os
 
@@ -20,8 +21,8 @@ REGRESS = os.environ.get("TB_REGRESS") == "1"
 def _cases():
     """(unit, cfg, sim) cases: FP16Outer `tiny` on both simulators and a random FP16Outer
     config on Icarus (on Verilator in `make regress`: its build is 10 CPU-s of a fresh clone);
-    the LDPU's `tiny` on Icarus, its random config (16 CPU-s; config fuzzing
-    simulates three random LDPU configs per run in the Amaranth simulator) and both on
+    the LDPU's `tiny` on Icarus, its random config (16 CPU-s; config fuzzing simulates a
+    random LDPU config per run in the Amaranth simulator, 9 in `make regress`) and both on
     Verilator in `make regress` only: in `make test` the LDPU reaches Verilator through the
     fast path (tests/test_fastpath.py: `tiny`, every output beat under three stall modes), and its
     bench's protocol, reset and error scenarios are the NMPU's (tb_ldpu runs tb_nmpu's

@@ -3,7 +3,7 @@
 The `tiny` preset and three random valid configs (drawn from the run's printed seed) run every
 scenario of verif/tb_nmpu.py: `tiny` and the first two random configs on Icarus, `tiny` on
 Verilator too, all of them on both simulators in `make regress` (the
-random configs are drawn anew on every run, config fuzzing draws five more per run for the
+random configs are drawn anew on every run, config fuzzing draws three more per run for the
 Amaranth simulator, and each run costs 10-17 CPU-s); the other presets too in `make regress` (in
 `make test` their bulk data goes through the fast path, tests/test_fastpath.py); the `tiny`
 preset is also checked exhaustively
