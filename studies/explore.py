@@ -61,8 +61,8 @@ from pathlib import Path
 from engine.cache import Cache, key
 from engine.executor import Engine
 
-__all__ = ["HELD", "OPTIONS", "RANGES", "PROTOCOL", "QUALITY_PROTOCOL", "ESSOP_PROTOCOL", "OBJECTIVES", "space",
-           "config_of", "accuracy_task", "essop_accuracy_task", "energy_task", "throughput",
+__all__ = ["HELD", "OPTIONS", "RANGES", "PROTOCOL", "QUALITY_PROTOCOL", "ESSOP_PROTOCOL",
+           "OBJECTIVES", "space", "config_of", "accuracy_task", "essop_accuracy_task", "energy_task", "throughput",
            "value", "Evaluator", "pareto", "search", "quality", "main"]
 
 ROOT = Path(__file__).resolve().parent.parent

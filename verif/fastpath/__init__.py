@@ -116,7 +116,10 @@ def build(unit, cfg, sim="verilator", variant=None, verilog=None, trace=False, e
                 "--top-module", meta["module"],
                 *[f"-Wno-{w}" for w in VERILATOR_WAIVERS], "-CFLAGS", f"-I{build_dir}",
                 "-o", "fastsim", "--Mdir", "obj"]
-        wanted = {"meta": meta, "args": args, **({"cxx_opt": "-O0"} if trace else {}),
+        # the traced model only replays a failure's window: C++ unoptimised (16 against 20 CPU-s
+        # for the NMPU `tiny`)
+        cxx_opt = "-O0" if trace else None
+        wanted = {"meta": meta, "args": args, **({"cxx_opt": cxx_opt} if cxx_opt else {}),
                   "sources": hashlib.sha256(HARNESS.read_bytes() + header.encode()
                                             + v_path.read_bytes()).hexdigest()}
         stamp = build_dir / "built.json"
@@ -126,13 +129,9 @@ def build(unit, cfg, sim="verilator", variant=None, verilog=None, trace=False, e
             (build_dir / "fp_ports.h").write_text(header)
             shutil.copy(HARNESS, build_dir / "harness.cpp")
             t0 = time.perf_counter()
-            env = verilator_env(fst=trace)
-            if trace:
-                # the traced model only replays a failure's window: C++ unoptimised (16 against
-                # 20 CPU-s for the NMPU `tiny`)
-                env["MAKEFLAGS"] += "".join(f" {v}=-O0" for v in ("OPT_FAST", "OPT_SLOW", "OPT_GLOBAL"))
             proc = subprocess.run(["verilator", *args, "harness.cpp", v_path.name], cwd=build_dir,
-                                  capture_output=True, text=True, env=env)
+                                  capture_output=True, text=True,
+                                  env=verilator_env(fst=trace, cxx_opt=cxx_opt))
             (build_dir / "build.log").write_text(proc.stdout + proc.stderr)
             if proc.returncode or not exe.exists():
                 raise RuntimeError(f"fast-path build of {unit} {cfg.tag} failed; log: "
