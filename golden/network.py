@@ -23,6 +23,7 @@ recomputed on the whole training set. Results are cached under `build/networks/`
 hash of the network config, the training settings and `CODE_VERSION`.
 
     python -m golden.network [--retrain]      train (or load) both networks, print accuracies
+    python -m golden.network --networks mnist_cnn --hw-noise 1.0 --train-seed 2
 """
 
 import argparse
@@ -41,7 +42,7 @@ __all__ = ["Dense", "Conv", "MaxPool", "NetConfig", "TrainConfig", "NETWORKS", "
            "backward", "cross_entropy", "train", "load_or_train", "run", "FloatMatrix",
            "accuracy", "cache_key", "BN_EPS", "layer_rows", "check_input", "DATASET",
            "TRAIN_CONFIGS", "train_config", "augment", "hw_perturb", "quantise_codes",
-           "clip_level", "check_act_clip", "ACT_PERCENTILE"]
+           "clip_level", "check_act_clip", "ACT_PERCENTILE", "parse_seed"]
 
 # Change when the training code changes in a way that changes the trained weights.
 CODE_VERSION = "1"
@@ -805,6 +806,17 @@ def parse_act_clip(text):
     return value
 
 
+def parse_seed(text):
+    """Command-line seed: a non-negative integer (`TrainConfig.seed`, a NumPy generator seed)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a non-negative integer, not {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"a non-negative integer, not {value}")
+    return value
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--retrain", action="store_true", help="ignore the cache")
@@ -816,10 +828,14 @@ def main(argv=None):
     ap.add_argument("--act-clip", type=parse_act_clip, default=None,
                     help="with --act-bits: the clip of the activation quantiser, a percentile of "
                          "|a| (default 99.99) or 'mse' (the clip of least squared error)")
+    ap.add_argument("--train-seed", type=parse_seed, default=None,
+                    help="the training seed (initialisation, batch order, noise, augmentation; "
+                         f"default {TRAIN.seed}, the cached networks' seed)")
     args = ap.parse_args(argv)
     for name in args.networks:
         changes = {k: v for k, v in (("hw_noise", args.hw_noise), ("act_bits", args.act_bits),
-                                     ("act_clip", args.act_clip)) if v is not None}
+                                     ("act_clip", args.act_clip), ("seed", args.train_seed))
+                   if v is not None}
         net = load_or_train(name, train_config(name, **changes), cache_dir=args.cache,
                             retrain=args.retrain)
         print(f"{name}: test accuracy {100 * net.info['test_accuracy']:.2f} %, train "

@@ -321,3 +321,47 @@ def test_mnist_networks_span_tiles():
     assert gt.split_layer(cfg, (784, 256)).row_tiles == 4 and mlp.matrix_ops[0].fan_in == 784
     assert gnet.DATASET["mnist_cnn"] == gnet.DATASET["mnist_mlp"] == "mnist"
     assert cnn.input_shape == (28, 28, 1)
+
+
+def test_train_seed_option(tmp_path, monkeypatch, capsys, data):
+    """`--train-seed` sets `TrainConfig.seed`: another seed trains other weights under another
+    cache key, the same seed retrained gives identical weights, no option keeps the default seed
+    (the cached networks' key); bad values are refused naming the option."""
+    monkeypatch.setitem(gnet.NETWORKS, "tiny-mlp", TINY_MLP)
+    monkeypatch.setitem(gnet.TRAIN_CONFIGS, "tiny-mlp", TrainConfig(epochs=2, lr=0.02))
+    import golden.data
+    monkeypatch.setattr(golden.data, "load", lambda name: data)     # the digits, loaded once
+
+    def train(*extra):
+        """The file the command wrote: (stem, seed in its metadata, fc1 weights)."""
+        before = set(tmp_path.glob("*.npz"))
+        gnet.main(["--networks", "tiny-mlp", "--cache", str(tmp_path), *extra])
+        (path,) = set(tmp_path.glob("*.npz")) - before
+        with np.load(path) as z:
+            w = z["fc1/W"]
+        return path.stem, json.loads(path.with_suffix(".json").read_text())["train"]["seed"], w
+
+    k3, s3, w3 = train("--train-seed", "3")
+    k4, s4, w4 = train("--train-seed", "4")
+    kd, sd, _ = train()
+    assert (s3, s4, sd) == (3, 4, 20261129)
+    assert len({k3, k4, kd}) == 3 and not np.array_equal(w3, w4)
+    assert kd == f"tiny-mlp-{gnet.cache_key(TINY_MLP, TrainConfig(epochs=2, lr=0.02))}"
+    gnet.main(["--networks", "tiny-mlp", "--cache", str(tmp_path), "--train-seed", "3",
+               "--retrain"])                               # trained again, same file
+    assert len(list(tmp_path.glob("*.npz"))) == 3
+    with np.load(tmp_path / f"{k3}.npz") as z:
+        assert np.array_equal(z["fc1/W"], w3)
+    for bad, says in (("-1", "non-negative integer, not -1"), ("x", "not 'x'"),
+                      ("1.5", "not '1.5'")):
+        with pytest.raises(SystemExit):
+            gnet.main(["--networks", "tiny-mlp", "--cache", str(tmp_path), "--train-seed", bad])
+        err = capsys.readouterr().err
+        assert "--train-seed" in err and says in err
+    # the MNIST CNN keeps the default seed and its cached key; another seed is another key
+    cnn = gnet.NETWORKS["mnist_cnn"]
+    assert gnet.train_config("mnist_cnn").seed == 20261129
+    for seed, same in ((None, True), (20261129, True), (1, False)):
+        extra = {} if seed is None else {"seed": seed}
+        key = gnet.cache_key(cnn, gnet.train_config("mnist_cnn", hw_noise=1.0, act_bits=4, **extra))
+        assert (key == "f8017edf0b8bae64") == same
