@@ -19,6 +19,8 @@ times the output scale: analog and digital errors, accumulated over the layers) 
 rounded ideal value: the digital periphery's own error).
 
     python -m studies.accuracy [--quick] [--seeds N] [--nmpu paper|exp] [--out build/report]
+    python -m studies.accuracy --suite mnist --networks mnist_cnn --variants 8hat 4hat \
+        --train-seeds 20261129 1 2 3 --curve-seeds 10 --no-fp16 --no-budget
 """
 
 import argparse
@@ -41,7 +43,7 @@ from hdl.config import LDPU_PRESETS, NMPU_PRESETS
 
 __all__ = ["TIMES", "QUICK_TIMES", "MNIST_TIMES", "PATHS", "evaluate", "summarise", "markdown",
            "plots", "main", "Variant", "mnist_variants", "run_variants", "targets",
-           "markdown_mnist", "main_mnist"]
+           "markdown_mnist", "main_mnist", "by_train_seed"]
 
 DAY = 86400.0
 YEAR = 365 * DAY
@@ -395,8 +397,20 @@ def main(argv=None):
     ap.add_argument("--main", default="8", choices=("8", "8hat"),
                     help="mnist: the CNN variant read with --seeds at 1 day (8: float-trained; "
                          "8hat: hardware-aware)")
+    ap.add_argument("--train-seeds", nargs="+", type=gnet.parse_seed, default=None,
+                    metavar="SEED",
+                    help="mnist: run the variants once per training seed (each network trained "
+                         f"with that `TrainConfig.seed`; {gnet.TRAIN.seed} is the default, cached "
+                         "one) and report 4-bit HAT − 8-bit HAT at 1 day per training seed and "
+                         "pooled, paired by training seed")
     ap.add_argument("--out", type=Path, default=Path("build/report"))
     args = ap.parse_args(argv)
+    if args.train_seeds is not None:
+        if args.suite != "mnist":
+            ap.error("--train-seeds needs --suite mnist")
+        twice = sorted({s for s in args.train_seeds if args.train_seeds.count(s) > 1})
+        if twice:
+            ap.error(f"--train-seeds: seed {twice[0]} given twice (each training seed once)")
     n_seeds = args.seeds if args.seeds is not None else (2 if args.quick else 20)
     if n_seeds < 1:
         ap.error(f"--seeds must be at least 1, not {n_seeds}")
@@ -448,7 +462,8 @@ class Variant:
     and the row-split layers' partial sums take the wide (8-bit) NMPU (`wide`) or stay at the
     activation width (the narrow chain), and the activation clip (`act_clip`: None, the 99.99th
     percentile; a percentile or "mse"), the same in the compiler and, for a hardware-aware
-    network with activations below 8 bits, in its training quantiser."""
+    network with activations below 8 bits, in its training quantiser. `train_seed`: the
+    network's training seed (`TrainConfig.seed`; None: the network's default, the cached one)."""
 
     network: str
     act_bits: int
@@ -461,11 +476,13 @@ class Variant:
     hat_noise: float = HAT_NOISE
     hop_frac_bits: int = 0
     act_clip: object = None
+    train_seed: int = None
 
     @property
     def label(self):
         hat = "HAT" + ("" if self.hat_noise == HAT_NOISE else f" x{self.hat_noise:g}")
         return (f"{self.network} {self.act_bits}-bit {hat if self.hat else 'float-trained'} "
+                + ("" if self.train_seed is None else f"train seed {self.train_seed} ")
                 + ("" if self.act_clip is None else f"clip {self.act_clip} ")
                 + f"NMPU {self.nmpu}" + ("" if self.adc_gain == "calibrated" else " fixed-gain")
                 + ("" if self.wide or self.act_bits == 8 else " narrow chain")
@@ -479,6 +496,8 @@ class Variant:
                 changes["act_bits"] = self.act_bits
                 if self.act_clip is not None:
                     changes["act_clip"] = self.act_clip
+        if self.train_seed is not None:
+            changes["seed"] = self.train_seed
         return gnet.train_config(self.network, **changes)
 
     def nmpu_cfg(self):
@@ -511,7 +530,7 @@ VARIANT_KINDS = ("8", "8hat", "4", "4hat", "4hat-fixed", "4hat-narrow", "presets
 
 
 def mnist_variants(networks, nmpu_presets, *, quick=False, kinds=VARIANT_KINDS, main_kind="8",
-                   hat_noise=HAT_NOISE, hop_frac_bits=0, act_clip=ACT_CLIP_4):
+                   hat_noise=HAT_NOISE, hop_frac_bits=0, act_clip=ACT_CLIP_4, train_seed=None):
     """The study's variants. Per network: 8-bit float-trained on the whole drift curve (the CNN's
     is the main one: the 20-seed point at 1 day; `main_kind` "8hat" makes the hardware-aware
     8-bit CNN the main one instead), 8-bit and 4-bit hardware-aware and 4-bit float-trained at
@@ -521,7 +540,7 @@ def mnist_variants(networks, nmpu_presets, *, quick=False, kinds=VARIANT_KINDS, 
     `hw_noise` (1: the device spread at 1 day; about 1.4: at 1 year); `hop_frac_bits`: the
     4-bit wide variants' finer partial sums of hidden row-split layers; `act_clip`: the clip of
     every 4-bit variant (compiler and hardware-aware training; the 8-bit ones keep the
-    99.99th percentile)."""
+    99.99th percentile); `train_seed`: every variant's training seed (None: the default)."""
     if main_kind not in ("8", "8hat"):
         raise ValueError(f"`main_kind` must be '8' or '8hat', not {main_kind!r}")
     curve = MNIST_QUICK_TIMES if quick else MNIST_TIMES
@@ -540,6 +559,7 @@ def mnist_variants(networks, nmpu_presets, *, quick=False, kinds=VARIANT_KINDS, 
         mine += [("presets", Variant(name, 8, False, p, curve)) for p in others]
         mine = [(kind, dataclasses.replace(v, act_clip=act_clip) if v.act_bits < 8 else v)
                 for kind, v in mine]
+        mine = [(kind, dataclasses.replace(v, train_seed=train_seed)) for kind, v in mine]
         out += [dataclasses.replace(v, hop_frac_bits=hop_frac_bits)
                 if v.act_bits < 8 and v.wide else v for kind, v in mine if kind in kinds]
     return out
@@ -589,14 +609,61 @@ def _unpaired(a, b):
     return {"mean": float(x.mean() - y.mean()), "se": se, "seeds": [int(x.size), int(y.size)]}
 
 
-def targets(results, test_images):
-    """The issue's three targets, each with its figure and whether it is met."""
-    find = {(v.network, v.act_bits, v.hat, v.nmpu, v.adc_gain, v.wide): (v, r) for v, r in results}
+def _find(results):
+    return {(v.network, v.train_seed, v.act_bits, v.hat, v.nmpu, v.adc_gain, v.wide): (v, r)
+            for v, r in results}
+
+
+def by_train_seed(results):
+    """4-bit HAT − 8-bit HAT at 1 day (the first preset's wide, calibrated variants) per network
+    and training seed, and pooled over the training seeds. Per training seed: both networks'
+    float accuracy, the NMPU (and ideal post-processing) accuracy at 1 day, and 4 − 8 paired by
+    device seed (the same seed numbers; other weights, so not the same conductances) and
+    unpaired. Pooled: the mean of the per-training-seed paired differences ± its SE over the
+    training seeds (the training draw is the larger part of the spread), with the ±2 SE interval
+    and whether the 1-point target holds on the mean and on the whole interval. Only variants
+    with an explicit `train_seed` (`--train-seeds`) enter."""
+    find = _find(results)
+    first = results[0][0].nmpu if results else None
     out = []
-    main = [(v, r) for v, r in results if v.main]
+    for name in sorted(dict.fromkeys(v.network for v, _ in results)):
+        rows = []
+        for ts in dict.fromkeys(v.train_seed for v, _ in results if v.network == name):
+            a = find.get((name, ts, 4, True, first, "calibrated", True))
+            b = find.get((name, ts, 8, True, first, "calibrated", True))
+            if ts is None or not (a and b and DAY in a[0].times and DAY in b[0].times):
+                continue
+            acc = {bits: {p: _by_seed(r, p, DAY) for p in ("analog_float", "analog_nmpu")}
+                   for bits, (_, r) in ((4, a), (8, b))}
+            rows.append({
+                "train_seed": ts, "float_8": 100 * b[1]["float"], "float_4": 100 * a[1]["float"],
+                "nmpu_8": float(np.mean(list(acc[8]["analog_nmpu"].values()))),
+                "nmpu_4": float(np.mean(list(acc[4]["analog_nmpu"].values()))),
+                "paired": _paired(acc[4]["analog_nmpu"], acc[8]["analog_nmpu"]),
+                "unpaired": _unpaired(acc[4]["analog_nmpu"], acc[8]["analog_nmpu"]),
+                "paired_ideal": _paired(acc[4]["analog_float"], acc[8]["analog_float"])})
+        if not rows:
+            continue
+        d = np.array([x["paired"]["mean"] for x in rows])
+        se = float(d.std(ddof=1) / np.sqrt(d.size)) if d.size > 1 else float("nan")
+        mean = float(d.mean())
+        out.append({"network": name, "rows": rows, "pooled": {
+            "mean": mean, "se": se, "train_seeds": int(d.size),
+            "device_pairs": int(sum(x["paired"]["seeds"] for x in rows)),
+            "lo": mean - 2 * se, "hi": mean + 2 * se, "min": float(d.min()), "max": float(d.max()),
+            "met": bool(mean >= -1.0), "met_2se": bool(np.isfinite(se) and mean - 2 * se >= -1.0)}})
+    return out
+
+
+def targets(results, test_images):
+    """The issue's three targets, each with its figure and whether it is met (per training seed
+    where `--train-seeds` gave several; the 4-bit one also pooled over them, `by_train_seed`)."""
+    find = _find(results)
+    out = []
     image = 100.0 / test_images
-    if main and _by_seed(main[0][1], "analog_ldpu", DAY):
-        v, r = main[0]
+    for v, r in [(v, r) for v, r in results if v.main]:
+        if not _by_seed(r, "analog_ldpu", DAY):
+            continue
         d = _paired(_by_seed(r, "analog_nmpu", DAY), _by_seed(r, "analog_ldpu", DAY))
         ok = (abs(d["mean"]) <= 0.12 and abs(d["mean"]) + 2 * d["se"] <= 0.2 and image <= 0.1
               and d["seeds"] >= TARGET_SEEDS)
@@ -611,21 +678,31 @@ def targets(results, test_images):
                                   f"drift compensation per {r['plan'].drift_comp})",
                         "variant": v.label, **lo,
                         "met": bool(abs(lo["mean"]) <= 1.0)})
-    for name in sorted({v.network for v, _ in results}):
-        a = find.get((name, 4, True, first, "calibrated", True))
-        b = find.get((name, 8, True, first, "calibrated", True))
+    keys = sorted(dict.fromkeys((v.network, v.train_seed) for v, _ in results), key=lambda k: k[0])
+    for name, ts in keys:
+        a = find.get((name, ts, 4, True, first, "calibrated", True))
+        b = find.get((name, ts, 8, True, first, "calibrated", True))
         if a and b:
             d = _unpaired(_by_seed(a[1], "analog_nmpu", DAY), _by_seed(b[1], "analog_nmpu", DAY))
             out.append({"target": f"{name}: 4-bit within 1.0 point of 8-bit at 1 day, both "
                                   f"hardware-aware (NMPU)", "variant": f"{a[0].label} − {b[0].label}",
                         **d, "met": bool(d["mean"] >= -1.0)})
-        n = find.get((name, 4, True, first, "calibrated", False))
+        n = find.get((name, ts, 4, True, first, "calibrated", False))
         if a and n:  # the same network and seeds: the wide path's gain, paired
             d = _paired(_by_seed(a[1], "analog_nmpu", DAY), _by_seed(n[1], "analog_nmpu", DAY))
             out.append({"target": f"{name}: (no target) the wide logits and partial sums against "
                                   f"the narrow chain, 4-bit HAT at 1 day, paired (NMPU)",
                         "variant": f"{a[0].label} − {n[0].label}", **d,
                         "met": bool(d["mean"] >= 0)})
+    for g in by_train_seed(results):
+        p = g["pooled"]
+        out.append({"target": f"{g['network']}: 4-bit within 1.0 point of 8-bit at 1 day, both "
+                              f"hardware-aware (NMPU), paired by training seed: mean over "
+                              f"{p['train_seeds']} training seeds ± SE over them",
+                    "variant": "training seeds " + " ".join(str(x["train_seed"])
+                                                            for x in g["rows"]),
+                    "mean": p["mean"], "se": p["se"], "seeds": p["train_seeds"],
+                    "met": p["met"]})
     return out
 
 
@@ -664,6 +741,31 @@ def markdown_mnist(doc):
                      + " | ".join(f"{r[p]['mean']:.2f} ± {r[p]['std']:.2f}" if p in r else "–"
                                   for p in _ANALOG)
                      + (f" | {pd['mean']:+.3f} ± {pd['se']:.3f} |" if pd else " | – |"))
+    for g in doc.get("by_train_seed", []):
+        p = g["pooled"]
+        L += ["", f"## {g['network']}: 4-bit HAT − 8-bit HAT at 1 day by training seed", "",
+              "Float test accuracy of each network (%), NMPU accuracy at 1 day (%, mean over the "
+              "device seeds), 4 − 8 in points: paired by device seed number (± SE over the device "
+              "seeds), unpaired, and paired on the ideal post-processing.", "",
+              "| training seed | float 8-bit HAT | float 4-bit HAT | NMPU 8-bit HAT | "
+              "NMPU 4-bit HAT | 4 − 8 paired | 4 − 8 unpaired | ideal: 4 − 8 paired |",
+              "|---|---:|---:|---:|---:|---:|---:|---:|"]
+        for x in g["rows"]:
+            L.append(f"| {x['train_seed']} | {x['float_8']:.2f} | {x['float_4']:.2f} | "
+                     f"{x['nmpu_8']:.2f} | {x['nmpu_4']:.2f} | "
+                     + " | ".join(f"{x[k]['mean']:+.2f} ± {x[k]['se']:.2f}"
+                                  for k in ("paired", "unpaired", "paired_ideal")) + " |")
+        se = f" ± {p['se']:.2f}" if np.isfinite(p["se"]) else ""
+        L += [f"| **pooled** ({p['train_seeds']} training seeds, {p['device_pairs']} pairs) | "
+              f"{np.mean([x['float_8'] for x in g['rows']]):.2f} | "
+              f"{np.mean([x['float_4'] for x in g['rows']]):.2f} | "
+              f"{np.mean([x['nmpu_8'] for x in g['rows']]):.2f} | "
+              f"{np.mean([x['nmpu_4'] for x in g['rows']]):.2f} | **{p['mean']:+.2f}{se}** | | |",
+              "", f"Pooled: mean of the per-training-seed paired differences ± SE over the "
+              f"training seeds; ±2 SE [{p['lo']:+.2f}, {p['hi']:+.2f}], per training seed "
+              f"{p['min']:+.2f} … {p['max']:+.2f}. Target (within 1.0 point): "
+              f"{'met' if p['met'] else 'missed'} on the mean, "
+              f"{'inside' if p['met_2se'] else 'not inside'} with the whole ±2 SE interval."]
     L += ["", "## Drift curve (NMPU path unless noted; %, mean over seeds)", ""]
     curve = [v for v in doc["variants"]
              if v["act_bits"] == 8 and not v["hat"] and v["adc_gain"] == "calibrated"]
@@ -736,9 +838,11 @@ def main_mnist(args, n_seeds, ap):
     networks = args.networks or [n for n in gnet.NETWORKS if gnet.DATASET.get(n) == "mnist"]
     t0 = time.time()
     data = mnist()
-    variants = mnist_variants(networks, presets, quick=args.quick, kinds=args.variants,
-                              main_kind=args.main, hat_noise=args.hat_noise,
-                              hop_frac_bits=args.hop_frac_bits, act_clip=args.act_clip)
+    variants = [v for ts in (args.train_seeds or [None])
+                for v in mnist_variants(networks, presets, quick=args.quick, kinds=args.variants,
+                                        main_kind=args.main, hat_noise=args.hat_noise,
+                                        hop_frac_bits=args.hop_frac_bits, act_clip=args.act_clip,
+                                        train_seed=ts)]
     print(f"accuracy (mnist): {len(variants)} variants, {n_seeds} / {curve_seeds} seeds",
           file=sys.stderr, flush=True)
     results = run_variants(variants, data, seeds=n_seeds, curve_seeds=curve_seeds,
@@ -749,17 +853,21 @@ def main_mnist(args, n_seeds, ap):
            "nmpu_presets": presets, "test_images": int(data.y_test.size),
            "targets": targets(results, int(data.y_test.size)),
            "networks_info": {}, "variants": []}
+    if args.train_seeds:
+        doc["train_seeds"] = list(args.train_seeds)
+        doc["by_train_seed"] = by_train_seed(results)
     for v, r in results:
         tc = v.train_config()
         hat = "HAT" + (f" x{tc.hw_noise:g}" if tc.hw_noise != HAT_NOISE else "")
         doc["networks_info"][f"{v.network}|{hat if v.hat else 'float'}"
                              f"{' act4' if tc.act_bits else ''}"
-                             f"{'' if tc.act_clip is None else f' clip {tc.act_clip}'}"] = \
+                             f"{'' if tc.act_clip is None else f' clip {tc.act_clip}'}"
+                             f"{'' if v.train_seed is None else f' seed {v.train_seed}'}"] = \
             r["plan"].net.info
         doc["variants"].append({
             "label": v.label, "network": v.network, "act_bits": v.act_bits, "hat": v.hat,
             "nmpu": v.nmpu, "adc_gain": v.adc_gain, "main": v.main, "times": list(v.times),
-            "act_clip": v.act_clip,
+            "act_clip": v.act_clip, "train_seed": v.train_seed,
             "train": tc.to_dict(), "nmpu_cfg": v.nmpu_cfg().tag, "wide": v.wide,
             "wide_cfg": None if v.wide_cfg() is None else v.wide_cfg().tag,
             "tile": v.tile_cfg().to_dict(),

@@ -237,8 +237,11 @@ def test_mnist_variants_and_targets(monkeypatch, tmp_path, net, data):
     small = data._replace(x_test=data.x_test[:80], y_test=data.y_test[:80])
     trained = {}
 
+    seeds = []
+
     def fake_train(name, tcfg=None, **kw):  # the tiny network for every variant
         trained[tcfg.act_bits, tcfg.hw_noise] = True
+        seeds.append(tcfg.seed)
         return net
 
     monkeypatch.setattr(gnet, "load_or_train", fake_train)
@@ -251,6 +254,7 @@ def test_mnist_variants_and_targets(monkeypatch, tmp_path, net, data):
     doc = ga.main(["--suite", "mnist", "--seeds", "3", "--curve-seeds", "2", "--networks", "mlp",
                    "--nmpu-presets", "paper", "--out", str(tmp_path)])
     assert set(trained) == {(0, 0.0), (0, ga.HAT_NOISE), (4, ga.HAT_NOISE)}
+    assert set(seeds) == {gnet.TRAIN.seed}
     names = [t["target"].split(":")[0] for t in doc["targets"]]
     assert names == ["MNIST CNN, 20 seeds, t = 1 day", "drift", "tiny"]
     assert "| tiny FP16 LDPU |" in (tmp_path / "accuracy_mnist.md").read_text()
@@ -266,6 +270,7 @@ def test_mnist_variants_and_targets(monkeypatch, tmp_path, net, data):
     assert csv[0] == "variant,seed,t,path,accuracy" and len(csv) == 1 + 3 * (3 + 2 + 2 + 2 + 2)
     text = (tmp_path / "accuracy_mnist.md").read_text()
     assert "## Targets" in text and "| tiny 8-bit float-trained NMPU paper | 1 year | 2 |" in text
+    assert "by training seed" not in text and "train_seeds" not in doc      # no --train-seeds
     assert (tmp_path / "accuracy_mnist_drift.png").stat().st_size > 1000
 
 
@@ -301,3 +306,77 @@ def test_paths_subset_skips_fp16(net, data):
     assert {x["path"] for x in ga.layer_table(r)} == {"analog_float", "analog_nmpu"}
     with pytest.raises(ValueError, match="`paths` must hold 'analog_nmpu'"):
         ga.evaluate(net, data, seeds=[0], times=(60.0,), paths=("analog_ldpu",), progress=False)
+
+
+def test_train_seeds_pair_4bit_and_8bit_by_training_seed(monkeypatch, tmp_path, capsys, data):
+    """`--train-seeds`: every variant runs once per training seed (the network trained with that
+    seed), 4-bit HAT − 8-bit HAT at 1 day is reported per training seed, paired by device seed,
+    and pooled (mean ± SE over the training seeds) from the per-seed rows; without the option
+    nothing changes; bad seeds are refused naming the option."""
+    default = ga.mnist_variants(["mnist_cnn"], ["paper"], kinds=("8hat", "4hat"))
+    assert all(v.train_seed is None and "train seed" not in v.label for v in default)
+    seeded = ga.mnist_variants(["mnist_cnn"], ["paper"], kinds=("8hat", "4hat"), train_seed=7)
+    assert [v.train_config() for v in seeded] == [
+        dataclasses.replace(v.train_config(), seed=7) for v in default]
+    assert "HAT train seed 7 clip 99.5 NMPU" in seeded[1].label
+
+    small = data._replace(x_test=data.x_test[:80], y_test=data.y_test[:80])
+    nets, asked = {}, []
+
+    def fake_train(name, tcfg=None, **kw):  # a tiny network per training seed and width
+        asked.append((tcfg.seed, tcfg.act_bits, tcfg.hw_noise))
+        key = tcfg.seed, tcfg.act_bits
+        if key not in nets:
+            t = TrainConfig(epochs=2, seed=tcfg.seed, lr=0.02, act_bits=tcfg.act_bits)
+            params, _ = gnet.train(TINY, t, small.x_train, small.y_train, progress=False)
+            nets[key] = gnet.Network(TINY, t, params, {"test_accuracy": 0.9})
+        return nets[key]
+
+    monkeypatch.setattr(gnet, "load_or_train", fake_train)
+    monkeypatch.setattr(ga, "plots_mnist", lambda doc, out: None)  # tested above; seconds
+    import golden.data
+    monkeypatch.setattr(golden.data, "mnist", lambda: small)
+    argv = ["--suite", "mnist", "--networks", "mnist_cnn", "--variants", "8hat", "4hat",
+            "--nmpu-presets", "paper", "--curve-seeds", "2", "--no-fp16", "--no-budget",
+            "--out", str(tmp_path)]
+    doc = ga.main(argv + ["--train-seeds", "5", "6"])
+    capsys.readouterr()
+    assert sorted(set(asked)) == [(5, 0, 1.0), (5, 4, 1.0), (6, 0, 1.0), (6, 4, 1.0)]
+    assert doc["train_seeds"] == [5, 6] and len(doc["variants"]) == 4
+    (g,) = doc["by_train_seed"]
+    assert g["network"] == "mnist_cnn" and [x["train_seed"] for x in g["rows"]] == [5, 6]
+    rows = [line.split(",") for line in
+            (tmp_path / "accuracy_mnist_seeds.csv").read_text().splitlines()[1:]]
+    diffs = []
+    for x, ts in zip(g["rows"], (5, 6)):
+        acc = {(bits, int(seed)): float(a) for label, seed, t, path, a in rows
+               for bits in (4, 8) if f"{bits}-bit HAT train seed {ts} " in label
+               and t == "86400" and path == "analog_nmpu"}
+        d = [acc[4, s] - acc[8, s] for s in (0, 1)]
+        assert x["paired"]["mean"] == pytest.approx(np.mean(d), abs=0.006)
+        assert x["paired"]["seeds"] == 2 and x["nmpu_4"] == pytest.approx(
+            np.mean([acc[4, 0], acc[4, 1]]), abs=0.006)
+        diffs.append(x["paired"]["mean"])
+    p = g["pooled"]
+    assert p["mean"] == pytest.approx(np.mean(diffs))
+    assert p["se"] == pytest.approx(abs(diffs[0] - diffs[1]) / 2)
+    assert p["train_seeds"] == 2 and p["device_pairs"] == 4 and p["met"] == (p["mean"] >= -1)
+    assert p["lo"] == pytest.approx(p["mean"] - 2 * p["se"])
+    pooled = doc["targets"][-1]
+    assert "paired by training seed" in pooled["target"] and pooled["mean"] == p["mean"]
+    per_seed = [t for t in doc["targets"] if t["target"] == "mnist_cnn: 4-bit within 1.0 point "
+                "of 8-bit at 1 day, both hardware-aware (NMPU)"]
+    assert [("train seed 5" in t["variant"], "train seed 6" in t["variant"]) for t in per_seed] \
+        == [(True, False), (False, True)]
+    text = (tmp_path / "accuracy_mnist.md").read_text()
+    assert "## mnist_cnn: 4-bit HAT − 8-bit HAT at 1 day by training seed" in text
+    assert "| **pooled** (2 training seeds, 4 pairs) |" in text
+    for bad, says in ((["5", "6", "5"], "seed 5 given twice"), (["-3"], "non-negative integer"),
+                      (["x"], "not 'x'")):
+        with pytest.raises(SystemExit):
+            ga.main(argv + ["--train-seeds", *bad])
+        err = capsys.readouterr().err
+        assert "--train-seeds" in err and says in err
+    with pytest.raises(SystemExit):
+        ga.main(["--train-seeds", "1", "--out", str(tmp_path)])
+    assert "--train-seeds needs --suite mnist" in capsys.readouterr().err
