@@ -533,6 +533,14 @@ def _positive(name, v):
     return v
 
 
+def _positive_scalar(name, v):
+    """A positive finite scalar as a float: the common float taken without numpy's per-call
+    overhead (20 µs, a tenth of a short read), anything else through `_positive`."""
+    if isinstance(v, float) and v > 0 and math.isfinite(v):
+        return float(v)
+    return _positive(name, v)
+
+
 READ_CHUNK = 256  # least vectors per matmul of `Tile.read`
 READ_CHUNK_VALUES = 1 << 15  # charges per chunk (256 KiB of float64: the chunk stays in L2)
 
@@ -544,49 +552,78 @@ def _chunk_vectors(width):
     return max(READ_CHUNK, READ_CHUNK_VALUES // max(width, 1))
 
 
-def _read_stacked(cfg, x, g2, gains2, lsb, rng, return_saturated):
+def _chunk_edges(n, width):
+    """Edges of `_read_stacked`'s chunks of n vectors (lengths differ by at most one)."""
+    chunks = max(n // _chunk_vectors(width), 1)
+    return [i * n // chunks for i in range(chunks + 1)]
+
+
+def _longest_chunk(n, width):
+    """Vectors in the longest of `_read_stacked`'s chunks of n vectors."""
+    chunks = max(n // _chunk_vectors(width), 1)
+    return -(-n // chunks)
+
+
+def _read_stacked(cfg, x, g2, gain_rows, lsb, rng, return_saturated, *, g2_nonneg=False):
     """MVM and ADC of both polarities side by side: charges x @ g2 (vectors, 2·cols), then
     gain·q/lsb (+ output noise), floor and saturation, as `adc` computes them, with
-    gains2 = [gain_pos, gain_neg] (2·cols,) and a scalar lsb.
+    `gain_rows` [gain_pos, gain_neg] repeated on at least as many rows as the longest chunk
+    ((>= chunk, 2·cols), the gains of every charge of a chunk) and a positive float lsb.
 
     Faster than `mvm` then `adc`, with the same counts: one matmul per chunk of v to 2·v − 1
     vectors, v = `_chunk_vectors` >= READ_CHUNK (every chunk large enough for the BLAS kernel the
     whole batch uses, so each charge is the same dot product), the ADC in place on the chunk
-    while it is in the cache. The gains are multiplied as a full chunk-shaped array (the same
-    products; numpy's loop over a short broadcast row costs twice as much); floor then clip to
-    [0, adc_max] equals clip then truncation toward 0 (the values are then >= 0), which the float
-    → int32 cast does (adc_max < 2^24; numpy's float → int64 cast is a slow scalar loop here,
-    float → int32 → int64 two fast ones); floor(v) > adc_max iff v >= adc_max + 1, floor(v) < 0
-    iff v < 0. The output noise is drawn as `adc` draws it ((2, vectors, cols), all positive
-    lines first). Returns P, N (views of one int64 array) and, with `return_saturated`, a
-    `Saturation` of views."""
+    while it is in the cache. The gains are multiplied as a chunk-shaped array (the same
+    products; numpy's loop over a short broadcast row costs twice as much). With v = gain·q/lsb:
+    the high rail is v >= adc_max + 1 (floor(v) > adc_max), the low rail v < 0 (floor(v) < 0);
+    the rails' values are set to adc_max and 0 (`copyto` where the masks hold: 2 cheap passes
+    instead of `clip`'s NaN-aware one), which leaves every other v in [0, adc_max + 1), where
+    floor is the truncation toward 0 of the float → int32 cast (adc_max < 2^24; numpy's float →
+    int64 cast is a slow scalar loop here, float → int32 → int64 two fast ones): the counts of
+    floor then clip to [0, adc_max]. The low rail is not computed where no charge can be
+    negative: without output noise, non-negative conductances (`g2_nonneg`) and inputs give
+    sums of non-negative products, so q >= 0 and v >= 0 (−0.0 is not < 0); the inputs are
+    checked when that pass is no longer than the rail's (x no wider than the charges). The
+    output noise is drawn as `adc` draws it ((2, vectors, cols), all positive lines first).
+    Returns P, N (views of one int64 array) and, with `return_saturated`, a `Saturation` of
+    views."""
     if cfg.output_noise > 0 and rng is None:
         raise ValueError(f"`output_noise` is {cfg.output_noise}: `adc` needs an `rng`")
-    n, cols = x.shape[0], g2.shape[1] // 2
+    n, width = x.shape[0], g2.shape[1]
+    cols = width // 2
     z = rng.standard_normal((2, n, cols)) if cfg.output_noise > 0 else None
-    c = np.empty((n, 2 * cols), dtype=np.int64)
+    lows = (z is not None or not g2_nonneg or x.shape[1] > width
+            or (x.size > 0 and x.min() < 0))
+    c = np.empty((n, width), dtype=np.int64)
+    edges = _chunk_edges(n, width)
+    longest = _longest_chunk(n, width)
+    if gain_rows.shape[0] < longest or gain_rows.shape[1] != width:
+        raise ValueError(f"`gain_rows` must be at least ({longest}, {width}), not "
+                         f"{gain_rows.shape}")
+    buf = np.empty((longest, width))
+    ibuf = np.empty((longest, width), dtype=np.int32)
     if return_saturated:
-        high = np.empty(c.shape, dtype=bool)
-        low = np.empty(c.shape, dtype=bool)
-    chunks = max(n // _chunk_vectors(2 * cols), 1)
-    edges = [i * n // chunks for i in range(chunks + 1)]
-    longest = edges[1] - edges[0] + 1
-    buf = np.empty((longest, 2 * cols))
-    ibuf = np.empty((longest, 2 * cols), dtype=np.int32)
-    gains = np.broadcast_to(gains2, buf.shape).copy()
+        high = np.empty((n, width), dtype=bool)
+        low = np.empty((n, width), dtype=bool) if lows else np.zeros((n, width), dtype=bool)
+    else:
+        hbuf = np.empty((longest, width), dtype=bool)
+        lbuf = np.empty((longest, width), dtype=bool)
+    top, amax = float(cfg.adc_max + 1), float(cfg.adc_max)
     for s, e in zip(edges[:-1], edges[1:]):  # loops over chunks of vectors only
         q, qi = buf[:e - s], ibuf[:e - s]
         # float64 codes are read as they are (a view), anything else converted per chunk
         np.matmul(np.ascontiguousarray(x[s:e], dtype=np.float64), g2, out=q)
-        np.multiply(gains[:e - s], q, out=q)
+        np.multiply(gain_rows[:e - s], q, out=q)
         np.divide(q, lsb, out=q)
         if z is not None:
             q[:, :cols] += cfg.output_noise * z[0, s:e]
             q[:, cols:] += cfg.output_noise * z[1, s:e]
-        if return_saturated:
-            np.greater_equal(q, cfg.adc_max + 1, out=high[s:e])
-            np.less(q, 0, out=low[s:e])
-        np.clip(q, 0, cfg.adc_max, out=q)
+        h, lo = (high[s:e], low[s:e]) if return_saturated else (hbuf[:e - s], lbuf[:e - s])
+        np.greater_equal(q, top, out=h)
+        np.copyto(q, amax, where=h)
+        if lows:
+            np.less(q, 0.0, out=lo)
+            np.copyto(q, 0.0, where=lo)
         qi[...] = q
         c[s:e] = qi
     out = (c[:, :cols], c[:, cols:])
@@ -763,6 +800,7 @@ class Tile:
         self._adc_rng = self._rng(_ADC_NOISE)
         self._cal_rng = self._rng(_CALIBRATION)
         self._cache = {}
+        self._gains = None          # (gains, gain rows) of `_gain_rows`
 
     def _rng(self, stage, *extra):
         ss = np.random.SeedSequence(self.seed.entropy, spawn_key=self.seed.spawn_key + (stage,) + extra)
@@ -777,14 +815,25 @@ class Tile:
         return self._state(t)[:2]
 
     def _state(self, t):
-        """(g_pos, g_neg, stacked) at t, cached per t; `stacked` is the one matrix of `mvm`'s
-        single matmul ([G+ G−], or [[G+ G−], [G− G+]] in 4 phases), built once per t."""
+        """(g_pos, g_neg, stacked, nonneg) at t, cached per t; `stacked` is the one matrix of
+        `mvm`'s single matmul ([G+ G−], or [[G+ G−], [G− G+]] in 4 phases), built once per t;
+        `nonneg`: no conductance is negative."""
         t = _time("t", t)
         if t not in self._cache:
             bits = int(np.float64(t).view(np.uint64))
             gp, gn = drift(self.cfg, self.programmed, t, self._rng(_DRIFT, bits))
-            self._cache[t] = (gp, gn, _stacked(self.cfg, gp, gn))
+            g2 = _stacked(self.cfg, gp, gn)
+            self._cache[t] = (gp, gn, g2, g2 is not None and bool(g2.min() >= 0))
         return self._cache[t]
+
+    def _gain_rows(self, rows):
+        """[gain_pos, gain_neg] repeated on at least `rows` rows: the chunk-shaped gains of
+        `_read_stacked`, built once and rebuilt only for more rows or when the gains change."""
+        g = np.concatenate([self.gain_pos, self.gain_neg])
+        kept = self._gains
+        if kept is None or kept[1].shape[0] < rows or not np.array_equal(kept[0], g):
+            kept = self._gains = (g, np.broadcast_to(g, (rows, g.size)).copy())
+        return kept[1]
 
     def charges(self, x, t):
         return mvm(self.cfg, x, *self.conductances(t))
@@ -802,18 +851,20 @@ class Tile:
         once, before im2col, which only copies values): read neither passes over x to check it
         nor converts it (the cost of those passes is a fifth of the matmul's on a conv layer).
         The counts are the same as with the int64 codes."""
-        gp, gn, g2 = self._state(t)
+        gp, gn, g2, nonneg = self._state(t)
         lsb = self.lsb if lsb is None else lsb
         x = _checked_codes(x, gp.shape[0]) if checked else _inputs(self.cfg, x, gp.shape[0])
         if g2 is None or np.ndim(lsb) != 0:  # integer codes or per-column LSBs: the plain stages
             qp, qn = mvm(self.cfg, x, gp, gn)
             return adc(self.cfg, qp, qn, self.gain_pos, self.gain_neg, lsb, self._adc_rng,
                        return_saturated=return_saturated)
+        lsb = _positive_scalar("lsb", lsb)
         x2 = np.atleast_2d(x)
         if self.cfg.phases == 4:
             x2 = np.concatenate([np.maximum(x2, 0), np.maximum(-x2, 0)], axis=1)
-        out = _read_stacked(self.cfg, x2, g2, np.concatenate([self.gain_pos, self.gain_neg]),
-                            _positive("lsb", lsb), self._adc_rng, return_saturated)
+        rows = self._gain_rows(_longest_chunk(x2.shape[0], g2.shape[1]))
+        out = _read_stacked(self.cfg, x2, g2, rows, lsb, self._adc_rng, return_saturated,
+                            g2_nonneg=nonneg)
         if x.ndim == 1:
             out = (out[0][0], out[1][0]) + ((Saturation(*(m[0] for m in out[2])),)
                                             if return_saturated else ())

@@ -538,6 +538,61 @@ def test_fast_read_equals_the_stages_bit_for_bit(phases, noise):
     assert p1.shape == (40,) and np.array_equal(p1, p2) and np.array_equal(n1, n2)
 
 
+def test_fast_read_rails_of_non_negative_inputs_and_of_the_chunk_kernel():
+    """The low rail is skipped only where no charge can be negative (non-negative inputs and
+    conductances, no output noise): reads of non-negative inputs, narrow (x no wider than the
+    charges: the skip) and wide (the rail computed), give the masks of `adc(mvm(...))`, with no
+    low rail; `_read_stacked` on conductances with negatives computes it (negative charges from
+    non-negative inputs) as `adc` does."""
+    rng = np.random.default_rng(17)
+    for rows, cols in ((24, 40), (96, 8)):   # x narrower, then wider, than the 2·cols charges
+        cfg = T.TileConfig(rows=rows, cols=cols)
+        tile = T.Tile(cfg, rng.uniform(-1, 1, (rows, cols)), 3)
+        gp, gn = tile.conductances(60.0)
+        lsb = cfg.lsb / 30
+        for n in (5, 700):
+            x = rng.integers(0, cfg.x_max + 1, (n, rows))
+            fast = tile.read(x.astype(np.float64), 60.0, lsb=lsb, return_saturated=True,
+                             checked=True)
+            slow = T.adc(cfg, *T.mvm(cfg, x, gp, gn), tile.gain_pos, tile.gain_neg, lsb,
+                         return_saturated=True)
+            assert np.array_equal(fast[0], slow[0]) and np.array_equal(fast[1], slow[1])
+            assert all(np.array_equal(a, b) for a, b in zip(fast[2], slow[2]))
+            assert fast[2].high_pos.any() and not (fast[2].low_pos.any() or fast[2].low_neg.any())
+    cfg = T.TileConfig(rows=16, cols=12)
+    g2 = rng.uniform(-25.0, 25.0, (16, 24))
+    gains = rng.uniform(0.9, 1.1, 24)
+    x = rng.integers(0, cfg.x_max + 1, (300, 16))
+    rows = np.broadcast_to(gains, (300, 24)).copy()
+    p, n, sat = T._read_stacked(cfg, x.astype(np.float64), g2, rows, cfg.lsb / 4, None, True)
+    q = x.astype(np.float64) @ g2
+    p2, n2, sat2 = T.adc(cfg, q[:, :12], q[:, 12:], gains[:12], gains[12:], cfg.lsb / 4,
+                         return_saturated=True)
+    assert np.array_equal(p, p2) and np.array_equal(n, n2)
+    assert all(np.array_equal(a, b) for a, b in zip(sat, sat2)) and sat.low_pos.any()
+    with pytest.raises(ValueError, match="`gain_rows` must be at least"):
+        T._read_stacked(cfg, x.astype(np.float64), g2, rows[:10], cfg.lsb, None, True)
+
+
+def test_fast_read_follows_changed_gains_and_longer_batches():
+    """The chunk-shaped gains a tile keeps are rebuilt when its gains change or a batch needs more
+    rows; the LSB may be a Python or numpy float."""
+    rng = np.random.default_rng(5)
+    cfg = T.TileConfig(rows=32, cols=24)
+    tile = T.Tile(cfg, rng.uniform(-1, 1, (32, 24)), 2)
+    gp, gn = tile.conductances(0.0)
+    for n, change in ((10, False), (3000, False), (20, True)):
+        if change:
+            tile.gain_pos[:5] *= 1.1
+        x = rng.integers(-cfg.x_max, cfg.x_max + 1, (n, 32))
+        for lsb in (cfg.lsb / 8, np.float64(cfg.lsb / 8)):
+            p, m = tile.read(x, 0.0, lsb=lsb)
+            p2, m2 = T.adc(cfg, *T.mvm(cfg, x, gp, gn), tile.gain_pos, tile.gain_neg, cfg.lsb / 8)
+            assert np.array_equal(p, p2) and np.array_equal(m, m2), (n, change)
+    with pytest.raises(ValueError, match="holds NaN"):
+        tile.read(x, 0.0, lsb=float("nan"))
+
+
 def test_fast_read_falls_back_for_integer_codes_and_column_lsbs():
     rng = np.random.default_rng(3)
     tile = T.Tile(DYADIC.ideal, dyadic_weights(rng, (32, 24)), 1)
