@@ -5,8 +5,11 @@
   conductances at t drawn once and cached, as in the accuracy runs), against a bare float64
   matmul of the same shape (vectors × rows) @ (rows × cols). The tile computes both polarities,
   so it also reports the ratio to the bare matmul of the doubled width (rows × 2·cols).
-- Network evaluation: time of one pass over the digits test set per path (float,
-  analog + ideal float, analog + FP16 LDPU, analog + NMPU), and of programming a network.
+- Network evaluation: time of one pass over the network's test set per path (float,
+  analog + ideal float, analog + FP16 LDPU, analog + NMPU), and of programming a network: the
+  digits mlp and cnn (539 test images) and the MNIST mlp and cnn (1000 test images; the MNIST
+  cnn without the FP16 LDPU path: one pass of its bit-exact golden takes 32 CPU-s), each the
+  float-trained network of `golden.network.load_or_train` (trained once and cached).
 - The tile reads of a network evaluation: every `Tile.read` of one analog pass (all layers,
   all tiles, the inputs it really reads, with the arguments the executor gives: float64 codes
   read as checked), replayed, against the bare matmuls of both polarities of the same inputs
@@ -14,10 +17,11 @@
   reads, NMPU golden, pooling) against the same matmuls.
 
     OPENBLAS_NUM_THREADS=1 python -m studies.bench [--vectors N] [--repeat R] [--out build/report]
+                                                   [--networks mlp cnn mnist_mlp mnist_cnn]
 
 Times are CPU seconds of this process (`time.process_time`), best of the repeats: on a shared
 machine other jobs inflate wall time but hardly CPU time; with one BLAS thread (recorded) CPU
-time is the single-core time.
+time is the single-core time. The load average at the start and the end is recorded.
 """
 
 import argparse
@@ -31,7 +35,7 @@ import numpy as np
 from golden import compiler as gc
 from golden import network as gnet
 from golden import tile as gt
-from golden.data import digits
+from golden.data import load
 
 __all__ = ["best_time", "bench_tile", "bench_network", "bench_network_reads", "main"]
 
@@ -100,19 +104,26 @@ def bench_tile(vectors=1024, repeat=7, seed=0, cfg=None):
             "ratio_to_matmul": t_tile / t_mm, "ratio_to_2x_matmul": t_tile / t_mm2}
 
 
-def bench_network(name, data, t=3600.0, seed=0, repeat=7):
+# the paths timed where not all: one FP16 LDPU pass of the MNIST cnn takes 32 CPU-s
+BENCH_PATHS = {"mnist_cnn": ("float", "nmpu")}
+
+
+def bench_network(name, data, t=3600.0, seed=0, repeat=7, paths=gc.PATHS):
+    """Times of one network: plan, programming, a pass per path, and the tile reads of an NMPU
+    pass (`bench_network_reads`). The plan is calibrated as the accuracy study calibrates it
+    (`x_calib` of MNIST, the digits' training images)."""
     net = gnet.load_or_train(name, progress=False)
     t0 = time.perf_counter()
-    plan = gc.plan(net, data.x_train)
+    plan = gc.plan(net, getattr(data, "x_calib", data.x_train))
     t_plan = time.perf_counter() - t0
     t0 = time.perf_counter()
     prog = gc.ProgrammedNetwork(plan, seed)
     prog.compile(t)
     t_prog = time.perf_counter() - t0
-    out = {"network": name, "test_images": int(data.y_test.size), "plan_seconds": t_plan,
-           "program_and_compile_seconds": t_prog}
+    out = {"network": name, "data": data.name, "test_images": int(data.y_test.size),
+           "plan_seconds": t_plan, "program_and_compile_seconds": t_prog}
     out["float_seconds"] = best_time(lambda: net.logits(data.x_test), 3)
-    for path in gc.PATHS:
+    for path in paths:
         out[f"analog_{path}_seconds"] = best_time(
             lambda: prog.logits(path, t, data.x_test), 2)
     out["tile_reads"] = r = bench_network_reads(prog, net, data.x_test, t, repeat)
@@ -132,12 +143,16 @@ def markdown(doc):
          f"{tb['matmul_mvm_per_s']:.0f} | tile is {tb['ratio_to_matmul']:.2f}× slower |",
          f"| bare float64 matmul, both polarities (2·cols) | {tb['matmul_2x_seconds']:.5f} | "
          f"{tb['vectors'] / tb['matmul_2x_seconds']:.0f} | tile is {tb['ratio_to_2x_matmul']:.2f}× slower |",
-         "", "Network evaluation on the digits test set (CPU seconds per pass):", "",
-         "| network | images | float | analog + float | analog + FP16 LDPU | analog + NMPU | program + compile |",
-         "|---|---:|---:|---:|---:|---:|---:|"]
+         "", f"Load average (1, 5, 15 min) at the start {_loads(doc['load_start'])}, at the end "
+         f"{_loads(doc['load_end'])}.",
+         "", "Network evaluation on each network's test set (CPU seconds per pass; — not run):",
+         "", "| network | data | images | float | analog + float | analog + FP16 LDPU | "
+         "analog + NMPU | program + compile |", "|---|---|---:|---:|---:|---:|---:|---:|"]
+    sec = lambda n, k: f"{n[k]:.3f}" if k in n else "—"  # noqa: E731
     for n in doc["networks"]:
-        L.append(f"| {n['network']} | {n['test_images']} | {n['float_seconds']:.3f} | "
-                 f"{n['analog_float_seconds']:.3f} | {n['analog_ldpu_seconds']:.3f} | "
+        L.append(f"| {n['network']} | {n['data']} | {n['test_images']} | "
+                 f"{n['float_seconds']:.3f} | {sec(n, 'analog_float_seconds')} | "
+                 f"{sec(n, 'analog_ldpu_seconds')} | "
                  f"{n['analog_nmpu_seconds']:.3f} | {n['program_and_compile_seconds']:.3f} |")
     L += ["", "Tile reads of one analog pass (every `Tile.read` of the NMPU path, replayed) against "
           "the bare matmuls of both polarities of the same reads (target ≤ 1.2x), and the whole "
@@ -152,20 +167,28 @@ def markdown(doc):
     return "\n".join(L) + "\n"
 
 
+def _loads(v):
+    return " / ".join(f"{x:.1f}" for x in v)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--vectors", type=int, default=1024)
     ap.add_argument("--repeat", type=int, default=15)
     ap.add_argument("--out", type=Path, default=Path("build/report"))
+    ap.add_argument("--networks", nargs="+", default=list(gnet.NETWORKS),
+                    choices=list(gnet.NETWORKS))
     args = ap.parse_args(argv)
     if args.vectors < 1 or args.repeat < 1:
         ap.error("--vectors and --repeat must be at least 1")
-    data = digits()
-    doc = {"repeat": args.repeat,
+    doc = {"repeat": args.repeat, "load_start": list(os.getloadavg()),
            "blas_threads": os.environ.get("OPENBLAS_NUM_THREADS", os.environ.get("OMP_NUM_THREADS", "default")),
-           "tile": bench_tile(args.vectors, args.repeat),
-           "networks": [bench_network(n, data, repeat=args.repeat) for n in gnet.NETWORKS
-                        if gnet.DATASET.get(n, "digits") == "digits"]}
+           "tile": bench_tile(args.vectors, args.repeat), "networks": []}
+    for name in args.networks:
+        doc["networks"].append(bench_network(name, load(gnet.DATASET.get(name, "digits")),
+                                             repeat=args.repeat,
+                                             paths=BENCH_PATHS.get(name, gc.PATHS)))
+    doc["load_end"] = list(os.getloadavg())
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "bench.json").write_text(json.dumps(doc, indent=1) + "\n")
     text = markdown(doc)
