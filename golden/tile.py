@@ -553,18 +553,14 @@ def _chunk_vectors(width):
 
 
 def _chunk_edges(n, width):
-    """Edges of `_read_stacked`'s chunks of n vectors (lengths differ by at most one)."""
+    """Edges of `_read_stacked`'s chunks of n vectors (lengths differ by at most one) and the
+    length of the longest."""
     chunks = max(n // _chunk_vectors(width), 1)
-    return [i * n // chunks for i in range(chunks + 1)]
+    return [i * n // chunks for i in range(chunks + 1)], -(-n // chunks)
 
 
-def _longest_chunk(n, width):
-    """Vectors in the longest of `_read_stacked`'s chunks of n vectors."""
-    chunks = max(n // _chunk_vectors(width), 1)
-    return -(-n // chunks)
-
-
-def _read_stacked(cfg, x, g2, gain_rows, lsb, rng, return_saturated, *, g2_nonneg=False):
+def _read_stacked(cfg, x, g2, gain_rows, lsb, rng, return_saturated, *, g2_nonneg=False,
+                  chunks=None):
     """MVM and ADC of both polarities side by side: charges x @ g2 (vectors, 2·cols), then
     gain·q/lsb (+ output noise), floor and saturation, as `adc` computes them, with
     `gain_rows` [gain_pos, gain_neg] repeated on at least as many rows as the longest chunk
@@ -585,8 +581,8 @@ def _read_stacked(cfg, x, g2, gain_rows, lsb, rng, return_saturated, *, g2_nonne
     sums of non-negative products, so q >= 0 and v >= 0 (−0.0 is not < 0); the inputs are
     checked when that pass is no longer than the rail's (x no wider than the charges). The
     output noise is drawn as `adc` draws it ((2, vectors, cols), all positive lines first).
-    Returns P, N (views of one int64 array) and, with `return_saturated`, a `Saturation` of
-    views."""
+    `chunks`: `_chunk_edges` of the read, when the caller has them. Returns P, N (views of one
+    int64 array) and, with `return_saturated`, a `Saturation` of views."""
     if cfg.output_noise > 0 and rng is None:
         raise ValueError(f"`output_noise` is {cfg.output_noise}: `adc` needs an `rng`")
     n, width = x.shape[0], g2.shape[1]
@@ -595,8 +591,7 @@ def _read_stacked(cfg, x, g2, gain_rows, lsb, rng, return_saturated, *, g2_nonne
     lows = (z is not None or not g2_nonneg or x.shape[1] > width
             or (x.size > 0 and x.min() < 0))
     c = np.empty((n, width), dtype=np.int64)
-    edges = _chunk_edges(n, width)
-    longest = _longest_chunk(n, width)
+    edges, longest = _chunk_edges(n, width) if chunks is None else chunks
     if gain_rows.shape[0] < longest or gain_rows.shape[1] != width:
         raise ValueError(f"`gain_rows` must be at least ({longest}, {width}), not "
                          f"{gain_rows.shape}")
@@ -800,7 +795,7 @@ class Tile:
         self._adc_rng = self._rng(_ADC_NOISE)
         self._cal_rng = self._rng(_CALIBRATION)
         self._cache = {}
-        self._gains = None          # (gains, gain rows) of `_gain_rows`
+        self._gains = None          # (key, gain rows) of `_gain_rows`
 
     def _rng(self, stage, *extra):
         ss = np.random.SeedSequence(self.seed.entropy, spawn_key=self.seed.spawn_key + (stage,) + extra)
@@ -828,11 +823,13 @@ class Tile:
 
     def _gain_rows(self, rows):
         """[gain_pos, gain_neg] repeated on at least `rows` rows: the chunk-shaped gains of
-        `_read_stacked`, built once and rebuilt only for more rows or when the gains change."""
-        g = np.concatenate([self.gain_pos, self.gain_neg])
+        `_read_stacked`, built once and rebuilt only for more rows or when the gains change
+        (their bytes are the key: a cheaper comparison than the arrays')."""
+        key = (self.gain_pos.tobytes(), self.gain_neg.tobytes())
         kept = self._gains
-        if kept is None or kept[1].shape[0] < rows or not np.array_equal(kept[0], g):
-            kept = self._gains = (g, np.broadcast_to(g, (rows, g.size)).copy())
+        if kept is None or kept[1].shape[0] < rows or kept[0] != key:
+            g = np.concatenate([self.gain_pos, self.gain_neg])
+            kept = self._gains = (key, np.broadcast_to(g, (rows, g.size)).copy())
         return kept[1]
 
     def charges(self, x, t):
@@ -854,7 +851,8 @@ class Tile:
         gp, gn, g2, nonneg = self._state(t)
         lsb = self.lsb if lsb is None else lsb
         x = _checked_codes(x, gp.shape[0]) if checked else _inputs(self.cfg, x, gp.shape[0])
-        if g2 is None or np.ndim(lsb) != 0:  # integer codes or per-column LSBs: the plain stages
+        if g2 is None or not (isinstance(lsb, float) or np.ndim(lsb) == 0):
+            # integer codes or per-column LSBs: the plain stages
             qp, qn = mvm(self.cfg, x, gp, gn)
             return adc(self.cfg, qp, qn, self.gain_pos, self.gain_neg, lsb, self._adc_rng,
                        return_saturated=return_saturated)
@@ -862,9 +860,9 @@ class Tile:
         x2 = np.atleast_2d(x)
         if self.cfg.phases == 4:
             x2 = np.concatenate([np.maximum(x2, 0), np.maximum(-x2, 0)], axis=1)
-        rows = self._gain_rows(_longest_chunk(x2.shape[0], g2.shape[1]))
-        out = _read_stacked(self.cfg, x2, g2, rows, lsb, self._adc_rng, return_saturated,
-                            g2_nonneg=nonneg)
+        chunks = _chunk_edges(x2.shape[0], g2.shape[1])
+        out = _read_stacked(self.cfg, x2, g2, self._gain_rows(chunks[1]), lsb, self._adc_rng,
+                            return_saturated, g2_nonneg=nonneg, chunks=chunks)
         if x.ndim == 1:
             out = (out[0][0], out[1][0]) + ((Saturation(*(m[0] for m in out[2])),)
                                             if return_saturated else ())
