@@ -705,9 +705,10 @@ class AnalogMatrix:
             for r in range(sp.row_tiles):
                 tile = prog.tiles[op.name][r][k]
                 img = self.images[op.name, r, k]
-                p, n, sat = tile.read(sp.inputs(x, r), self.t, lsb=lp.lsb, return_saturated=True,
-                                      checked=True)
-                self.saturated += sat.count
+                # the saturated counts counted per chunk, in the cache (the masks are not kept)
+                p, n, count = tile.read(sp.inputs(x, r), self.t, lsb=lp.lsb, checked=True,
+                                        count_saturated=True)
+                self.saturated += count
                 digest.update(p.tobytes())
                 digest.update(n.tobytes())
                 rr = res if r == 0 else None

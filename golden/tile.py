@@ -582,7 +582,9 @@ def _read_stacked(cfg, x, g2, gain_rows, lsb, rng, return_saturated, *, g2_nonne
     checked when that pass is no longer than the rail's (x no wider than the charges). The
     output noise is drawn as `adc` draws it ((2, vectors, cols), all positive lines first).
     `chunks`: `_chunk_edges` of the read, when the caller has them. Returns P, N (views of one
-    int64 array) and, with `return_saturated`, a `Saturation` of views."""
+    int64 array) and, with `return_saturated`, a `Saturation` of views; with
+    `return_saturated="count"` the number of saturated counts instead (an int: the masks stay
+    per chunk, in the cache, and are counted there)."""
     if cfg.output_noise > 0 and rng is None:
         raise ValueError(f"`output_noise` is {cfg.output_noise}: `adc` needs an `rng`")
     n, width = x.shape[0], g2.shape[1]
@@ -597,12 +599,14 @@ def _read_stacked(cfg, x, g2, gain_rows, lsb, rng, return_saturated, *, g2_nonne
                          f"{gain_rows.shape}")
     buf = np.empty((longest, width))
     ibuf = np.empty((longest, width), dtype=np.int32)
-    if return_saturated:
+    masks = return_saturated is True
+    if masks:
         high = np.empty((n, width), dtype=bool)
         low = np.empty((n, width), dtype=bool) if lows else np.zeros((n, width), dtype=bool)
     else:
         hbuf = np.empty((longest, width), dtype=bool)
         lbuf = np.empty((longest, width), dtype=bool)
+    count = 0
     top, amax = float(cfg.adc_max + 1), float(cfg.adc_max)
     for s, e in zip(edges[:-1], edges[1:]):  # loops over chunks of vectors only
         q, qi = buf[:e - s], ibuf[:e - s]
@@ -613,17 +617,21 @@ def _read_stacked(cfg, x, g2, gain_rows, lsb, rng, return_saturated, *, g2_nonne
         if z is not None:
             q[:, :cols] += cfg.output_noise * z[0, s:e]
             q[:, cols:] += cfg.output_noise * z[1, s:e]
-        h, lo = (high[s:e], low[s:e]) if return_saturated else (hbuf[:e - s], lbuf[:e - s])
+        h, lo = (high[s:e], low[s:e]) if masks else (hbuf[:e - s], lbuf[:e - s])
         np.greater_equal(q, top, out=h)
         np.copyto(q, amax, where=h)
         if lows:
             np.less(q, 0.0, out=lo)
             np.copyto(q, 0.0, where=lo)
+        if return_saturated == "count":
+            count += np.count_nonzero(h) + (np.count_nonzero(lo) if lows else 0)
         qi[...] = q
         c[s:e] = qi
     out = (c[:, :cols], c[:, cols:])
-    if return_saturated:
+    if masks:
         out += (Saturation(high[:, :cols], low[:, :cols], high[:, cols:], low[:, cols:]),)
+    elif return_saturated == "count":
+        out += (int(count),)
     return out
 
 
@@ -835,8 +843,11 @@ class Tile:
     def charges(self, x, t):
         return mvm(self.cfg, x, *self.conductances(t))
 
-    def read(self, x, t, *, lsb=None, return_saturated=False, checked=False):
-        """ADC counts (P, N) for inputs x at time t (and the `Saturation` with return_saturated).
+    def read(self, x, t, *, lsb=None, return_saturated=False, checked=False,
+             count_saturated=False):
+        """ADC counts (P, N) for inputs x at time t (and the `Saturation` with return_saturated,
+        or the number of saturated counts, an int, with count_saturated: `Saturation.count`
+        without the masks, which a read that only counts need not keep).
 
         Equal, bit for bit, to `adc(cfg, *mvm(cfg, x, *conductances(t)), gain_pos, gain_neg,
         lsb, rng)`, computed faster: one matmul of both polarities into one (vectors, 2·cols)
@@ -848,24 +859,28 @@ class Tile:
         once, before im2col, which only copies values): read neither passes over x to check it
         nor converts it (the cost of those passes is a fifth of the matmul's on a conv layer).
         The counts are the same as with the int64 codes."""
+        if return_saturated and count_saturated:
+            raise ValueError("`return_saturated` and `count_saturated` exclude each other")
         gp, gn, g2, nonneg = self._state(t)
         lsb = self.lsb if lsb is None else lsb
         x = _checked_codes(x, gp.shape[0]) if checked else _inputs(self.cfg, x, gp.shape[0])
         if g2 is None or not (isinstance(lsb, float) or np.ndim(lsb) == 0):
             # integer codes or per-column LSBs: the plain stages
             qp, qn = mvm(self.cfg, x, gp, gn)
-            return adc(self.cfg, qp, qn, self.gain_pos, self.gain_neg, lsb, self._adc_rng,
-                       return_saturated=return_saturated)
+            out = adc(self.cfg, qp, qn, self.gain_pos, self.gain_neg, lsb, self._adc_rng,
+                      return_saturated=return_saturated or count_saturated)
+            return out[:2] + (out[2].count,) if count_saturated else out
         lsb = _positive_scalar("lsb", lsb)
         x2 = np.atleast_2d(x)
         if self.cfg.phases == 4:
             x2 = np.concatenate([np.maximum(x2, 0), np.maximum(-x2, 0)], axis=1)
         chunks = _chunk_edges(x2.shape[0], g2.shape[1])
         out = _read_stacked(self.cfg, x2, g2, self._gain_rows(chunks[1]), lsb, self._adc_rng,
-                            return_saturated, g2_nonneg=nonneg, chunks=chunks)
+                            "count" if count_saturated else bool(return_saturated),
+                            g2_nonneg=nonneg, chunks=chunks)
         if x.ndim == 1:
             out = (out[0][0], out[1][0]) + ((Saturation(*(m[0] for m in out[2])),)
-                                            if return_saturated else ())
+                                            if return_saturated else out[2:])
         return out
 
     def calibrate(self, *, reads=8, levels=(0.2, 0.8), lsb=None):

@@ -593,6 +593,36 @@ def test_fast_read_follows_changed_gains_and_longer_batches():
         tile.read(x, 0.0, lsb=float("nan"))
 
 
+@pytest.mark.parametrize("phases, noise", [(1, 0.0), (1, 0.7), (4, 0.0)])
+def test_counted_saturation_equals_the_masks_count(phases, noise):
+    """`count_saturated` gives the counts of `return_saturated` and `Saturation.count` of its
+    masks (two tiles of one seed: the same noise draws), for signed and non-negative inputs, a
+    1-D input, integer codes and per-column LSBs (the plain stages); it excludes the masks."""
+    rng = np.random.default_rng(8 + phases)
+    cfg = T.TileConfig(rows=48, cols=20, phases=phases, output_noise=noise)
+    w = rng.uniform(-1, 1, (48, 20))
+    a, b = T.Tile(cfg, w, 4), T.Tile(cfg, w, 4)
+    lsb = cfg.lsb / 30
+    seen = 0
+    for x in (rng.integers(-cfg.x_max, cfg.x_max + 1, (600, 48)),
+              rng.integers(0, cfg.x_max + 1, (300, 48)), rng.integers(0, cfg.x_max + 1, 48)):
+        p, n, sat = a.read(x, 60.0, lsb=lsb, return_saturated=True)
+        p2, n2, count = b.read(x.astype(np.float64), 60.0, lsb=lsb, count_saturated=True,
+                               checked=True)
+        assert np.array_equal(p, p2) and np.array_equal(n, n2)
+        assert isinstance(count, int) and count == sat.count
+        seen += count
+    assert seen > 0
+    tile = T.Tile(DYADIC.ideal, dyadic_weights(rng, (32, 24)), 1)
+    x = rng.integers(-127, 128, (10, 32))
+    for lsb in (0.5, rng.uniform(0.5, 2.0, 24)):
+        p, n, sat = tile.read(x, 0.0, lsb=lsb, return_saturated=True)
+        p2, n2, count = tile.read(x, 0.0, lsb=lsb, count_saturated=True)
+        assert np.array_equal(p, p2) and count == sat.count > 0
+    with pytest.raises(ValueError, match="exclude each other"):
+        tile.read(x, 0.0, return_saturated=True, count_saturated=True)
+
+
 def test_fast_read_falls_back_for_integer_codes_and_column_lsbs():
     rng = np.random.default_rng(3)
     tile = T.Tile(DYADIC.ideal, dyadic_weights(rng, (32, 24)), 1)
