@@ -174,7 +174,11 @@ class TrainConfig:
     `act_bits`) sets the clip of that quantiser (`clip_level`: None, the 99.99th percentile of
     |a|; a lower percentile; or "mse", the clip of least quantisation error), the same option as
     `golden.compiler.plan(..., act_clip=...)`. `float32`: train in float32 (twice the BLAS speed;
-    the parameters are returned as float64)."""
+    the parameters are returned as float64). Knowledge distillation (`distill_from`, the name of
+    a network of `NETWORKS`, the teacher, trained with its own `train_config` on the same split by
+    `load_or_train`): the teacher's logits on every training batch, after augmentation, are soft
+    targets; the loss is `distill_weight` · T² · KL(teacher_T ‖ student_T) + (1 − `distill_weight`)
+    · CE(labels), T = `distill_temp` (`distill_loss`)."""
 
     seed: int = 20261129
     epochs: int = 40
@@ -190,6 +194,9 @@ class TrainConfig:
     adc_bits: int = 12
     float32: bool = False
     act_clip: object = None
+    distill_from: str = ""
+    distill_temp: float = 4.0
+    distill_weight: float = 0.5
 
     def __post_init__(self):
         for name in ("seed", "epochs", "batch", "augment_shift", "act_bits", "adc_bits"):
@@ -215,21 +222,41 @@ class TrainConfig:
         if self.image_shape is not None and (len(self.image_shape) != 3
                                              or any(int(d) < 1 for d in self.image_shape)):
             raise ValueError(f"`image_shape` must be (H, W, C), not {self.image_shape!r}")
+        if not isinstance(self.distill_from, str) or (self.distill_from
+                                                      and self.distill_from not in NETWORKS):
+            raise ValueError(f"`distill_from` must be '' (off) or a network of NETWORKS "
+                             f"({', '.join(NETWORKS)}), not {self.distill_from!r}")
+        for name in ("distill_temp", "distill_weight"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not np.isfinite(v):
+                raise ValueError(f"`{name}` must be a finite number, not {v!r}")
+        if self.distill_temp <= 0:
+            raise ValueError(f"`distill_temp` must be > 0, not {self.distill_temp!r}")
+        if not 0.0 <= self.distill_weight <= 1.0:
+            raise ValueError(f"`distill_weight` must be in [0, 1], not {self.distill_weight!r}")
+        if not self.distill_from and (self.distill_temp, self.distill_weight) != (
+                _LATER_FIELDS["distill_temp"], _LATER_FIELDS["distill_weight"]):
+            raise ValueError(f"`distill_temp` ({self.distill_temp!r}) and `distill_weight` "
+                             f"({self.distill_weight!r}) need `distill_from` (a teacher network)")
 
     def to_dict(self):
         """The settings; the later fields only when they differ from their defaults, so the cache
-        keys of networks trained before they existed stay valid."""
+        keys of networks trained before they existed stay valid. With a teacher, also the
+        teacher's cache key (`distill_key`): another teacher preset trains another student."""
         d = dataclasses.asdict(self)
         for name, default in _LATER_FIELDS.items():
             if d[name] == default:
                 del d[name]
         if d.get("image_shape") is not None:
             d["image_shape"] = list(d["image_shape"])
+        if self.distill_from:
+            d["distill_key"] = cache_key(*teacher_config(self))
         return d
 
 
 _LATER_FIELDS = {"augment_shift": 0, "image_shape": None, "hw_noise": 0.0, "act_bits": 0,
-                 "adc_bits": 12, "float32": False, "act_clip": None}
+                 "adc_bits": 12, "float32": False, "act_clip": None, "distill_from": "",
+                 "distill_temp": 4.0, "distill_weight": 0.5}
 
 
 NETWORKS = {
@@ -283,6 +310,39 @@ def train_config(name, **changes):
     """The training settings of network `name` (`TRAIN_CONFIGS`, else `TRAIN`), with `changes`
     (e.g. hw_noise=1.0, act_bits=4 for hardware-aware 4-bit training)."""
     return dataclasses.replace(TRAIN_CONFIGS.get(name, TRAIN), **changes)
+
+
+def teacher_config(tcfg: TrainConfig):
+    """(NetConfig, TrainConfig) of the teacher `tcfg.distill_from`: its network and its own
+    training settings (`train_config`). A teacher that is itself distilled is refused (one level
+    of distillation; no cycles)."""
+    cfg, teacher_tcfg = NETWORKS[tcfg.distill_from], train_config(tcfg.distill_from)
+    if teacher_tcfg.distill_from:
+        raise ValueError(f"`distill_from`: the teacher {tcfg.distill_from!r} is itself distilled "
+                         f"(from {teacher_tcfg.distill_from!r}); a teacher must be trained on "
+                         f"labels")
+    return cfg, teacher_tcfg
+
+
+def check_teacher(cfg: NetConfig, tcfg: TrainConfig, teacher_cfg: NetConfig):
+    """The teacher must see the student's inputs and data set and give its classes: the same
+    data set (`DATASET`), the same number of input values, the same image shape (the student's
+    `image_shape` when its input is flat) and as many outputs. Raises ValueError naming both."""
+    ds, dt = DATASET.get(cfg.name, "digits"), DATASET.get(teacher_cfg.name, "digits")
+    if ds != dt:
+        raise ValueError(f"`distill_from`: the teacher {teacher_cfg.name!r} is trained on {dt!r}, "
+                         f"the student {cfg.name!r} on {ds!r}")
+    s_shape = tuple(tcfg.image_shape or cfg.input_shape)
+    t_shape = tuple(teacher_cfg.input_shape)
+    same = (int(np.prod(s_shape)) == int(np.prod(t_shape))
+            and (len(s_shape) != 3 or len(t_shape) != 3 or s_shape == t_shape))
+    if not same:
+        raise ValueError(f"`distill_from`: the teacher {teacher_cfg.name!r} takes inputs of shape "
+                         f"{t_shape}, the student {cfg.name!r} {s_shape}")
+    n_s, n_t = cfg.matrix_ops[-1].c_out, teacher_cfg.matrix_ops[-1].c_out
+    if n_s != n_t:
+        raise ValueError(f"`distill_from`: the teacher {teacher_cfg.name!r} has {n_t} outputs, the "
+                         f"student {cfg.name!r} {n_s}")
 
 
 # -- parameters ------------------------------------------------------------------------------------
@@ -595,6 +655,22 @@ def cross_entropy(logits, y):
     return float(loss), d / n
 
 
+def distill_loss(logits, teacher_logits, temp):
+    """Mean over the batch of T² · KL(softmax(t/T) ‖ softmax(s/T)) (the soft-target loss of
+    knowledge distillation; T² keeps its gradient on the scale of the cross-entropy's), and its
+    gradient with respect to the student's logits s: T · (softmax(s/T) − softmax(t/T)) / N."""
+    def log_softmax(z):
+        z = z / temp
+        z = z - z.max(axis=1, keepdims=True)
+        return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+
+    ls, lt = log_softmax(logits), log_softmax(np.asarray(teacher_logits, dtype=logits.dtype))
+    pt = np.exp(lt)
+    n = logits.shape[0]
+    loss = temp * temp * float(np.sum(pt * (lt - ls))) / n
+    return loss, temp * (np.exp(ls) - pt) / n
+
+
 # -- training loop ---------------------------------------------------------------------------------
 
 def _weight_noise(cfg, params, sigma, rng, hw_noise=0.0):
@@ -654,13 +730,28 @@ def _recalibrate_bn(cfg, params, x, act_bits=0, act_clip=None):
             params[op.name]["var"] = c["var"].copy()
 
 
-def train(cfg: NetConfig, tcfg: TrainConfig, x, y, *, progress=True, x_test=None, y_test=None):
-    """Train from a seeded initialisation; returns (params, history)."""
+def train(cfg: NetConfig, tcfg: TrainConfig, x, y, *, progress=True, x_test=None, y_test=None,
+          teacher=None):
+    """Train from a seeded initialisation; returns (params, history). With `tcfg.distill_from`,
+    `teacher` is the trained teacher (a `Network`, see `load_or_train`); its float logits on
+    every (augmented) batch are the soft targets, and every history entry holds the epoch's mean
+    soft loss (`soft_loss`)."""
+    if tcfg.distill_from:
+        if teacher is None:
+            raise ValueError(f"`distill_from` ({tcfg.distill_from!r}) needs the trained teacher: "
+                             f"pass `teacher` (load_or_train does)")
+        if teacher.name != tcfg.distill_from:
+            raise ValueError(f"`distill_from` names {tcfg.distill_from!r}, the teacher passed is "
+                             f"{teacher.name!r}")
+        check_teacher(cfg, tcfg, teacher.cfg)
     rng = np.random.default_rng(tcfg.seed)
     params = init_params(cfg, rng)
     if tcfg.float32:
         params = {k: {n: a.astype(np.float32) for n, a in p.items()} for k, p in params.items()}
         x = np.asarray(x, dtype=np.float32)
+    if tcfg.distill_from:  # the teacher in the student's precision (float32: BLAS speed)
+        teach = FloatMatrix({k: {n: a.astype(x.dtype) for n, a in p.items()}
+                             for k, p in teacher.params.items()})
     m = {k: {n: np.zeros_like(v) for n, v in p.items() if n in TRAINABLE} for k, p in params.items()}
     v = {k: {n: np.zeros_like(a) for n, a in p.items() if n in TRAINABLE} for k, p in params.items()}
     b1, b2, step = 0.9, 0.999, 0
@@ -674,7 +765,7 @@ def train(cfg: NetConfig, tcfg: TrainConfig, x, y, *, progress=True, x_test=None
     for epoch in range(tcfg.epochs):
         lr = float(tcfg.lr * 0.5 * (1 + np.cos(np.pi * epoch / tcfg.epochs)))  # cosine schedule
         order = rng.permutation(n)
-        losses = []
+        losses, soft = [], []
         for s in range(0, n, tcfg.batch):
             idx = order[s:s + tcfg.batch]
             if idx.size < 2:
@@ -687,6 +778,12 @@ def train(cfg: NetConfig, tcfg: TrainConfig, x, y, *, progress=True, x_test=None
                                           adc_bits=tcfg.adc_bits if tcfg.hw_noise > 0 else 0,
                                           act_clip=tcfg.act_clip)
             loss, d = cross_entropy(logits, y[idx])
+            if tcfg.distill_from:
+                w = tcfg.distill_weight
+                soft_loss, d_soft = distill_loss(logits, run(teacher.cfg, xb, teach),
+                                                 tcfg.distill_temp)
+                soft.append(soft_loss)
+                loss, d = w * soft_loss + (1 - w) * loss, w * d_soft + (1 - w) * d
             losses.append(loss)
             grads = backward(cfg, params, cache, d)
             step += 1
@@ -706,6 +803,8 @@ def train(cfg: NetConfig, tcfg: TrainConfig, x, y, *, progress=True, x_test=None
                     p["mean"] = (1 - tcfg.bn_momentum) * p["mean"] + tcfg.bn_momentum * c["mu"]
                     p["var"] = (1 - tcfg.bn_momentum) * p["var"] + tcfg.bn_momentum * c["var"]
         entry = {"epoch": epoch + 1, "loss": float(np.mean(losses))}
+        if soft:
+            entry["soft_loss"] = float(np.mean(soft))
         history.append(entry)
         if progress:
             print(f"\r  training {cfg.name}: epoch {epoch + 1}/{tcfg.epochs}  loss "
@@ -773,22 +872,36 @@ def load_or_train(name_or_cfg, tcfg: TrainConfig = None, *, data=None, cache_dir
                   progress=True, retrain=False):
     """The trained network: loaded from `cache_dir` when a result with the same key exists,
     else trained (and cached). `tcfg`: default `train_config(name)`; `data`: a split of
-    `golden.data` (default: the fixed split of the network's data set, `DATASET`)."""
+    `golden.data` (default: the fixed split of the network's data set, `DATASET`). With
+    `tcfg.distill_from`, the teacher is loaded or trained first, by this function with its own
+    settings on the same `data` (so on the same split), and checked (`check_teacher`)."""
     cfg = NETWORKS[name_or_cfg] if isinstance(name_or_cfg, str) else name_or_cfg
     tcfg = train_config(cfg.name) if tcfg is None else tcfg
     path = Path(cache_dir) / f"{cfg.name}-{cache_key(cfg, tcfg)}"
     if not retrain and path.with_suffix(".npz").exists() and path.with_suffix(".json").exists():
         return _load(path, cfg, tcfg)
+    teacher = None
+    if tcfg.distill_from:
+        teacher_cfg, teacher_tcfg = teacher_config(tcfg)
+        check_teacher(cfg, tcfg, teacher_cfg)
     if data is None:
         from golden.data import load
         data = load(DATASET.get(cfg.name, "digits"))
+    if tcfg.distill_from:
+        teacher = load_or_train(teacher_cfg, teacher_tcfg, data=data, cache_dir=cache_dir,
+                                progress=progress)
     t0 = time.time()
-    params, history = train(cfg, tcfg, data.x_train, data.y_train, progress=progress)
+    params, history = train(cfg, tcfg, data.x_train, data.y_train, progress=progress,
+                            teacher=teacher)
     net = Network(cfg, tcfg, params)
     net.info = {"train_seconds": round(time.time() - t0, 2),
                 "train_accuracy": net.accuracy(data.x_train, data.y_train),
                 "test_accuracy": net.accuracy(data.x_test, data.y_test),
                 "final_loss": history[-1]["loss"]}
+    if getattr(data, "y_calib", None) is not None:
+        net.info["calib_accuracy"] = net.accuracy(data.x_calib, data.y_calib)
+    if teacher is not None:
+        net.info["final_soft_loss"] = history[-1]["soft_loss"]
     path.parent.mkdir(parents=True, exist_ok=True)
     _save(path, net)
     return net
@@ -831,15 +944,29 @@ def main(argv=None):
     ap.add_argument("--train-seed", type=parse_seed, default=None,
                     help="the training seed (initialisation, batch order, noise, augmentation; "
                          f"default {TRAIN.seed}, the cached networks' seed)")
+    ap.add_argument("--distill-from", default=None, metavar="TEACHER",
+                    help="knowledge distillation from this network ('' for none)")
+    ap.add_argument("--distill-temp", type=float, default=None, help="distillation temperature T")
+    ap.add_argument("--distill-weight", type=float, default=None,
+                    help="weight of the soft-target loss (the rest: cross-entropy on the labels)")
     args = ap.parse_args(argv)
     for name in args.networks:
         changes = {k: v for k, v in (("hw_noise", args.hw_noise), ("act_bits", args.act_bits),
-                                     ("act_clip", args.act_clip), ("seed", args.train_seed))
+                                     ("act_clip", args.act_clip), ("seed", args.train_seed),
+                                     ("distill_from", args.distill_from),
+                                     ("distill_temp", args.distill_temp),
+                                     ("distill_weight", args.distill_weight))
                    if v is not None}
-        net = load_or_train(name, train_config(name, **changes), cache_dir=args.cache,
-                            retrain=args.retrain)
+        try:
+            tcfg = train_config(name, **changes)
+        except ValueError as e:
+            ap.error(str(e))
+        net = load_or_train(name, tcfg, cache_dir=args.cache, retrain=args.retrain)
+        calib = net.info.get("calib_accuracy")
         print(f"{name}: test accuracy {100 * net.info['test_accuracy']:.2f} %, train "
-              f"{100 * net.info['train_accuracy']:.2f} % ({net.info['train_seconds']} s to train)")
+              f"{100 * net.info['train_accuracy']:.2f} %"
+              + ("" if calib is None else f", calibration {100 * calib:.2f} %")
+              + f" ({net.info['train_seconds']} s to train)")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """golden/network.py: op-list networks, im2col, backward against finite differences, training,
 the cache, and input errors. Tiny networks only (the full ones train for minutes)."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -365,3 +366,146 @@ def test_train_seed_option(tmp_path, monkeypatch, capsys, data):
         extra = {} if seed is None else {"seed": seed}
         key = gnet.cache_key(cnn, gnet.train_config("mnist_cnn", hw_noise=1.0, act_bits=4, **extra))
         assert (key == "f8017edf0b8bae64") == same
+
+
+# -- knowledge distillation ------------------------------------------------------------------------
+
+TINY_TEACHER = NetConfig("tiny-teacher", (8, 8, 1), TINY_CNN.ops)
+
+
+@pytest.mark.parametrize("kw, match", [
+    ({"distill_from": "no-such-net"}, "`distill_from` must be '' .* not 'no-such-net'"),
+    ({"distill_from": 3}, "`distill_from` must be ''"),
+    ({"distill_from": "cnn", "distill_temp": 0.0}, "`distill_temp` must be > 0, not 0.0"),
+    ({"distill_from": "cnn", "distill_temp": float("inf")}, "`distill_temp` must be a finite"),
+    ({"distill_from": "cnn", "distill_weight": 1.5}, r"`distill_weight` must be in \[0, 1\]"),
+    ({"distill_from": "cnn", "distill_weight": True}, "`distill_weight` must be a finite number"),
+    ({"distill_temp": 2.0}, "`distill_temp` .* need `distill_from`"),
+    ({"distill_weight": 0.9}, "`distill_weight` .* need `distill_from`"),
+])
+def test_distill_config_errors(kw, match):
+    with pytest.raises(ValueError, match=match):
+        TrainConfig(**kw)
+
+
+def test_distill_loss_gradient_and_zero_at_the_teacher():
+    """T²·KL: zero (and zero gradient) when the student's logits equal the teacher's up to a
+    constant per row, positive otherwise; its gradient matches central differences."""
+    rng = np.random.default_rng(7)
+    s, t = rng.normal(size=(5, 10)), 3.0 * rng.normal(size=(5, 10))
+    loss, d = gnet.distill_loss(s, t, 3.0)
+    assert loss > 0
+    h = 1e-6
+    for i, j in ((0, 0), (2, 7), (4, 9), (1, 3)):
+        sp, sm = s.copy(), s.copy()
+        sp[i, j] += h
+        sm[i, j] -= h
+        num = (gnet.distill_loss(sp, t, 3.0)[0] - gnet.distill_loss(sm, t, 3.0)[0]) / (2 * h)
+        assert d[i, j] == pytest.approx(num, rel=1e-5, abs=1e-9)
+    loss0, d0 = gnet.distill_loss(t + 5.0, t, 3.0)
+    assert loss0 == pytest.approx(0.0, abs=1e-12) and np.allclose(d0, 0.0, atol=1e-15)
+
+
+def test_distill_cache_key(monkeypatch):
+    """Off, the key is the one before the option existed (the MNIST MLP stays cached); a teacher,
+    another temperature, another weight, another teacher preset: each another key."""
+    mlp = gnet.NETWORKS["mnist_mlp"]
+    assert gnet.cache_key(mlp, gnet.train_config("mnist_mlp")) == "4f937bc13a8bd02e"
+    assert gnet.cache_key(gnet.NETWORKS["mnist_cnn"], gnet.train_config("mnist_cnn")) \
+        == "7e73e367621374e6"
+    for name in ("distill_from", "distill_temp", "distill_weight", "distill_key"):
+        assert name not in gnet.train_config("mnist_mlp").to_dict()
+
+    def key(**kw):
+        return gnet.cache_key(mlp, gnet.train_config("mnist_mlp", **kw))
+
+    keys = {key(), key(distill_from="mnist_cnn"), key(distill_from="mnist_cnn", distill_temp=8.0),
+            key(distill_from="mnist_cnn", distill_weight=0.9)}
+    assert len(keys) == 4
+    d = gnet.train_config("mnist_mlp", distill_from="mnist_cnn").to_dict()
+    assert d["distill_key"] == "7e73e367621374e6"
+    # another teacher preset (here a longer schedule) is another teacher: another student key
+    before = key(distill_from="mnist_cnn")
+    monkeypatch.setitem(gnet.TRAIN_CONFIGS, "mnist_cnn", gnet.train_config("mnist_cnn", epochs=31))
+    assert key(distill_from="mnist_cnn") != before
+
+
+def test_distilled_student_learns_from_the_teacher(data):
+    """A teacher trained on shifted labels (y + 1 mod 10) and a student distilled from it with
+    weight 1 (the true labels unused): the student's soft loss falls and it predicts the
+    teacher's classes, not the labels'. With weight 0 the teacher is ignored: the weights of
+    plain training, bit for bit (distillation draws no random numbers)."""
+    x, y = data.x_train, data.y_train
+    wrong = (y + 1) % 10
+    tparams, _ = gnet.train(TINY_TEACHER, TrainConfig(epochs=4, seed=1, lr=0.02), x, wrong,
+                            progress=False)
+    teacher = gnet.Network(TINY_TEACHER, TrainConfig(), tparams)
+    t_pred = np.argmax(teacher.logits(data.x_test), axis=1)
+    assert np.mean(t_pred == (data.y_test + 1) % 10) > 0.8
+    tcfg = TrainConfig(epochs=4, seed=2, lr=0.02, distill_from="cnn", distill_weight=1.0,
+                       distill_temp=2.0)
+    params, hist = gnet.train(TINY_MLP, tcfg, x, y, progress=False,
+                              teacher=dataclasses.replace(teacher, cfg=dataclasses.replace(
+                                  TINY_TEACHER, name="cnn")))
+    assert hist[-1]["soft_loss"] < 0.5 * hist[0]["soft_loss"]
+    pred = np.argmax(gnet.run(TINY_MLP, data.x_test, gnet.FloatMatrix(params)), axis=1)
+    assert np.mean(pred == t_pred) > 0.8 and np.mean(pred == data.y_test) < 0.2
+    plain, _ = gnet.train(TINY_MLP, TrainConfig(epochs=2, seed=2, lr=0.02), x, y, progress=False)
+    zero, _ = gnet.train(TINY_MLP, TrainConfig(epochs=2, seed=2, lr=0.02, distill_from="cnn",
+                                               distill_weight=0.0), x, y, progress=False,
+                         teacher=dataclasses.replace(teacher, cfg=dataclasses.replace(
+                             TINY_TEACHER, name="cnn")))
+    np.testing.assert_array_equal(plain["fc1"]["W"], zero["fc1"]["W"])
+
+
+def test_distill_teacher_trained_on_the_same_split_and_mismatch_refused(tmp_path, monkeypatch,
+                                                                          data):
+    """load_or_train trains (and caches) the teacher on the split it was given, then the student;
+    a teacher of another data set, input shape or class count, or one that is itself distilled,
+    is refused by name; train() without the teacher is refused."""
+    monkeypatch.setitem(gnet.NETWORKS, "tiny-teacher", TINY_TEACHER)
+    monkeypatch.setitem(gnet.TRAIN_CONFIGS, "tiny-teacher", TrainConfig(epochs=2, seed=1, lr=0.02))
+    tcfg = TrainConfig(epochs=2, seed=2, lr=0.02, distill_from="tiny-teacher", distill_weight=0.7)
+    seen = []
+    real_train = gnet.train
+
+    def spy(cfg, tc, x, y, **kw):
+        seen.append((cfg.name, x))
+        return real_train(cfg, tc, x, y, **kw)
+
+    monkeypatch.setattr(gnet, "train", spy)
+    net = gnet.load_or_train(TINY_MLP, tcfg, data=data, cache_dir=tmp_path, progress=False)
+    assert [name for name, _ in seen] == ["tiny-teacher", "tiny-mlp"]
+    assert all(x is data.x_train for _, x in seen)
+    assert net.info["test_accuracy"] > 0.8 and net.info["final_soft_loss"] > 0
+    teacher_key = gnet.cache_key(TINY_TEACHER, TrainConfig(epochs=2, seed=1, lr=0.02))
+    assert sorted(p.stem for p in tmp_path.glob("*.npz")) == sorted(
+        [f"tiny-mlp-{gnet.cache_key(TINY_MLP, tcfg)}", f"tiny-teacher-{teacher_key}"])
+    meta = json.loads((tmp_path / f"tiny-mlp-{gnet.cache_key(TINY_MLP, tcfg)}.json").read_text())
+    assert meta["train"]["distill_from"] == "tiny-teacher"
+    # mismatches, each named
+    monkeypatch.setitem(gnet.DATASET, "tiny-teacher", "mnist")
+    with pytest.raises(ValueError, match="teacher 'tiny-teacher' is trained on 'mnist', the "
+                                         "student 'tiny-mlp' on 'digits'"):
+        gnet.load_or_train(TINY_MLP, tcfg, data=data, cache_dir=tmp_path, retrain=True)
+    monkeypatch.setitem(gnet.DATASET, "tiny-teacher", "digits")
+    monkeypatch.setitem(gnet.DATASET, "tiny-mlp", "mnist")
+    with pytest.raises(ValueError, match="teacher 'tiny-teacher' is trained on 'digits'"):
+        gnet.load_or_train(TINY_MLP, tcfg, data=data, cache_dir=tmp_path, retrain=True)
+    with pytest.raises(ValueError, match=r"teacher 'mnist_cnn' takes inputs of shape "
+                                         r"\(28, 28, 1\), the student 'tiny-mlp' \(64,\)"):
+        gnet.check_teacher(TINY_MLP, tcfg, gnet.NETWORKS["mnist_cnn"])
+    monkeypatch.setitem(gnet.DATASET, "tiny-mlp", "digits")
+    # flat 784 values against the CNN's (28, 28, 1) image: the same inputs, accepted
+    gnet.check_teacher(gnet.NETWORKS["mnist_mlp"], gnet.train_config("mnist_mlp"),
+                       gnet.NETWORKS["mnist_cnn"])
+    few = NetConfig("tiny-few", (8, 8, 1), TINY_CNN.ops[:-1] + (
+        Dense("fc", "p", "logits", 48, 5, bn=False, relu=False),))
+    with pytest.raises(ValueError, match="teacher 'tiny-few' has 5 outputs, the student "
+                                         "'tiny-mlp' 10"):
+        gnet.check_teacher(TINY_MLP, tcfg, few)
+    monkeypatch.setitem(gnet.TRAIN_CONFIGS, "tiny-teacher", TrainConfig(distill_from="cnn"))
+    with pytest.raises(ValueError, match="the teacher 'tiny-teacher' is itself distilled"):
+        gnet.cache_key(TINY_MLP, tcfg)
+    with pytest.raises(ValueError, match="needs the trained teacher"):
+        real_train(TINY_MLP, tcfg, data.x_train, data.y_train, progress=False)
