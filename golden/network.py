@@ -41,8 +41,9 @@ __all__ = ["Dense", "Conv", "MaxPool", "NetConfig", "TrainConfig", "NETWORKS", "
            "CODE_VERSION", "Network", "init_params", "im2col", "col2im", "forward_train",
            "backward", "cross_entropy", "train", "load_or_train", "run", "FloatMatrix",
            "accuracy", "cache_key", "BN_EPS", "layer_rows", "check_input", "DATASET",
-           "TRAIN_CONFIGS", "train_config", "augment", "hw_perturb", "quantise_codes",
-           "clip_level", "check_act_clip", "ACT_PERCENTILE", "parse_seed"]
+           "TRAIN_CONFIGS", "train_config", "augment", "affine_sample", "distort", "hw_perturb",
+           "quantise_codes", "clip_level", "check_act_clip", "ACT_PERCENTILE", "parse_seed",
+           "distill_loss", "teacher_config", "check_teacher"]
 
 # Change when the training code changes in a way that changes the trained weights.
 CODE_VERSION = "1"
@@ -178,7 +179,10 @@ class TrainConfig:
     a network of `NETWORKS`, the teacher, trained with its own `train_config` on the same split by
     `load_or_train`): the teacher's logits on every training batch, after augmentation, are soft
     targets; the loss is `distill_weight` · T² · KL(teacher_T ‖ student_T) + (1 − `distill_weight`)
-    · CE(labels), T = `distill_temp` (`distill_loss`)."""
+    · CE(labels), T = `distill_temp` (`distill_loss`). `augment_affine`: every training image
+    resampled (bilinear, zero fill) through a random affine map about its centre, I + U(±a) per
+    entry of its 2 × 2 matrix (rotation, scale and shear of up to about a), before the shift
+    (`distort`)."""
 
     seed: int = 20261129
     epochs: int = 40
@@ -197,6 +201,7 @@ class TrainConfig:
     distill_from: str = ""
     distill_temp: float = 4.0
     distill_weight: float = 0.5
+    augment_affine: float = 0.0
 
     def __post_init__(self):
         for name in ("seed", "epochs", "batch", "augment_shift", "act_bits", "adc_bits"):
@@ -215,13 +220,17 @@ class TrainConfig:
                              f"activation quantiser)")
         if self.adc_bits < 1 or self.adc_bits > 24:
             raise ValueError(f"`adc_bits` must be in [1, 24], not {self.adc_bits}")
-        for name in ("lr", "weight_decay", "weight_noise", "bn_momentum", "hw_noise"):
+        for name in ("lr", "weight_decay", "weight_noise", "bn_momentum", "hw_noise",
+                     "augment_affine"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not np.isfinite(v) or v < 0:
                 raise ValueError(f"`{name}` must be a finite number >= 0, not {v!r}")
         if self.image_shape is not None and (len(self.image_shape) != 3
                                              or any(int(d) < 1 for d in self.image_shape)):
             raise ValueError(f"`image_shape` must be (H, W, C), not {self.image_shape!r}")
+        if self.augment_affine >= 0.5:
+            raise ValueError(f"`augment_affine` must be < 0.5 (a distortion, not a fold), not "
+                             f"{self.augment_affine!r}")
         if not isinstance(self.distill_from, str) or (self.distill_from
                                                       and self.distill_from not in NETWORKS):
             raise ValueError(f"`distill_from` must be '' (off) or a network of NETWORKS "
@@ -256,7 +265,7 @@ class TrainConfig:
 
 _LATER_FIELDS = {"augment_shift": 0, "image_shape": None, "hw_noise": 0.0, "act_bits": 0,
                  "adc_bits": 12, "float32": False, "act_clip": None, "distill_from": "",
-                 "distill_temp": 4.0, "distill_weight": 0.5}
+                 "distill_temp": 4.0, "distill_weight": 0.5, "augment_affine": 0.0}
 
 
 NETWORKS = {
@@ -721,6 +730,33 @@ def augment(x, shape, shift, rng):
     return out.reshape(x.shape)
 
 
+def affine_sample(x, shape, A):
+    """Every image of the batch x (N, ...) resampled through its 2 × 2 matrix A[i] about the
+    image centre: output pixel p takes the input at A[i]·(p − centre) + centre, bilinear, zero
+    outside; `shape` (H, W, C) is the image layout of a sample. A = I returns x."""
+    h, w, c = (int(d) for d in shape)
+    n = x.shape[0]
+    img = np.pad(np.asarray(x).reshape(n, h, w, c), ((0, 0), (2, 2), (2, 2), (0, 0)))
+    cy, cx = (h - 1) / 2, (w - 1) / 2
+    gy, gx = np.meshgrid(np.arange(h) - cy, np.arange(w) - cx, indexing="ij")
+    sy = A[:, 0, 0, None, None] * gy + A[:, 0, 1, None, None] * gx + cy
+    sx = A[:, 1, 0, None, None] * gy + A[:, 1, 1, None, None] * gx + cx
+    sy, sx = np.clip(sy, -1, h), np.clip(sx, -1, w)    # beyond the border: the zero padding
+    y0, x0 = np.floor(sy), np.floor(sx)
+    fy, fx = (sy - y0)[..., None], (sx - x0)[..., None]
+    iy, ix = y0.astype(np.int64) + 2, x0.astype(np.int64) + 2
+    b = np.arange(n)[:, None, None]
+    out = ((1 - fy) * ((1 - fx) * img[b, iy, ix] + fx * img[b, iy, ix + 1])
+           + fy * ((1 - fx) * img[b, iy + 1, ix] + fx * img[b, iy + 1, ix + 1]))
+    return out.astype(img.dtype, copy=False).reshape(x.shape)
+
+
+def distort(x, shape, amount, rng):
+    """`affine_sample` with a random matrix per image, I + U(−amount, amount) per entry."""
+    A = np.eye(2) + rng.uniform(-amount, amount, (x.shape[0], 2, 2))
+    return affine_sample(x, shape, A)
+
+
 def _recalibrate_bn(cfg, params, x, act_bits=0, act_clip=None):
     """Running statistics := the statistics of the whole training set (one full-batch pass)."""
     _, cache = forward_train(cfg, params, x, act_bits=act_bits, act_clip=act_clip)
@@ -759,9 +795,10 @@ def train(cfg: NetConfig, tcfg: TrainConfig, x, y, *, progress=True, x_test=None
     t0 = time.time()
     n = x.shape[0]
     shape = tcfg.image_shape or cfg.input_shape
-    if tcfg.augment_shift and (len(shape) != 3 or int(np.prod(shape)) != int(np.prod(cfg.input_shape))):
-        raise ValueError(f"`augment_shift` needs an (H, W, C) `image_shape` of "
-                         f"{int(np.prod(cfg.input_shape))} values, not {shape!r}")
+    if (tcfg.augment_shift or tcfg.augment_affine) and (
+            len(shape) != 3 or int(np.prod(shape)) != int(np.prod(cfg.input_shape))):
+        raise ValueError(f"`augment_shift` and `augment_affine` need an (H, W, C) `image_shape` "
+                         f"of {int(np.prod(cfg.input_shape))} values, not {shape!r}")
     for epoch in range(tcfg.epochs):
         lr = float(tcfg.lr * 0.5 * (1 + np.cos(np.pi * epoch / tcfg.epochs)))  # cosine schedule
         order = rng.permutation(n)
@@ -772,6 +809,8 @@ def train(cfg: NetConfig, tcfg: TrainConfig, x, y, *, progress=True, x_test=None
                 continue
             noise = _weight_noise(cfg, params, tcfg.weight_noise, rng, tcfg.hw_noise)
             xb = x[idx]
+            if tcfg.augment_affine:
+                xb = distort(xb, shape, tcfg.augment_affine, rng)
             if tcfg.augment_shift:
                 xb = augment(xb, shape, tcfg.augment_shift, rng)
             logits, cache = forward_train(cfg, params, xb, noise=noise, act_bits=tcfg.act_bits,

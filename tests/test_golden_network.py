@@ -231,9 +231,45 @@ def test_augment_translates_with_zero_fill():
                 want = img[i, sy, sx] if 0 <= sy < 6 and 0 <= sx < 5 else 0.0
                 assert np.all(got[i, yy, xx] == want)
     assert np.array_equal(gnet.augment(x, (6, 5, 2), 0, rng), x)
-    with pytest.raises(ValueError, match="`augment_shift` needs an"):
+    with pytest.raises(ValueError, match="`augment_shift` and `augment_affine` need an"):
         gnet.train(TINY_MLP, TrainConfig(epochs=1, augment_shift=1), x[:, :64], np.zeros(40, int),
                    progress=False)
+
+
+def test_affine_sample_and_distort():
+    """The identity returns the batch; a transpose and a quarter turn move whole pixels; half
+    scale samples between pixels (bilinear: the mean of four); double scale reads zeros beyond
+    the border. `distort` draws I + U(±a) per entry; `augment_affine` is validated and needs an
+    image shape."""
+    rng = np.random.default_rng(3)
+    x = rng.random((3, 5 * 5 * 2)).astype(np.float32)
+    img = x.reshape(3, 5, 5, 2)
+
+    def warp(A):
+        return gnet.affine_sample(x, (5, 5, 2), np.tile(np.asarray(A, float), (3, 1, 1)))
+
+    assert np.array_equal(warp(np.eye(2)), x) and warp(np.eye(2)).dtype == np.float32
+    assert np.array_equal(warp([[0, 1], [1, 0]]).reshape(img.shape), img.transpose(0, 2, 1, 3))
+    assert np.allclose(warp([[0, -1], [1, 0]]).reshape(img.shape), np.rot90(img, -1, axes=(1, 2)))
+    half = warp(0.5 * np.eye(2)).reshape(img.shape)
+    assert np.allclose(half[:, 0, 0], img[:, 1, 1])
+    assert np.allclose(half[:, 1, 1], img[:, 1:3, 1:3].mean(axis=(1, 2)))
+    double = warp(2.0 * np.eye(2)).reshape(img.shape)
+    assert np.all(double[:, 0, 0] == 0) and np.allclose(double[:, 2, 2], img[:, 2, 2])
+    r = np.random.default_rng(1)
+    A = np.eye(2) + r.uniform(-0.2, 0.2, (3, 2, 2))
+    assert np.array_equal(gnet.distort(x, (5, 5, 2), 0.2, np.random.default_rng(1)),
+                          gnet.affine_sample(x, (5, 5, 2), A))
+    for bad, says in ((0.5, "`augment_affine` must be < 0.5"), (-0.1, "`augment_affine` must be a "
+                                                                      "finite number >= 0")):
+        with pytest.raises(ValueError, match=says):
+            TrainConfig(augment_affine=bad)
+    with pytest.raises(ValueError, match="`augment_shift` and `augment_affine` need an"):
+        gnet.train(TINY_MLP, TrainConfig(epochs=1, augment_affine=0.1, image_shape=(8, 4, 1)),
+                   rng.random((8, 64)), np.zeros(8, int), progress=False)
+    key = gnet.cache_key(TINY_MLP, TrainConfig())
+    assert gnet.cache_key(TINY_MLP, TrainConfig(augment_affine=0.1)) != key
+    assert "augment_affine" not in TrainConfig().to_dict()
 
 
 def test_quantise_codes():
