@@ -202,6 +202,7 @@ class TrainConfig:
     distill_temp: float = 4.0
     distill_weight: float = 0.5
     augment_affine: float = 0.0
+    augment_mixup: float = 0.0
 
     def __post_init__(self):
         for name in ("seed", "epochs", "batch", "augment_shift", "act_bits", "adc_bits"):
@@ -221,7 +222,7 @@ class TrainConfig:
         if self.adc_bits < 1 or self.adc_bits > 24:
             raise ValueError(f"`adc_bits` must be in [1, 24], not {self.adc_bits}")
         for name in ("lr", "weight_decay", "weight_noise", "bn_momentum", "hw_noise",
-                     "augment_affine"):
+                     "augment_affine", "augment_mixup"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not np.isfinite(v) or v < 0:
                 raise ValueError(f"`{name}` must be a finite number >= 0, not {v!r}")
@@ -247,6 +248,10 @@ class TrainConfig:
                 _LATER_FIELDS["distill_temp"], _LATER_FIELDS["distill_weight"]):
             raise ValueError(f"`distill_temp` ({self.distill_temp!r}) and `distill_weight` "
                              f"({self.distill_weight!r}) need `distill_from` (a teacher network)")
+        if self.augment_mixup and (not self.distill_from or self.distill_weight != 1.0):
+            raise ValueError(f"`augment_mixup` ({self.augment_mixup!r}) needs `distill_from` and "
+                             f"`distill_weight` 1 (the teacher labels the mixed images), not "
+                             f"{self.distill_from!r} at {self.distill_weight!r}")
 
     def to_dict(self):
         """The settings; the later fields only when they differ from their defaults, so the cache
@@ -265,7 +270,8 @@ class TrainConfig:
 
 _LATER_FIELDS = {"augment_shift": 0, "image_shape": None, "hw_noise": 0.0, "act_bits": 0,
                  "adc_bits": 12, "float32": False, "act_clip": None, "distill_from": "",
-                 "distill_temp": 4.0, "distill_weight": 0.5, "augment_affine": 0.0}
+                 "distill_temp": 4.0, "distill_weight": 0.5, "augment_affine": 0.0,
+                 "augment_mixup": 0.0}
 
 
 NETWORKS = {
@@ -813,6 +819,9 @@ def train(cfg: NetConfig, tcfg: TrainConfig, x, y, *, progress=True, x_test=None
                 xb = distort(xb, shape, tcfg.augment_affine, rng)
             if tcfg.augment_shift:
                 xb = augment(xb, shape, tcfg.augment_shift, rng)
+            if tcfg.augment_mixup:
+                lam = rng.beta(tcfg.augment_mixup, tcfg.augment_mixup, (idx.size, 1))
+                xb = (lam * xb + (1 - lam) * xb[rng.permutation(idx.size)]).astype(xb.dtype)
             logits, cache = forward_train(cfg, params, xb, noise=noise, act_bits=tcfg.act_bits,
                                           adc_bits=tcfg.adc_bits if tcfg.hw_noise > 0 else 0,
                                           act_clip=tcfg.act_clip)

@@ -418,6 +418,9 @@ TINY_TEACHER = NetConfig("tiny-teacher", (8, 8, 1), TINY_CNN.ops)
     ({"distill_from": "cnn", "distill_weight": True}, "`distill_weight` must be a finite number"),
     ({"distill_temp": 2.0}, "`distill_temp` .* need `distill_from`"),
     ({"distill_weight": 0.9}, "`distill_weight` .* need `distill_from`"),
+    ({"augment_mixup": -0.5}, "`augment_mixup` must be a finite number >= 0"),
+    ({"augment_mixup": 0.4}, r"`augment_mixup` \(0.4\) needs `distill_from`"),
+    ({"distill_from": "cnn", "augment_mixup": 0.4}, "needs `distill_from` and `distill_weight` 1"),
 ])
 def test_distill_config_errors(kw, match):
     with pytest.raises(ValueError, match=match):
@@ -449,15 +452,18 @@ def test_distill_cache_key(monkeypatch):
     assert gnet.cache_key(mlp, gnet.train_config("mnist_mlp")) == "4f937bc13a8bd02e"
     assert gnet.cache_key(gnet.NETWORKS["mnist_cnn"], gnet.train_config("mnist_cnn")) \
         == "7e73e367621374e6"
-    for name in ("distill_from", "distill_temp", "distill_weight", "distill_key"):
+    for name in ("distill_from", "distill_temp", "distill_weight", "distill_key",
+                 "augment_affine", "augment_mixup"):
         assert name not in gnet.train_config("mnist_mlp").to_dict()
 
     def key(**kw):
         return gnet.cache_key(mlp, gnet.train_config("mnist_mlp", **kw))
 
     keys = {key(), key(distill_from="mnist_cnn"), key(distill_from="mnist_cnn", distill_temp=8.0),
-            key(distill_from="mnist_cnn", distill_weight=0.9)}
-    assert len(keys) == 4
+            key(distill_from="mnist_cnn", distill_weight=0.9),
+            key(distill_from="mnist_cnn", distill_weight=1.0),
+            key(distill_from="mnist_cnn", distill_weight=1.0, augment_mixup=0.5)}
+    assert len(keys) == 6
     d = gnet.train_config("mnist_mlp", distill_from="mnist_cnn").to_dict()
     assert d["distill_key"] == "7e73e367621374e6"
     # another teacher preset (here a longer schedule) is another teacher: another student key
@@ -476,21 +482,25 @@ def test_distilled_student_learns_from_the_teacher(data):
     tparams, _ = gnet.train(TINY_TEACHER, TrainConfig(epochs=4, seed=1, lr=0.02), x, wrong,
                             progress=False)
     teacher = gnet.Network(TINY_TEACHER, TrainConfig(), tparams)
+    as_cnn = dataclasses.replace(teacher, cfg=dataclasses.replace(TINY_TEACHER, name="cnn"))
     t_pred = np.argmax(teacher.logits(data.x_test), axis=1)
     assert np.mean(t_pred == (data.y_test + 1) % 10) > 0.8
     tcfg = TrainConfig(epochs=4, seed=2, lr=0.02, distill_from="cnn", distill_weight=1.0,
                        distill_temp=2.0)
-    params, hist = gnet.train(TINY_MLP, tcfg, x, y, progress=False,
-                              teacher=dataclasses.replace(teacher, cfg=dataclasses.replace(
-                                  TINY_TEACHER, name="cnn")))
+    params, hist = gnet.train(TINY_MLP, tcfg, x, y, progress=False, teacher=as_cnn)
     assert hist[-1]["soft_loss"] < 0.5 * hist[0]["soft_loss"]
     pred = np.argmax(gnet.run(TINY_MLP, data.x_test, gnet.FloatMatrix(params)), axis=1)
     assert np.mean(pred == t_pred) > 0.8 and np.mean(pred == data.y_test) < 0.2
+    # on mixed images (mixup) too: the teacher's classes, learnt from its soft targets alone
+    mixed, _ = gnet.train(TINY_MLP, dataclasses.replace(tcfg, augment_mixup=0.4), x, y,
+                          progress=False, teacher=as_cnn)
+    pred = np.argmax(gnet.run(TINY_MLP, data.x_test, gnet.FloatMatrix(mixed)), axis=1)
+    assert np.mean(pred == t_pred) > 0.8
+    assert not np.array_equal(mixed["fc1"]["W"], params["fc1"]["W"])
     plain, _ = gnet.train(TINY_MLP, TrainConfig(epochs=2, seed=2, lr=0.02), x, y, progress=False)
     zero, _ = gnet.train(TINY_MLP, TrainConfig(epochs=2, seed=2, lr=0.02, distill_from="cnn",
                                                distill_weight=0.0), x, y, progress=False,
-                         teacher=dataclasses.replace(teacher, cfg=dataclasses.replace(
-                             TINY_TEACHER, name="cnn")))
+                         teacher=as_cnn)
     np.testing.assert_array_equal(plain["fc1"]["W"], zero["fc1"]["W"])
 
 
