@@ -3,7 +3,8 @@
     python -m studies.explore [--unit nmpu] [--trials N] [--batch B] [--scheduler tcp://h:p]
                               [--workers W] [--seed S] [--acc-limit PP] [--min-fmax MHZ]
                               [--verify K] [--sampler nsga2|monotone] [--wide-lanes]
-                              [--quality [--quality-seeds N] [--quality-table JSON]]
+                              [--quality [--quality-seeds N] [--quality-runs N]
+                                         [--quality-table JSON]]
                               [--fresh] [--out build/report]
 
 The search space is read from the unit's config dataclass (hdl/config.py), not from a list:
@@ -676,13 +677,15 @@ def _resolution(losses):
 def quality_samplers(batch=6, step=None):
     """{name: seed -> Optuna sampler} compared by the search-quality measurement."""
     import optuna
+    from studies.frontier import FrontierSampler
     from studies.monotone import MonotoneSampler
     cost = lambda p: _bits(config_of("nmpu", p))      # noqa: E731 (known without evaluation)
     return {"NSGA-II": lambda s: optuna.samplers.NSGAIISampler(population_size=batch, seed=s),
             "TPE (multivariate)": lambda s: optuna.samplers.TPESampler(
                 seed=s, n_startup_trials=batch, multivariate=True),
             "monotone": lambda s: MonotoneSampler(QUALITY_SPACE, MONOTONE["nmpu"], cost=cost,
-                                                  seed=s, step=step or 0.05)}
+                                                  seed=s, step=step or 0.05),
+            "frontier": lambda s: FrontierSampler(QUALITY_SPACE, cost, seed=s)}
 
 
 def quality(eng, evaluator, *, budget_share=1 / 3, seeds=(1, 2, 3, 4, 5), batch=6, table=None,
@@ -944,6 +947,9 @@ def main(argv=None):
                     help="programming seeds of the quality table's protocol (default "
                          f"{len(QUALITY_PROTOCOL['seeds'])}; the search's own: "
                          f"{len(PROTOCOL['seeds'])})")
+    ap.add_argument("--quality-runs", type=int, default=5,
+                    help="searches per sampler in the quality measurement (seeds 1..N, "
+                         "default 5)")
     ap.add_argument("--wide-lanes", action="store_true",
                     help="NMPU lanes up to 256 (WIDE_LANES; `precision256` among the presets): "
                          "one such synthesis costs two or three of `paper`")
@@ -952,8 +958,8 @@ def main(argv=None):
     ap.add_argument("--journal", type=Path, help="the study's journal (build/explore/<unit>.journal)")
     ap.add_argument("--out", type=Path, default=REPORT_DIR)
     args = ap.parse_args(argv)
-    if args.quality_seeds < 1:
-        ap.error("--quality-seeds must be at least 1")
+    if args.quality_seeds < 1 or args.quality_runs < 1:
+        ap.error("--quality-seeds and --quality-runs must be at least 1")
     if args.trials < (0 if args.quality else 1) or args.batch < 1:
         ap.error("--trials and --batch must be at least 1 (--trials 0: --quality alone)")
     base_config(args.unit)        # a unit without a search stops here, saying why
@@ -964,9 +970,11 @@ def main(argv=None):
                  f"{args.unit}")
     t0 = time.perf_counter()
     qprotocol = dict(QUALITY_PROTOCOL, seeds=list(range(args.quality_seeds)))
+    runs = tuple(range(1, args.quality_runs + 1))
     table, table_protocol = _load_table(args.quality_table)
     if args.trials == 0 and table:     # scoring a saved table needs no engine
-        q = quality(None, Evaluator(args.unit, None), table=table, protocol=table_protocol)
+        q = quality(None, Evaluator(args.unit, None), table=table, protocol=table_protocol,
+                    seeds=runs)
         write_quality(q, args.out)
         print(f"explore: search quality in {time.perf_counter() - t0:.1f} s; "
               f"{args.out}/explore_quality.json, explore_quality.md")
@@ -981,7 +989,7 @@ def main(argv=None):
         qev = Evaluator(args.unit, eng, protocol=qprotocol, acc_limit=args.acc_limit,
                         synth=False) if args.quality else None
         if args.trials == 0:        # --quality alone
-            write_quality(quality(eng, qev), args.out)
+            write_quality(quality(eng, qev, seeds=runs), args.out)
             print(f"explore: search quality in {time.perf_counter() - t0:.1f} s; "
                   f"{args.out}/explore_quality.json, explore_quality.md")
             return
@@ -991,7 +999,8 @@ def main(argv=None):
                        evaluator=ev, storage=args.journal, fresh=args.fresh,
                        sampler=args.sampler, sp=sp)
         if args.quality:
-            extra["quality"] = quality(eng, qev, table=table, protocol=table_protocol)
+            extra["quality"] = quality(eng, qev, table=table, protocol=table_protocol,
+                                       seeds=runs)
             write_quality(extra["quality"], args.out)
         fr = front(records(study))
         if args.verify and fr:

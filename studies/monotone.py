@@ -32,7 +32,7 @@ import random
 
 import optuna
 
-__all__ = ["MonotoneSearch", "MonotoneSampler"]
+__all__ = ["MonotoneSearch", "ProposalSampler", "MonotoneSampler"]
 
 TOL = 1e-9        # losses equal up to float rounding are equal (a mean of image counts)
 
@@ -143,17 +143,15 @@ class MonotoneSearch:
             self.margin += self.step
 
 
-class MonotoneSampler(optuna.samplers.BaseSampler):
-    """MonotoneSearch in Optuna's ask/tell: every knob is a categorical of `space`; the loss is
-    objective `loss_index` of a finished trial (a failed trial, or a loss at or above `unknown`,
-    counts as evaluated with no loss: never proposed again, bounds nothing). Enqueued trials
-    (the presets) keep their own values. Proposals of trials not yet told are remembered, so a
-    batch of asks never holds one point twice."""
+class ProposalSampler(optuna.samplers.BaseSampler):
+    """A proposal rule (an object with `names`, `values` and `propose(losses, pending)`) in
+    Optuna's ask/tell: every knob is a categorical of the rule's space; the loss is objective
+    `loss_index` of a finished trial (a failed trial, or a loss at or above `unknown`, counts as
+    evaluated with no loss). Enqueued trials (the presets) keep their own values. Proposals of
+    trials not yet told are remembered, so a batch of asks never holds one point twice."""
 
-    def __init__(self, space, directions, *, loss_index=0, cost=None, limit=None, step=0.05,
-                 seed=None, unknown=math.inf, **kw):
-        self.search = MonotoneSearch(space, directions, cost=cost, limit=limit, step=step,
-                                     seed=seed, **kw)
+    def __init__(self, search, *, loss_index=0, seed=None, unknown=math.inf):
+        self.search = search
         self.loss_index, self.unknown = loss_index, unknown
         self._random = optuna.samplers.RandomSampler(seed=seed)
         self._proposed = {}        # trial number -> point
@@ -197,3 +195,14 @@ class MonotoneSampler(optuna.samplers.BaseSampler):
 
     def sample_independent(self, study, trial, param_name, param_distribution):
         return self._random.sample_independent(study, trial, param_name, param_distribution)
+
+
+class MonotoneSampler(ProposalSampler):
+    """MonotoneSearch in Optuna's ask/tell (ProposalSampler): a failed trial, or a loss at or
+    above `unknown`, is never proposed again and bounds nothing."""
+
+    def __init__(self, space, directions, *, loss_index=0, cost=None, limit=None, step=0.05,
+                 seed=None, unknown=math.inf, **kw):
+        super().__init__(MonotoneSearch(space, directions, cost=cost, limit=limit, step=step,
+                                        seed=seed, **kw),
+                         loss_index=loss_index, seed=seed, unknown=unknown)
