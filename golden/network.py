@@ -316,8 +316,11 @@ DATASET = {"mlp": "digits", "cnn": "digits", "mnist_cnn": "mnist", "mnist_mlp": 
 TRAIN = TrainConfig()
 TRAIN_CONFIGS = {
     "mnist_cnn": TrainConfig(epochs=30, batch=64, lr=3e-3, augment_shift=2, float32=True),
-    "mnist_mlp": TrainConfig(epochs=30, batch=64, lr=2e-3, augment_shift=2,
-                             image_shape=(28, 28, 1), float32=True),
+    # distilled from the CNN (T = 4, weight 0.9, chosen on the calibration split; docs/accuracy.md):
+    # 98.0-98.5 % float test accuracy over three training seeds, against 97.0 % trained on labels
+    "mnist_mlp": TrainConfig(epochs=150, batch=64, lr=2e-3, augment_shift=2,
+                             image_shape=(28, 28, 1), float32=True, distill_from="mnist_cnn",
+                             distill_temp=4.0, distill_weight=0.9),
 }
 
 

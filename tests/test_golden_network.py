@@ -446,30 +446,38 @@ def test_distill_loss_gradient_and_zero_at_the_teacher():
 
 
 def test_distill_cache_key(monkeypatch):
-    """Off, the key is the one before the option existed (the MNIST MLP stays cached); a teacher,
-    another temperature, another weight, another teacher preset: each another key."""
+    """Off, the key is the one before the option existed (the MLP trained on labels, the preset
+    before distillation, stays cached); a teacher, another temperature, another weight, another
+    teacher preset: each another key. The MNIST MLP preset is the distilled one."""
     mlp = gnet.NETWORKS["mnist_mlp"]
-    assert gnet.cache_key(mlp, gnet.train_config("mnist_mlp")) == "4f937bc13a8bd02e"
+    labels = TrainConfig(epochs=30, batch=64, lr=2e-3, augment_shift=2, image_shape=(28, 28, 1),
+                         float32=True)
+    assert gnet.cache_key(mlp, labels) == "4f937bc13a8bd02e"
     assert gnet.cache_key(gnet.NETWORKS["mnist_cnn"], gnet.train_config("mnist_cnn")) \
         == "7e73e367621374e6"
     for name in ("distill_from", "distill_temp", "distill_weight", "distill_key",
                  "augment_affine", "augment_mixup"):
-        assert name not in gnet.train_config("mnist_mlp").to_dict()
+        assert name not in labels.to_dict()
 
     def key(**kw):
-        return gnet.cache_key(mlp, gnet.train_config("mnist_mlp", **kw))
+        return gnet.cache_key(mlp, dataclasses.replace(labels, **kw))
 
     keys = {key(), key(distill_from="mnist_cnn"), key(distill_from="mnist_cnn", distill_temp=8.0),
             key(distill_from="mnist_cnn", distill_weight=0.9),
             key(distill_from="mnist_cnn", distill_weight=1.0),
             key(distill_from="mnist_cnn", distill_weight=1.0, augment_mixup=0.5)}
     assert len(keys) == 6
-    d = gnet.train_config("mnist_mlp", distill_from="mnist_cnn").to_dict()
+    d = dataclasses.replace(labels, distill_from="mnist_cnn").to_dict()
     assert d["distill_key"] == "7e73e367621374e6"
+    preset = gnet.train_config("mnist_mlp")
+    assert preset == dataclasses.replace(labels, epochs=150, distill_from="mnist_cnn",
+                                         distill_temp=4.0, distill_weight=0.9)
+    assert gnet.cache_key(mlp, preset) == "415007cfccdf972a"
     # another teacher preset (here a longer schedule) is another teacher: another student key
     before = key(distill_from="mnist_cnn")
     monkeypatch.setitem(gnet.TRAIN_CONFIGS, "mnist_cnn", gnet.train_config("mnist_cnn", epochs=31))
     assert key(distill_from="mnist_cnn") != before
+    assert gnet.cache_key(mlp, preset) != "415007cfccdf972a"
 
 
 def test_distilled_student_learns_from_the_teacher(data):
