@@ -995,8 +995,11 @@ def main(argv=None):
     ap.add_argument("--train-seed", type=parse_seed, default=None,
                     help="the training seed (initialisation, batch order, noise, augmentation; "
                          f"default {TRAIN.seed}, the cached networks' seed)")
+    ap.add_argument("--epochs", type=int, default=None,
+                    help="training epochs (default: the preset's)")
     ap.add_argument("--distill-from", default=None, metavar="TEACHER",
-                    help="knowledge distillation from this network ('' for none)")
+                    help="knowledge distillation from this network ('' for none: trained on the "
+                         "labels alone; the MNIST MLP's preset distils from mnist_cnn)")
     ap.add_argument("--distill-temp", type=float, default=None, help="distillation temperature T")
     ap.add_argument("--distill-weight", type=float, default=None,
                     help="weight of the soft-target loss (the rest: cross-entropy on the labels)")
@@ -1006,8 +1009,12 @@ def main(argv=None):
                                      ("act_clip", args.act_clip), ("seed", args.train_seed),
                                      ("distill_from", args.distill_from),
                                      ("distill_temp", args.distill_temp),
-                                     ("distill_weight", args.distill_weight))
+                                     ("distill_weight", args.distill_weight),
+                                     ("epochs", args.epochs))
                    if v is not None}
+        if args.distill_from == "":  # off: the temperature and weight back to their defaults
+            changes.setdefault("distill_temp", _LATER_FIELDS["distill_temp"])
+            changes.setdefault("distill_weight", _LATER_FIELDS["distill_weight"])
         try:
             tcfg = train_config(name, **changes)
         except ValueError as e:

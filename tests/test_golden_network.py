@@ -563,3 +563,26 @@ def test_distill_teacher_trained_on_the_same_split_and_mismatch_refused(tmp_path
         gnet.cache_key(TINY_MLP, tcfg)
     with pytest.raises(ValueError, match="needs the trained teacher"):
         real_train(TINY_MLP, tcfg, data.x_train, data.y_train, progress=False)
+
+
+def test_distill_command_line(monkeypatch, capsys):
+    """`--distill-from '' --epochs 30` is the MNIST MLP trained on labels (the key of the preset
+    before distillation); `--distill-temp` reaches the config; a bad teacher is refused naming
+    the field."""
+    seen = []
+
+    def fake(name, tcfg, **kw):
+        seen.append((name, tcfg))
+        return gnet.Network(gnet.NETWORKS[name], tcfg, {}, {
+            "test_accuracy": 0.5, "train_accuracy": 0.5, "calib_accuracy": 0.5,
+            "train_seconds": 0.0})
+
+    monkeypatch.setattr(gnet, "load_or_train", fake)
+    gnet.main(["--networks", "mnist_mlp", "--distill-from", "", "--epochs", "30"])
+    assert gnet.cache_key(gnet.NETWORKS["mnist_mlp"], seen[-1][1]) == "4f937bc13a8bd02e"
+    assert "calibration 50.00 %" in capsys.readouterr().out
+    gnet.main(["--networks", "mnist_mlp", "--distill-temp", "8"])
+    assert seen[-1][1] == gnet.train_config("mnist_mlp", distill_temp=8.0)
+    with pytest.raises(SystemExit):
+        gnet.main(["--networks", "mnist_mlp", "--distill-from", "nope"])
+    assert "`distill_from` must be ''" in capsys.readouterr().err
