@@ -2,7 +2,7 @@
 
     python -m studies.explore [--unit nmpu] [--trials N] [--batch B] [--scheduler tcp://h:p]
                               [--workers W] [--seed S] [--acc-limit PP] [--min-fmax MHZ]
-                              [--verify K] [--sampler nsga2|monotone] [--wide-lanes]
+                              [--verify K] [--sampler nsga2|monotone|frontier] [--wide-lanes]
                               [--quality [--quality-seeds N] [--quality-runs N]
                                          [--quality-table JSON]]
                               [--fresh] [--out build/report]
@@ -140,8 +140,9 @@ QUALITY_SPACE = {"adc_bits": tuple(range(6, 13)), "scale_frac": tuple(range(3, 1
 MONOTONE = {"nmpu": {"adc_bits": 1, "scale_int": 1, "scale_frac": 1, "offset_int": 1,
                      "offset_frac": 1, "drop_bits": -1},
             "essop": {"mag_bits": 1, "log2_bl_max": 1}}
-SAMPLERS = ("nsga2", "monotone")
-SAMPLER_WORDS = {"nsga2": "NSGA-II", "monotone": "The monotone sampler"}
+SAMPLERS = ("nsga2", "monotone", "frontier")
+SAMPLER_WORDS = {"nsga2": "NSGA-II", "monotone": "The monotone sampler",
+                 "frontier": "The frontier sampler"}
 # Penalty values of an infeasible point (Optuna needs finite numbers to rank it).
 WORST = {"acc_loss_pp": 100.0, "area_um2": 1e12, "pj_per_item": 1e12, "items_per_s": 0.0}
 
@@ -549,10 +550,12 @@ def _suggest(trial, sp):
 
 
 def make_sampler(name, unit, sp, *, batch=8, seed=1, acc_limit=None):
-    """The search's sampler: `nsga2` (NSGA-II, population max(4, batch)) or `monotone`
+    """The search's sampler: `nsga2` (NSGA-II, population max(4, batch)), `monotone`
     (studies/monotone.py on MONOTONE[unit]: a point narrower in every width than an evaluated
     point over the accuracy limit, or than one that a narrower evaluated point already matches,
-    is not proposed; the cheapest of the rest comes first)."""
+    is not proposed; the cheapest of the rest comes first) or `frontier` (studies/frontier.py:
+    one GP per objective, the candidates most often on the feasible front of joint posterior
+    draws; the presets and max(4, batch) spread points first)."""
     import optuna
     if name == "nsga2":
         return optuna.samplers.NSGAIISampler(population_size=max(4, batch), seed=seed)
@@ -560,6 +563,14 @@ def make_sampler(name, unit, sp, *, batch=8, seed=1, acc_limit=None):
         from studies.monotone import MonotoneSampler
         return MonotoneSampler(sp, MONOTONE.get(unit, {}), loss_index=_AT["acc_loss_pp"],
                                limit=acc_limit, seed=seed, unknown=WORST["acc_loss_pp"])
+    if name == "frontier":
+        from studies.frontier import FrontierSampler
+        return FrontierSampler(sp, None, senses=[1 if d == "minimize" else -1
+                                                 for _, d in OBJECTIVES],
+                               loss_index=_AT["acc_loss_pp"], limit=acc_limit, seed=seed,
+                               unknown=WORST["acc_loss_pp"],
+                               worst=tuple(WORST[k] for k, _ in OBJECTIVES),
+                               n_init=max(4, batch), draws=128, pool=256)
     raise ValueError(f"`sampler` must be one of {', '.join(SAMPLERS)}, not {name!r}")
 
 
@@ -685,7 +696,9 @@ def quality_samplers(batch=6, step=None):
                 seed=s, n_startup_trials=batch, multivariate=True),
             "monotone": lambda s: MonotoneSampler(QUALITY_SPACE, MONOTONE["nmpu"], cost=cost,
                                                   seed=s, step=step or 0.05),
-            "frontier": lambda s: FrontierSampler(QUALITY_SPACE, cost, seed=s)}
+            "frontier": lambda s: FrontierSampler(QUALITY_SPACE, cost, seed=s),
+            # as in the full search: the cost modelled too, not known
+            "frontier, cost modelled": lambda s: FrontierSampler(QUALITY_SPACE, None, seed=s)}
 
 
 def quality(eng, evaluator, *, budget_share=1 / 3, seeds=(1, 2, 3, 4, 5), batch=6, table=None,
@@ -938,7 +951,8 @@ def main(argv=None):
     ap.add_argument("--min-fmax", type=float, default=50.0, help="min f_max, MHz")
     ap.add_argument("--verify", type=int, default=2, help="front points verified by cocotb")
     ap.add_argument("--sampler", default="nsga2", choices=SAMPLERS,
-                    help="nsga2 (default) or monotone (studies/monotone.py)")
+                    help="nsga2 (default), monotone (studies/monotone.py) or frontier "
+                         "(studies/frontier.py)")
     ap.add_argument("--quality", action="store_true", help="also the search-quality measurement")
     ap.add_argument("--quality-table", type=Path, metavar="JSON",
                     help="score the samplers on a saved exhaustive table (the `quality.table` "

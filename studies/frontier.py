@@ -72,108 +72,272 @@ def on_front(loss, cost):
     return res[0] if one else res
 
 
-class FrontierSearch:
-    """The proposal rule. `space`: {knob: ordered values} (enumerated: at most `enumerate_max`
-    points); `cost(point dict) -> float`, known without evaluation; `n_init`: proposals before
-    the model is used (the cheapest point, then spread points); `draws`: joint posterior draws
-    per proposal; `restarts`: extra starts of the GP's hyperparameter fit; `warp`: the monotone
-    map of the losses before the fit (WARPS); `seed`: the random start of the spread points,
-    the GP's and the draws' randomness."""
+def nondominated(vals, senses):
+    """Boolean mask (draws, n) of the points no other point dominates, for `vals` of shape
+    (draws, n, k) and `senses` (+1 minimise, -1 maximise per objective). A point with a NaN
+    objective (failed, infeasible) is on no front and dominates nothing."""
+    v = np.asarray(vals, dtype=float) * np.asarray(senses, dtype=float)
+    bad = np.isnan(v).any(axis=-1)
+    v = np.where(bad[..., None], np.inf, v)
+    if v.shape[2] == 2:
+        return _nondominated2(v, bad)
+    out = np.zeros(bad.shape, dtype=bool)
+    n, k = v.shape[1], v.shape[2]
+    step = max(1, int(2e7 // max(1, n * n * k)))        # draws per chunk: bounded memory
+    for d in range(0, v.shape[0], step):
+        a = v[d:d + step]
+        le = (a[:, :, None, :] <= a[:, None, :, :] + TOL).all(-1)   # [i, j]: i at most j
+        lt = (a[:, :, None, :] < a[:, None, :, :] - TOL).any(-1)
+        dom = le & lt & ~bad[d:d + step, :, None]
+        out[d:d + step] = ~dom.any(axis=1) & ~bad[d:d + step]
+    return out
 
-    def __init__(self, space, cost, *, n_init=4, draws=512, restarts=2, seed=None,
-                 enumerate_max=5000, warp="yeo-johnson"):
-        if cost is None:
-            raise ValueError("the frontier sampler needs the cost of a point known before it "
-                             "is evaluated (`cost`)")
+
+def _nondominated2(v, bad):
+    """nondominated for two objectives (minimised, failed points at +inf), O(n log n) a draw:
+    in (first, second) order a point is on the front when its second objective is below that
+    of every point before it, or when it equals the point before it (duplicates share a fate)."""
+    order = np.lexsort((v[..., 1], v[..., 0]), axis=-1)
+    s0 = np.take_along_axis(v[..., 0], order, -1)
+    s1 = np.take_along_axis(v[..., 1], order, -1)
+    before = np.concatenate([np.full(s1[:, :1].shape, np.inf),
+                             np.minimum.accumulate(s1, axis=-1)[:, :-1]], axis=-1)
+    nd = s1 < before - TOL
+    dup = np.zeros_like(nd)
+    with np.errstate(invalid="ignore"):         # inf - inf: failed points, never on a front
+        dup[:, 1:] = (np.abs(s0[:, 1:] - s0[:, :-1]) <= TOL) & (
+            np.abs(s1[:, 1:] - s1[:, :-1]) <= TOL)
+    while True:                     # a run of duplicates: each as the first of its run
+        nxt = nd.copy()
+        nxt[:, 1:] = np.where(dup[:, 1:], nd[:, :-1], nd[:, 1:])
+        if (nxt == nd).all():
+            break
+        nd = nxt
+    out = np.zeros_like(nd)
+    np.put_along_axis(out, order, nd, -1)
+    return out & ~bad
+
+
+class FrontierSearch:
+    """The proposal rule. `space`: {knob: ordered values}; `cost(point dict) -> float`, known
+    without evaluation: the objectives are then (loss, cost) and the told values are losses;
+    `cost` None: every objective is modelled (one GP each) and the told values are tuples in
+    the order of `senses` (+1 minimise, -1 maximise; NaN for an objective a point did not
+    reach), the loss at `loss_index`; `limit`: the largest feasible loss (a draw over it puts
+    the point on no front). `n_init`: proposals before the model is used (the cheapest or a
+    random point, then spread points); `draws`: joint posterior draws per proposal;
+    `restarts`: extra starts of each GP's hyperparameter fit; `warp`: the monotone map of each
+    objective before its fit (WARPS); `seed`: the random start, the GPs' and the draws'
+    randomness. A space of more than `enumerate_max` points is looked at through `pool` random
+    unevaluated points per proposal and the one-step neighbours of the evaluated front."""
+
+    def __init__(self, space, cost=None, *, senses=(1, 1), loss_index=0, limit=None, n_init=4,
+                 draws=512, restarts=2, seed=None, pool=512, enumerate_max=5000,
+                 warp="yeo-johnson"):
         if n_init < 1:
             raise ValueError(f"`n_init` must be at least 1, not {n_init}")
         if draws < 1:
             raise ValueError(f"`draws` must be at least 1, not {draws}")
-        self.names = list(space)
-        self.values = {n: tuple(space[n]) for n in self.names}
-        size = math.prod(len(v) for v in self.values.values())
-        if size > enumerate_max:
-            raise ValueError(f"the frontier sampler enumerates its space: {size} points is "
-                             f"more than {enumerate_max}")
-        self.all = list(itertools.product(*self.values.values()))
-        self.index = {p: i for i, p in enumerate(self.all)}
-        self.x = np.array([[self.values[n].index(v) / max(1, len(self.values[n]) - 1)
-                            for n, v in zip(self.names, p)] for p in self.all])
-        self.cost = np.array([float(cost(dict(zip(self.names, p)))) for p in self.all])
-        if warp not in WARPS:
-            raise ValueError(f"`warp` must be one of {', '.join(WARPS)}, not {warp!r}")
-        self.warp = warp
         if restarts < 0:
             raise ValueError(f"`restarts` must be at least 0, not {restarts}")
-        self.n_init, self.draws, self.restarts = n_init, draws, restarts
+        if warp not in WARPS:
+            raise ValueError(f"`warp` must be one of {', '.join(WARPS)}, not {warp!r}")
+        if any(s not in (1, -1) for s in senses) or not 0 <= loss_index < len(senses):
+            raise ValueError(f"`senses` must be +1 or -1 per objective and `loss_index` one of "
+                             f"them, not {tuple(senses)} and {loss_index}")
+        if cost is not None and len(senses) != 2:
+            raise ValueError("with a known `cost` the objectives are (loss, cost): two senses")
+        self.names = list(space)
+        self.values = {n: tuple(space[n]) for n in self.names}
+        self.senses, self.loss_index, self.limit = tuple(senses), loss_index, limit
+        self.warp, self.n_init, self.draws, self.restarts = warp, n_init, draws, restarts
+        self.pool, self.cost_fn = pool, cost
         self.rng = np.random.default_rng(seed)
+        size = math.prod(len(v) for v in self.values.values())
+        self.all = list(itertools.product(*self.values.values())) \
+            if size <= enumerate_max else None
+        if cost is not None and self.all is None:
+            raise ValueError(f"the frontier sampler with a known cost enumerates its space: "
+                             f"{size} points is more than {enumerate_max}")
+        self._x, self._cost = {}, {}
         self.last_scores = None      # {point: score} of the last model-based proposal
+        self._cached = None          # (told values, scores) of the batch being asked
+
+    # -- points -------------------------------------------------------------------------------
+
+    def x(self, p):
+        """The point's knob ranks, each scaled to [0, 1]."""
+        if p not in self._x:
+            self._x[p] = [self.values[n].index(v) / max(1, len(self.values[n]) - 1)
+                          for n, v in zip(self.names, p)]
+        return self._x[p]
+
+    def cost(self, p):
+        if p not in self._cost:
+            self._cost[p] = float(self.cost_fn(dict(zip(self.names, p))))
+        return self._cost[p]
+
+    def _random_point(self):
+        return tuple(self.values[n][int(self.rng.integers(len(self.values[n])))]
+                     for n in self.names)
+
+    def _neighbours(self, p):
+        for i, n in enumerate(self.names):
+            k = self.values[n].index(p[i])
+            for j in (k - 1, k + 1):
+                if 0 <= j < len(self.values[n]):
+                    yield p[:i] + (self.values[n][j],) + p[i + 1:]
+
+    def candidates(self, taken, near=()):
+        """Unevaluated, not pending points to score: all of an enumerable space, else a random
+        pool and the neighbours of `near`."""
+        if self.all is not None:
+            return [p for p in self.all if p not in taken]
+        out = {q for p in near for q in self._neighbours(p)}
+        for _ in range(4 * self.pool):
+            if len(out) >= self.pool + len(near) * 2 * len(self.names):
+                break
+            out.add(self._random_point())
+        return sorted(q for q in out if q not in taken)
 
     def _spread(self, taken):
         """The unevaluated point farthest (in rank space) from every taken point."""
-        free = [i for i, p in enumerate(self.all) if p not in taken]
-        if not taken:
-            return self.all[free[int(self.rng.integers(len(free)))]]
-        t = self.x[[self.index[p] for p in taken]]
-        d = np.min(((self.x[free][:, None, :] - t[None, :, :]) ** 2).sum(-1), axis=1)
+        free = self.candidates(taken)
+        if not free:        # a pool that found nothing new: the space is (nearly) used up
+            return None
+        t = np.array([self.x(p) for p in taken])
+        d = np.min(((np.array([self.x(p) for p in free])[:, None, :] - t[None]) ** 2).sum(-1),
+                   axis=1)
         best = np.flatnonzero(d >= d.max() - TOL)
-        return self.all[free[int(self.rng.choice(best))]]
+        return free[int(self.rng.choice(best))]
 
-    def scores(self, losses, pending=()):
-        """{unevaluated, not pending point: share of posterior draws in which it is on the
-        front}, from a GP fitted to the evaluated losses."""
+    # -- the model ----------------------------------------------------------------------------
+
+    def _draw(self, xs, y, at):
+        """`draws` joint posterior draws (draws, len(at)) of a GP fitted to (xs, y) (warped),
+        y in the same warped scale, and the warp (a function of an array)."""
         from sklearn.gaussian_process import GaussianProcessRegressor
         from sklearn.gaussian_process.kernels import RBF, ConstantKernel, WhiteKernel
-        known = {p: v for p, v in losses.items() if v is not None}
-        ki = [self.index[p] for p in known]
-        y = np.array(list(known.values()), dtype=float)
-        free = [i for i, p in enumerate(self.all) if p not in losses]
-        cand = [i for i in free if self.all[i] not in set(pending)]
-        if not cand:
-            return {}
-        d = self.x.shape[1]
-        kernel = (ConstantKernel(1.0, (1e-3, 1e3)) * RBF([0.5] * d, (0.05, 20.0))
-                  + WhiteKernel(0.05, (1e-6, 1.0)))
+        warp = lambda a: np.asarray(a, dtype=float)      # noqa: E731
         if self.warp == "yeo-johnson":
             # a monotone map leaves every front unchanged: the draws stay in the warped scale
             from sklearn.preprocessing import PowerTransformer
-            y = PowerTransformer(method="yeo-johnson").fit_transform(y[:, None])[:, 0]
+            pt = PowerTransformer(method="yeo-johnson").fit(y[:, None])
+            warp = lambda a: pt.transform(np.asarray(a, dtype=float)[:, None])[:, 0]  # noqa
+            y = warp(y)
+        d = len(self.names)
+        kernel = (ConstantKernel(1.0, (1e-3, 1e3)) * RBF([0.5] * d, (0.05, 20.0))
+                  + WhiteKernel(0.05, (1e-6, 1.0)))
         gp = GaussianProcessRegressor(kernel, normalize_y=True, n_restarts_optimizer=self.restarts,
                                       random_state=int(self.rng.integers(2 ** 31)))
         with warnings.catch_warnings():      # bounds reached on a flat stretch: harmless
             warnings.simplefilter("ignore")
-            gp.fit(self.x[ki], y)
-            draws = gp.sample_y(self.x[free], self.draws,
+            gp.fit(np.array(xs), y)
+            draws = gp.sample_y(np.array(at), self.draws,
                                 random_state=int(self.rng.integers(2 ** 31))).T
-        loss = np.full((self.draws, len(self.all)), np.nan)
-        loss[:, ki] = y
-        loss[:, free] = draws
-        front = on_front(loss, self.cost)
-        share = front[:, cand].mean(axis=0)
-        return {self.all[i]: float(s) for i, s in zip(cand, share)}
+        return draws, y, warp
 
-    def propose(self, losses, pending=()):
-        """The next point (a tuple in space order), or None when every point is evaluated or
-        pending. `losses`: {point: loss, or None for a failed point}."""
-        taken = set(losses) | set(pending)
-        if len(taken) >= len(self.all):
+    def _vector(self, p, v):
+        """The objective vector of an evaluated point (NaN where unknown)."""
+        if v is None:
+            return (math.nan,) * len(self.senses)
+        if self.cost_fn is not None:
+            return (float(v), self.cost(p))
+        return tuple(math.nan if x is None else float(x) for x in v)
+
+    def scores(self, values, pending=()):
+        """{candidate point: share of posterior draws in which it is on the front (feasible
+        and not dominated by any evaluated or candidate point)}."""
+        vec = {p: self._vector(p, v) for p, v in values.items()}
+        ev = list(vec)
+        obs = np.array([vec[p] for p in ev], dtype=float)
+        senses = np.array(self.senses, dtype=float)
+        lim = self.limit
+        feas = ~np.isnan(obs).any(1) & (obs[:, self.loss_index] <= lim + TOL if lim is not None
+                                        else True)
+        near = [ev[i] for i in np.flatnonzero(nondominated(np.where(
+            feas[:, None], obs, np.nan)[None], senses)[0])]
+        cand = self.candidates(set(values) | set(pending), near)
+        if not cand:
+            return {}
+        k = len(self.senses)
+        full = np.full((self.draws, len(ev) + len(cand), k), np.nan)
+        modelled = [self.loss_index] if self.cost_fn is not None else range(k)
+        for j in range(k):
+            if j not in modelled:           # the known cost
+                full[:, :, j] = [self.cost(p) for p in ev + cand]
+                continue
+            ok = ~np.isnan(obs[:, j])
+            if ok.sum() < 2 or len(set(np.round(obs[ok, j], 9))) < 2:
+                return {}
+            draws, yw, warp = self._draw([self.x(ev[i]) for i in np.flatnonzero(ok)],
+                                         obs[ok, j], [self.x(p) for p in cand])
+            col = np.full(len(ev), np.nan)
+            col[ok] = yw
+            full[:, :len(ev), j] = np.where(feas, col, np.nan)[None]
+            full[:, len(ev):, j] = draws
+            if j == self.loss_index and lim is not None:
+                over = draws > warp([lim])[0] + TOL      # a draw over the limit: infeasible
+        if lim is not None:
+            full[:, len(ev):, :] = np.where(over[..., None], np.nan, full[:, len(ev):, :])
+        if self.cost_fn is not None:
+            # the evaluated points: known (loss, cost), failed ones on no front
+            full[:, :len(ev), :] = np.where(feas[:, None], full[:, :len(ev), :], np.nan)
+        if self.cost_fn is not None:     # one cost for every draw: sorted once, O(n log n)
+            front = on_front(full[:, :, self.loss_index] * senses[self.loss_index],
+                             np.array([self.cost(p) for p in ev + cand])
+                             * senses[1 - self.loss_index])
+        else:
+            front = nondominated(full, senses)
+        share = front[:, len(ev):].mean(axis=0)
+        return {p: float(s) for p, s in zip(cand, share)}
+
+    def _cheap(self, p):
+        return self.cost(p) if self.cost_fn is not None else sum(self.x(p))
+
+    def propose(self, values, pending=()):
+        """The next point (a tuple in space order), or None when every point of an enumerable
+        space is evaluated or pending (or, in a pooled space, no fresh point was drawn). `values`: {point: loss (known cost) or objective tuple,
+        or None for a failed point}."""
+        taken = set(values) | set(pending)
+        if self.all is not None and len(taken) >= len(self.all):
             return None
         if not taken:
-            free = [i for i, p in enumerate(self.all)]
-            return self.all[min(free, key=lambda i: (self.cost[i], self.rng.random()))]
-        known = [v for v in losses.values() if v is not None]
+            if self.cost_fn is not None:
+                return min(self.all, key=lambda p: (self.cost(p), self.rng.random()))
+            return self._random_point()
+        known = [self._vector(p, v)[self.loss_index] for p, v in values.items()]
+        known = [v for v in known if not math.isnan(v)]
         if len(taken) < self.n_init or len(set(np.round(known, 9))) < 2:
             return self._spread(taken)
-        sc = self.scores(losses, pending)
+        # the asks of one batch (nothing told in between) share one model: the best
+        # candidates not yet pending, in order
+        key = frozenset(values.items())
+        if self._cached is None or self._cached[0] != key:
+            self._cached = (key, self.scores(values, pending))
+        sc = {p: v for p, v in self._cached[1].items() if p not in taken}
+        if not sc:          # an objective without two distinct values yet, or all pending
+            return self._spread(taken)
         self.last_scores = sc
-        return max(sc, key=lambda p: (sc[p], -self.cost[self.index[p]]))
+        return max(sc, key=lambda p: (sc[p], -self._cheap(p)))
 
 
 class FrontierSampler(ProposalSampler):
-    """FrontierSearch in Optuna's ask/tell: every knob is a categorical of `space`; the loss is
-    objective `loss_index` of a finished trial (a failed trial, or a loss at or above `unknown`,
-    counts as evaluated with no loss: never proposed again, on no front)."""
+    """FrontierSearch in Optuna's ask/tell. With a known `cost`: the loss is objective
+    `loss_index` of a finished trial (a failed trial, or a loss at or above `unknown`, counts as
+    evaluated with no loss: never proposed again, on no front). Without: every objective of
+    the trial is modelled, an entry equal to the same entry of `worst` (the search's penalty
+    values) counting as not reached."""
 
-    def __init__(self, space, cost, *, loss_index=0, seed=None, unknown=math.inf, **kw):
-        super().__init__(FrontierSearch(space, cost, seed=seed, **kw), loss_index=loss_index,
-                         seed=seed, unknown=unknown)
+    def __init__(self, space, cost=None, *, loss_index=0, seed=None, unknown=math.inf,
+                 worst=None, **kw):
+        super().__init__(FrontierSearch(space, cost, seed=seed, loss_index=loss_index, **kw),
+                         loss_index=loss_index, seed=seed, unknown=unknown)
+        self.worst = worst
+
+    def observe(self, values):
+        if self.search.cost_fn is not None:
+            return super().observe(values)
+        return tuple(None if (self.worst is not None and v == self.worst[j])
+                     or (j == self.loss_index and v >= self.unknown) else v
+                     for j, v in enumerate(values))

@@ -147,7 +147,7 @@ class ProposalSampler(optuna.samplers.BaseSampler):
     """A proposal rule (an object with `names`, `values` and `propose(losses, pending)`) in
     Optuna's ask/tell: every knob is a categorical of the rule's space; the loss is objective
     `loss_index` of a finished trial (a failed trial, or a loss at or above `unknown`, counts as
-    evaluated with no loss). Enqueued trials (the presets) keep their own values. Proposals of
+    evaluated with no loss; `observe` is what the rule is told). Enqueued trials (the presets) keep their own values. Proposals of
     trials not yet told are remembered, so a batch of asks never holds one point twice."""
 
     def __init__(self, search, *, loss_index=0, seed=None, unknown=math.inf):
@@ -178,8 +178,8 @@ class ProposalSampler(optuna.samplers.BaseSampler):
             if p is None:
                 continue
             if t.state == optuna.trial.TrialState.COMPLETE and t.values is not None:
-                v = t.values[self.loss_index]
-                losses[p] = v if v < self.unknown else losses.get(p)
+                v = self.observe(t.values)
+                losses[p] = v if v is not None else losses.get(p)
                 done.add(t.number)
             elif t.state.is_finished():
                 losses.setdefault(p, None)
@@ -195,6 +195,12 @@ class ProposalSampler(optuna.samplers.BaseSampler):
 
     def sample_independent(self, study, trial, param_name, param_distribution):
         return self._random.sample_independent(study, trial, param_name, param_distribution)
+
+    def observe(self, values):
+        """What the rule is told of a finished trial's objective values: the loss, or None
+        (at or above `unknown`)."""
+        v = values[self.loss_index]
+        return v if v < self.unknown else None
 
 
 class MonotoneSampler(ProposalSampler):
