@@ -795,7 +795,7 @@ def train(cfg: NetConfig, tcfg: TrainConfig, x, y, *, progress=True, x_test=None
         params = {k: {n: a.astype(np.float32) for n, a in p.items()} for k, p in params.items()}
         x = np.asarray(x, dtype=np.float32)
     if tcfg.distill_from:  # the teacher in the student's precision (float32: BLAS speed)
-        teach = FloatMatrix({k: {n: a.astype(x.dtype) for n, a in p.items()}
+        teach = FloatMatrix({k: {n: np.asarray(a, dtype=x.dtype) for n, a in p.items()}
                              for k, p in teacher.params.items()})
     m = {k: {n: np.zeros_like(v) for n, v in p.items() if n in TRAINABLE} for k, p in params.items()}
     v = {k: {n: np.zeros_like(a) for n, a in p.items() if n in TRAINABLE} for k, p in params.items()}
@@ -932,13 +932,13 @@ def load_or_train(name_or_cfg, tcfg: TrainConfig = None, *, data=None, cache_dir
     if not retrain and path.with_suffix(".npz").exists() and path.with_suffix(".json").exists():
         return _load(path, cfg, tcfg)
     teacher = None
-    if tcfg.distill_from:
+    if tcfg.distill_from:  # refused before any data is loaded
         teacher_cfg, teacher_tcfg = teacher_config(tcfg)
         check_teacher(cfg, tcfg, teacher_cfg)
     if data is None:
         from golden.data import load
         data = load(DATASET.get(cfg.name, "digits"))
-    if tcfg.distill_from:
+    if tcfg.distill_from:  # cached, or trained on this split
         teacher = load_or_train(teacher_cfg, teacher_tcfg, data=data, cache_dir=cache_dir,
                                 progress=progress)
     t0 = time.time()
