@@ -163,10 +163,10 @@ coverage: $(STAMP)
 formal: $(STAMP)
 	$(RUN) $(BIN)/python -m formal.run
 
-# Design-space search of the NMPU (NSGA-II on the engine: accuracy loss vs FP16 on the tile
-# model, area, items/s; cheap accuracy first; front verified by cocotb): build/report/explore.*;
-# EXPLORE="--trials N --scheduler tcp://host:port --sampler monotone --quality" (the default
-# 32 trials took 37 min on 2 cores, 63 CPU-min: docs/explore.md).
+# Design-space search of the NMPU (the frontier sampler on the engine: accuracy loss vs FP16 on
+# the tile model, area, energy, items/s; cheap accuracy first; front verified by cocotb):
+# build/report/explore.*; EXPLORE="--trials N --scheduler tcp://host:port --sampler nsga2
+# --quality" (the default 32 trials took 43 min on 2 cores, 51 CPU-min: docs/explore.md).
 explore: $(STAMP)
 	$(RUN) OPENBLAS_NUM_THREADS=1 $(BIN)/python -m studies.explore --workers $(JOBS) $(EXPLORE)
 

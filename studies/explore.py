@@ -950,9 +950,9 @@ def main(argv=None):
     ap.add_argument("--acc-limit", type=float, default=1.0, help="max accuracy loss, pp")
     ap.add_argument("--min-fmax", type=float, default=50.0, help="min f_max, MHz")
     ap.add_argument("--verify", type=int, default=2, help="front points verified by cocotb")
-    ap.add_argument("--sampler", default="nsga2", choices=SAMPLERS,
-                    help="nsga2 (default), monotone (studies/monotone.py) or frontier "
-                         "(studies/frontier.py)")
+    ap.add_argument("--sampler", default="frontier", choices=SAMPLERS,
+                    help="frontier (default: studies/frontier.py), nsga2 or monotone "
+                         "(studies/monotone.py)")
     ap.add_argument("--quality", action="store_true", help="also the search-quality measurement")
     ap.add_argument("--quality-table", type=Path, metavar="JSON",
                     help="score the samplers on a saved exhaustive table (the `quality.table` "
