@@ -1,32 +1,37 @@
-"""The `frontier` sampler of the search-quality measurement: a Gaussian-process model of the
-accuracy loss and, for each point not yet evaluated, the probability that it is on the front.
+"""The `frontier` sampler of the design-space search (`make explore`'s default) and of the
+search-quality measurement: Gaussian-process models of the objectives and, for each candidate
+not yet evaluated, the probability that it is on the feasible front.
 
 Where the cost of a point is known before it is evaluated (the quality subspace's datapath
 bits), the front of (loss, cost) is the run of record-low losses in order of cost: a point is on
 it when its loss is below that of every cheaper point (and at most that of every point of its
 own cost). So the search has one unknown, the loss, and one question per point: is it a record?
+In the full search area, energy per item and items/s are measured, not known: each is modelled
+the same way as the loss, and the front is the four-objective one.
 
-The loss is modelled by a Gaussian process over the knobs' ranks (each scaled to [0, 1]), fitted
-after a Yeo-Johnson power transform of the losses (fitted by maximum likelihood, as HEBO warps
-its outputs): the measured loss has a cliff (scale_frac 3 loses 0.6-0.9 pp, its neighbours
-under 0.3) that a stationary kernel on the raw losses smears over its neighbours, hiding front
-points next to it; a monotone map changes no front, so the draws stay in the warped scale. The
-kernel is a constant times an anisotropic RBF kernel (one length per knob: the loss is smooth along some
-knobs and not along others) plus white noise (the table's cell-to-cell wiggle of a test image or
-two), fitted to the evaluated losses. Its posterior is sampled jointly over all points not yet
-evaluated, the evaluated points keep their measured losses, and in each draw the front is
-computed; a point's score is the share of draws in which it is on the front. The point with the
-highest score is proposed, the cheaper one on a tie. Nothing assumes the loss is monotone in a
-knob (the measured table is not: docs/explore.md), and the model learns how the knobs interact.
+Each modelled objective is a Gaussian process over the knobs' ranks (each scaled to [0, 1]),
+fitted after a Yeo-Johnson power transform of its values (fitted by maximum likelihood, as HEBO
+warps its outputs): the measured loss has a cliff (scale_frac 3 loses 0.6-0.9 pp, its
+neighbours under 0.3) that a stationary kernel on the raw losses smears over its neighbours,
+hiding front points next to it; a monotone map changes no front, so the draws stay in the
+warped scale. The kernel is a constant times an anisotropic RBF kernel (one length per knob)
+plus white noise (the table's cell-to-cell wiggle of a test image or two). The posterior is
+sampled jointly over the candidates, the evaluated points keep their measured values, a draw
+whose loss is over the accuracy limit makes the candidate infeasible in that draw, and in each
+draw the feasible front is computed; a candidate's score is the share of draws in which it is
+on the front. The best-scoring candidate is proposed, the cheaper one on a tie. Nothing assumes
+an objective is monotone in a knob (the measured loss is not: docs/explore.md).
 
-The first `n_init` proposals are the cheapest point of the space (on the front unless it
-fails) and points spread over the space (the greedy farthest-point rule on the ranks, from a seeded
-random start), so that the model sees every region before it is trusted.
+The first `n_init` proposals are the cheapest point of the space (with the cost known; on the
+front unless it fails) or the presets (the full search enqueues them) and points spread over
+the space (the greedy farthest-point rule on the ranks, from a seeded random start), so that
+the models see every region before they are trusted. A space of more than `enumerate_max`
+points (the full NMPU space) is looked at through a random pool and the one-step neighbours of
+the measured front.
 
-`FrontierSearch` is the proposal rule in plain Python (points as tuples in space order, losses
-as a dict, None for a failed point); `FrontierSampler` runs it inside Optuna's ask/tell
-(studies.explore's quality measurement). It needs the whole space enumerated and the cost known:
-it is not a sampler of the full search, whose costs (area, energy, throughput) are measured.
+`FrontierSearch` is the proposal rule in plain Python (points as tuples in space order, told
+values as a dict, None for a failed point); `FrontierSampler` runs it inside Optuna's ask/tell
+(studies.explore: `--sampler frontier`, and the quality measurement).
 """
 
 import itertools
