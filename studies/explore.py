@@ -2,7 +2,7 @@
 
     python -m studies.explore [--unit nmpu] [--trials N] [--batch B] [--scheduler tcp://h:p]
                               [--workers W] [--seed S] [--acc-limit PP] [--min-fmax MHZ]
-                              [--verify K] [--sampler nsga2|monotone|frontier] [--wide-lanes]
+                              [--verify K] [--sampler frontier|nsga2|monotone] [--wide-lanes]
                               [--quality [--quality-seeds N] [--quality-runs N]
                                          [--quality-table JSON]]
                               [--fresh] [--out build/report]
@@ -16,8 +16,9 @@ of `RANGES` or, for a field nobody listed yet, the base value ± 2 (so a knob ad
 config tomorrow is searched tomorrow). Points the config rejects are infeasible trials with the
 config's own message.
 
-Objectives (NSGA-II, Optuna's ask/tell in this driver, a JournalStorage file so that a run
-resumes where it stopped), the same four for each unit, an item being an NMPU vector (of
+Objectives (the frontier sampler by default, studies/frontier.py, or NSGA-II or the monotone
+sampler; Optuna's ask/tell in this driver, a JournalStorage file so that a run resumes where it
+stopped), the same four for each unit, an item being an NMPU vector (of
 `columns` outputs) or an ESSOP product (32 x 32):
 - accuracy loss in percentage points against the FP16 chip. NMPU: the tile model's quick
   digits protocol (studies.accuracy.evaluate on the `mlp` network, PROTOCOL's seeds and drift
