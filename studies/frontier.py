@@ -48,35 +48,6 @@ TOL = 1e-9        # losses equal up to float rounding are equal (a mean of image
 WARPS = ("yeo-johnson", "none")     # the output warpings of the loss before the GP fit
 
 
-def on_front(loss, cost):
-    """Boolean mask of the points on the (loss, cost) front: no other point is at most as
-    costly and at most as lossy with one of the two strictly smaller. `loss`: (draws, n) or
-    (n,); `cost`: (n,). NaN losses (failed points) are never on the front and dominate
-    nothing."""
-    one = np.ndim(loss) == 1
-    loss = np.atleast_2d(np.asarray(loss, dtype=float))
-    cost = np.asarray(cost, dtype=float)
-    order = np.argsort(cost, kind="stable")
-    lo, co = loss[:, order], cost[order]
-    lo_nan = np.where(np.isnan(lo), np.inf, lo)     # a failed point: no front, bounds nothing
-    out = np.zeros(lo.shape, dtype=bool)
-    best_before = np.full(lo.shape[0], np.inf)   # best loss of the strictly cheaper points
-    i = 0
-    while i < len(co):
-        j = i
-        while j < len(co) and co[j] == co[i]:
-            j += 1
-        group = lo_nan[:, i:j]
-        gmin = group.min(axis=1)
-        # a record against every cheaper point, and the best of its own cost
-        out[:, i:j] = (group < best_before[:, None] - TOL) & (group <= gmin[:, None] + TOL)
-        best_before = np.minimum(best_before, gmin)
-        i = j
-    res = np.zeros_like(out)
-    res[:, order] = out
-    return res[0] if one else res
-
-
 def nondominated(vals, senses):
     """Boolean mask (draws, n) of the points no other point dominates, for `vals` of shape
     (draws, n, k) and `senses` (+1 minimise, -1 maximise per objective). A point with a NaN
@@ -288,12 +259,7 @@ class FrontierSearch:
         if self.cost_fn is not None:
             # the evaluated points: known (loss, cost), failed ones on no front
             full[:, :len(ev), :] = np.where(feas[:, None], full[:, :len(ev), :], np.nan)
-        if self.cost_fn is not None:     # one cost for every draw: sorted once, O(n log n)
-            front = on_front(full[:, :, self.loss_index] * senses[self.loss_index],
-                             np.array([self.cost(p) for p in ev + cand])
-                             * senses[1 - self.loss_index])
-        else:
-            front = nondominated(full, senses)
+        front = nondominated(full, senses)
         share = front[:, len(ev):].mean(axis=0)
         return {p: float(s) for p, s in zip(cand, share)}
 
