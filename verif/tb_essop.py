@@ -378,6 +378,22 @@ def same_exponent(rng, x, d):
             np.where(top_d | (rng.random(d.size) < 0.7), d, 0))
 
 
+def full_scale_seeds(cfg, rng, budget=1 << 22):
+    """Seeds (seed_x, seed_d) of the largest count of a full-scale product (every x and δ
+    0x7BFF) at the longest BL, searched over random seed pairs in golden `outer_product` (at most
+    about `budget` stream bits), and whether a group of K such products, each reseeded to them,
+    sums beyond one product's range ±bl_max. A full-scale stream is 1 with probability
+    1 − 2^−m (`mag_bits` = m), so at m = 1 a product counts about BL/4: K = 4 products reach
+    past BL only with seeds like these, and K = 2 at a BL longer than a run of the LFSRs never."""
+    pairs = int(np.clip(budget // (cfg.rows * cfg.cols * cfg.bl_max), 16, 1024))
+    sx = rng.integers(1, cfg.lfsr_max + 1, pairs)
+    sd = rng.integers(1, cfg.lfsr_max + 1, pairs)
+    res = g.outer_product(cfg, np.full(cfg.rows, 0x7BFF), np.full(cfg.cols, 0x7BFF),
+                          cfg.log2_bl_max, 0, *g.reseed(cfg, sx, sd))
+    best = int(np.abs(res.c).max(axis=(-2, -1)).argmax())
+    return int(sx[best]), int(sd[best]), cfg.acc_max * int(np.abs(res.c[best]).max()) > cfg.bl_max
+
+
 @cocotb.test(skip=not CFG.accumulates)
 @cocotb.parametrize(stalls=STALLS)
 async def accumulation(dut, stalls):
@@ -388,8 +404,11 @@ async def accumulation(dut, stalls):
     cfg, rng = bench.cfg, bench.rng
     await bench.start()
     bench.cov.require("group_size", ["1", "K"] + (["inner"] if cfg.acc_max > 2 else []))
-    bench.cov.require("group", ["exp_mismatch", "rejected_inside", "overlong", "clean_sum",
-                                "beyond_one_bl"])
+    # the full-scale groups at the end read out sums beyond one product's range wherever the
+    # config admits them (`full_scale_seeds`): then the bin is required
+    seed_x, seed_d, beyond = full_scale_seeds(cfg, rng)
+    bench.cov.require("group", ["exp_mismatch", "rejected_inside", "overlong", "clean_sum"]
+                      + (["beyond_one_bl"] if beyond else []))
     faults = ("mismatch", "inf", "zero_seed", "overlong")
     for k in range(max(2 * len(faults), n_products(12))):
         x = bench.vectors(1, cfg.rows)[0] & 0x7BFF       # finite: faults come only from below
@@ -425,12 +444,13 @@ async def accumulation(dut, stalls):
             if bench.model.reg_error:
                 await bench.pulse("clear")
                 await bench.check_status()
-    # full-scale groups of K at the longest BL, both signs: sums beyond one product's range,
-    # towards the counters' ±K·bl_max
+    # full-scale groups of K at the longest BL, both signs, every product reseeded to the seeds
+    # of the largest count: sums beyond one product's range, towards the counters' ±K·bl_max
+    regs = {"log2_bl": cfg.log2_bl_max, "lr_shift": 0, "seed_x": seed_x, "seed_d": seed_d,
+            "reseed": True}
     for sign in (0, 0x8000):
         x, d = np.full((cfg.acc_max, cfg.rows), 0x7BFF), np.full((cfg.acc_max, cfg.cols), 0x7BFF | sign)
-        bench.send(x, d, {"log2_bl": cfg.log2_bl_max, "lr_shift": 0},
-                   acc=[1] * (cfg.acc_max - 1) + [0])
+        bench.send(x, d, regs, acc=[1] * (cfg.acc_max - 1) + [0])
     await bench.drain()
     await bench.check_status()
     bench.finish(f"accumulation_{'_'.join(stalls)}", require=stalls == ("none", "none"))
