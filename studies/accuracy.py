@@ -384,6 +384,10 @@ def main(argv=None):
     ap.add_argument("--hat-noise", type=float, default=HAT_NOISE,
                     help="mnist: `hw_noise` of the hardware-aware networks (1: the tile's device "
                          "spread at 1 day; 1.4: about that at 1 year)")
+    ap.add_argument("--hat-distill-from", default="", metavar="TEACHER",
+                    help="mnist: the hardware-aware networks are distilled from this network "
+                         f"(its own preset; T {DISTILL_TEMP:g}, weight {DISTILL_WEIGHT:g}); default "
+                         "'': each network's preset (the MNIST MLP's distils from mnist_cnn)")
     ap.add_argument("--hop-frac-bits", type=int, default=0,
                     help="mnist: 4-bit wide variants: the partial sums of hidden row-split layers "
                          "that many bits finer than the activation LSB (0..4; requantised at the "
@@ -451,6 +455,7 @@ def main(argv=None):
 TARGET_SEEDS = 20           # the main target is stated over 20 programming seeds
 HAT_NOISE = 1.0             # hardware-aware training: the tile's device spread at 1 day, × 1
 ACT_CLIP_4 = 99.5           # the 4-bit variants' activation clip (docs/accuracy.md: 99.5 vs 99.99)
+DISTILL_TEMP, DISTILL_WEIGHT = 4.0, 0.9   # --hat-distill-from: the MNIST MLP preset's setting
 
 
 @dataclass(frozen=True)
@@ -463,7 +468,10 @@ class Variant:
     activation width (the narrow chain), and the activation clip (`act_clip`: None, the 99.99th
     percentile; a percentile or "mse"), the same in the compiler and, for a hardware-aware
     network with activations below 8 bits, in its training quantiser. `train_seed`: the
-    network's training seed (`TrainConfig.seed`; None: the network's default, the cached one)."""
+    network's training seed (`TrainConfig.seed`; None: the network's default, the cached one).
+    `hat_distill`: a hardware-aware network is distilled from this teacher (`TrainConfig.
+    distill_from` at T = `DISTILL_TEMP`, w = `DISTILL_WEIGHT`; '' keeps the network's preset,
+    which for the MNIST MLP already distils from the CNN)."""
 
     network: str
     act_bits: int
@@ -477,10 +485,12 @@ class Variant:
     hop_frac_bits: int = 0
     act_clip: object = None
     train_seed: int = None
+    hat_distill: str = ""
 
     @property
     def label(self):
-        hat = "HAT" + ("" if self.hat_noise == HAT_NOISE else f" x{self.hat_noise:g}")
+        hat = ("HAT" + ("" if self.hat_noise == HAT_NOISE else f" x{self.hat_noise:g}")
+               + (f" distilled from {self.hat_distill}" if self.hat_distill else ""))
         return (f"{self.network} {self.act_bits}-bit {hat if self.hat else 'float-trained'} "
                 + ("" if self.train_seed is None else f"train seed {self.train_seed} ")
                 + ("" if self.act_clip is None else f"clip {self.act_clip} ")
@@ -496,6 +506,12 @@ class Variant:
                 changes["act_bits"] = self.act_bits
                 if self.act_clip is not None:
                     changes["act_clip"] = self.act_clip
+            if self.hat_distill:
+                changes.update(distill_from=self.hat_distill, distill_temp=DISTILL_TEMP,
+                               distill_weight=DISTILL_WEIGHT)
+        elif self.hat_distill:
+            raise ValueError(f"`hat_distill` ({self.hat_distill!r}) applies to hardware-aware "
+                             f"variants only; {self.network} {self.act_bits}-bit is float-trained")
         if self.train_seed is not None:
             changes["seed"] = self.train_seed
         return gnet.train_config(self.network, **changes)
@@ -530,7 +546,8 @@ VARIANT_KINDS = ("8", "8hat", "4", "4hat", "4hat-fixed", "4hat-narrow", "presets
 
 
 def mnist_variants(networks, nmpu_presets, *, quick=False, kinds=VARIANT_KINDS, main_kind="8",
-                   hat_noise=HAT_NOISE, hop_frac_bits=0, act_clip=ACT_CLIP_4, train_seed=None):
+                   hat_noise=HAT_NOISE, hop_frac_bits=0, act_clip=ACT_CLIP_4, train_seed=None,
+                   hat_distill=""):
     """The study's variants. Per network: 8-bit float-trained on the whole drift curve (the CNN's
     is the main one: the 20-seed point at 1 day; `main_kind` "8hat" makes the hardware-aware
     8-bit CNN the main one instead), 8-bit and 4-bit hardware-aware and 4-bit float-trained at
@@ -540,7 +557,8 @@ def mnist_variants(networks, nmpu_presets, *, quick=False, kinds=VARIANT_KINDS, 
     `hw_noise` (1: the device spread at 1 day; about 1.4: at 1 year); `hop_frac_bits`: the
     4-bit wide variants' finer partial sums of hidden row-split layers; `act_clip`: the clip of
     every 4-bit variant (compiler and hardware-aware training; the 8-bit ones keep the
-    99.99th percentile); `train_seed`: every variant's training seed (None: the default)."""
+    99.99th percentile); `train_seed`: every variant's training seed (None: the default);
+    `hat_distill`: the hardware-aware networks' teacher ('' for their preset's)."""
     if main_kind not in ("8", "8hat"):
         raise ValueError(f"`main_kind` must be '8' or '8hat', not {main_kind!r}")
     curve = MNIST_QUICK_TIMES if quick else MNIST_TIMES
@@ -549,7 +567,7 @@ def mnist_variants(networks, nmpu_presets, *, quick=False, kinds=VARIANT_KINDS, 
     out = []
     for name in networks:
         cnn = name == "mnist_cnn"
-        hat = functools.partial(Variant, hat_noise=hat_noise)
+        hat = functools.partial(Variant, hat_noise=hat_noise, hat_distill=hat_distill)
         mine = [("8", Variant(name, 8, False, first, curve, main=cnn and main_kind == "8")),
                 ("8hat", hat(name, 8, True, first, short, main=cnn and main_kind == "8hat")),
                 ("4", Variant(name, 4, False, first, short)),
@@ -842,7 +860,7 @@ def main_mnist(args, n_seeds, ap):
                 for v in mnist_variants(networks, presets, quick=args.quick, kinds=args.variants,
                                         main_kind=args.main, hat_noise=args.hat_noise,
                                         hop_frac_bits=args.hop_frac_bits, act_clip=args.act_clip,
-                                        train_seed=ts)]
+                                        train_seed=ts, hat_distill=args.hat_distill_from)]
     print(f"accuracy (mnist): {len(variants)} variants, {n_seeds} / {curve_seeds} seeds",
           file=sys.stderr, flush=True)
     results = run_variants(variants, data, seeds=n_seeds, curve_seeds=curve_seeds,
@@ -862,7 +880,8 @@ def main_mnist(args, n_seeds, ap):
         doc["networks_info"][f"{v.network}|{hat if v.hat else 'float'}"
                              f"{' act4' if tc.act_bits else ''}"
                              f"{'' if tc.act_clip is None else f' clip {tc.act_clip}'}"
-                             f"{'' if v.train_seed is None else f' seed {v.train_seed}'}"] = \
+                             f"{'' if v.train_seed is None else f' seed {v.train_seed}'}"
+                             f"{f' distilled from {tc.distill_from}' if v.hat and v.hat_distill else ''}"] = \
             r["plan"].net.info
         doc["variants"].append({
             "label": v.label, "network": v.network, "act_bits": v.act_bits, "hat": v.hat,

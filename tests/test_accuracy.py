@@ -220,6 +220,21 @@ def test_mnist_variants_and_targets(monkeypatch, tmp_path, net, data):
     h14 = ga.mnist_variants(["mnist_cnn"], ["paper"], kinds=("8hat", "4"), hat_noise=1.4)
     assert h14[0].train_config().hw_noise == 1.4 and "HAT x1.4" in h14[0].label
     assert h14[1].train_config().hw_noise == 0.0           # float-trained stays float-trained
+    # --hat-distill-from: the hardware-aware networks learn from the teacher, the others do not
+    dist = ga.mnist_variants(["mnist_cnn"], ["paper"], kinds=("8", "8hat", "4", "4hat"),
+                             hat_distill="mnist_cnn")
+    tcs = [v.train_config() for v in dist]
+    assert [tc.distill_from for tc in tcs] == ["", "mnist_cnn", "", "mnist_cnn"]
+    assert (tcs[3].distill_temp, tcs[3].distill_weight) == (ga.DISTILL_TEMP, ga.DISTILL_WEIGHT)
+    assert tcs[3].act_bits == 4 and tcs[3].hw_noise == ga.HAT_NOISE
+    assert gnet.cache_key(gnet.NETWORKS["mnist_cnn"], tcs[3]) != gnet.cache_key(
+        gnet.NETWORKS["mnist_cnn"], vs[3].train_config())
+    assert "distilled from mnist_cnn" in dist[3].label and "distilled" not in dist[2].label
+    with pytest.raises(ValueError, match="`hat_distill` .* hardware-aware variants only"):
+        ga.Variant("mnist_cnn", 4, False, "paper", (ga.DAY,), hat_distill="mnist_cnn").train_config()
+    with pytest.raises(ValueError, match="`distill_from` must be"):
+        dist_bad = ga.mnist_variants(["mnist_cnn"], ["paper"], kinds=("8hat",), hat_distill="nope")
+        dist_bad[0].train_config()
     with pytest.raises(ValueError, match="`main_kind` must be '8' or '8hat'"):
         ga.mnist_variants(["mnist_cnn"], ["paper"], main_kind="4")
     # 4-bit: the logits and partial sums on the preset at 8 bits, unless narrow
@@ -380,3 +395,23 @@ def test_train_seeds_pair_4bit_and_8bit_by_training_seed(monkeypatch, tmp_path, 
     with pytest.raises(SystemExit):
         ga.main(["--train-seeds", "1", "--out", str(tmp_path)])
     assert "--train-seeds needs --suite mnist" in capsys.readouterr().err
+
+
+def test_hat_distill_flag_reaches_the_variants(monkeypatch):
+    """`--hat-distill-from` reaches `mnist_variants` (default '': each network's preset)."""
+    seen = []
+
+    class Stop(Exception):
+        pass
+
+    def record(nets, presets, **kw):
+        seen.append(kw["hat_distill"])
+        raise Stop
+
+    import golden.data
+    monkeypatch.setattr(ga, "mnist_variants", record)
+    monkeypatch.setattr(golden.data, "mnist", lambda: None)
+    for argv, want in (([], ""), (["--hat-distill-from", "mnist_cnn"], "mnist_cnn")):
+        with pytest.raises(Stop):
+            ga.main(["--suite", "mnist", "--networks", "mnist_cnn"] + argv)
+    assert seen == ["", "mnist_cnn"]
