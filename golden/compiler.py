@@ -45,7 +45,7 @@ layer at the activation width, row tiles hopping at activation codes (the narrow
 
 import dataclasses
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -66,6 +66,10 @@ OUT_PERCENTILE = 99.99      # of |activation| on training data → int8 code 127
 ADC_PERCENTILE = 99.99      # of the line charges → the ADC full scale (÷ the largest gain)
 OFFSET_MARGIN = 0.5         # share of the NMPU offset range the digital bias may use
 MAX_BIAS_ROWS = 32
+RECAL_MODES = ("none", "twin", "moments")
+RECAL_IMAGES = 500          # calibration images a recalibration reads (at most)
+RECAL_GAIN_RANGE = (0.25, 4.0)   # a column gain estimate outside it is not applied (see `recal`)
+_RECAL_STREAM = 0x5EC       # the recalibration reads' own ADC noise stream (per tile and t)
 
 
 def code_max(bits):
@@ -171,6 +175,8 @@ class Plan:
     wide_cfg: object = None
     drift_comp: str = "tile"
     act_clip: object = None
+    recal: str = "none"
+    recal_x: np.ndarray = field(default=None, compare=False, repr=False)
 
     @property
     def x_max(self):
@@ -280,7 +286,7 @@ def _read_tensors(cfg):
 
 def plan(net: Network, x_calib, *, tile_cfg=None, nmpu_cfg=None, ldpu_cfg=None, wide_cfg=None,
          bias_mode="split", calib_vectors=4096, seed=0, adc_gain="calibrated", drift_comp="tile",
-         hop_frac_bits=0, act_clip=None):
+         hop_frac_bits=0, act_clip=None, recal="none"):
     """The `Plan` of `net`, calibrated on the inputs `x_calib` (see the module doc).
 
     Activations are codes of the tile's `input_bits` (sign + magnitude; 8: int8, 4: [−7, 7]),
@@ -301,7 +307,21 @@ def plan(net: Network, x_calib, *, tile_cfg=None, nmpu_cfg=None, ldpu_cfg=None, 
     uses): the hidden tensors' scales come from that clip taken on what the tiles read (each
     layer's input after pooling, and its residual input, as the trainer quantises them), the
     largest over a residual group; the network's output (and what is pooled into it) keeps the
-    99.99th percentile."""
+    99.99th percentile.
+
+    `recal`: the per-column recalibration of α and β at every read time t, from the first
+    `RECAL_IMAGES` of `x_calib` run through the programmed tiles at t (no labels;
+    `ProgrammedNetwork.compile`). "none" (default): the compiled α, β with the drift
+    compensation alone. "twin": per column, the least-squares line u ≈ g·z + o of the
+    analog pre-activation u (α·(P/ĝp − N/ĝn) + β over the row tiles, before the residual and
+    the ReLU) against the float layer z on the same input codes (the digital twin; the weights
+    are the compiler's); then α/g and (β − o)/g. "moments": g and o match the mean and standard
+    deviation of u to those of the float network's own pre-activation on the same images
+    (adaptive batch-norm statistics, Joshi et al., Nature Communications 2020). Layer by layer,
+    each layer's inputs from the layers before it as already recalibrated (ideal post-processing
+    path, so every path gets the same register images and stays paired). A gain g outside
+    `RECAL_GAIN_RANGE` or of a column whose target does not vary is not applied (g = 1; the
+    offset still is)."""
     tile_cfg = gt.TileConfig(name="pcm") if tile_cfg is None else tile_cfg
     nmpu_cfg = NMPU_PRESETS["paper"] if nmpu_cfg is None else nmpu_cfg
     ldpu_cfg = LDPU_PRESETS["paper"] if ldpu_cfg is None else ldpu_cfg
@@ -311,6 +331,8 @@ def plan(net: Network, x_calib, *, tile_cfg=None, nmpu_cfg=None, ldpu_cfg=None, 
         raise ValueError(f"`adc_gain` must be 'calibrated' or 'fixed', not {adc_gain!r}")
     if drift_comp not in ("tile", "column"):
         raise ValueError(f"`drift_comp` must be 'tile' or 'column', not {drift_comp!r}")
+    if recal not in RECAL_MODES:
+        raise ValueError(f"`recal` must be one of {RECAL_MODES}, not {recal!r}")
     if tile_cfg.cols > nmpu_cfg.columns or tile_cfg.cols > ldpu_cfg.columns:
         raise ValueError(f"the tile has {tile_cfg.cols} lines but the NMPU/LDPU serve "
                          f"{nmpu_cfg.columns}/{ldpu_cfg.columns} columns")
@@ -449,7 +471,8 @@ def plan(net: Network, x_calib, *, tile_cfg=None, nmpu_cfg=None, ldpu_cfg=None, 
                              f"input")
     return Plan(net=net, tile_cfg=tile_cfg, nmpu_cfg=nmpu_cfg, ldpu_cfg=ldpu_cfg,
                 bias_mode=bias_mode, layers=layers, input_scale=float(xm), adc_gain=adc_gain,
-                wide_cfg=wide_cfg, drift_comp=drift_comp, act_clip=act_clip)
+                wide_cfg=wide_cfg, drift_comp=drift_comp, act_clip=act_clip, recal=recal,
+                recal_x=None if recal == "none" else np.array(x_calib[:RECAL_IMAGES], np.float64))
 
 
 def _adc_lsb(tile_cfg, x_codes, weights):
@@ -512,6 +535,7 @@ class ProgrammedNetwork:
                         else (np.ones(t.gain_pos.size), np.ones(t.gain_neg.size)))
                     self.ref0[name, r, k] = self._reference(lp, r, t, self.T_PROGRAM)
         self._images = {}
+        self._targets = None        # "moments": the float network's pre-activations (lazy)
 
     def _ref_inputs(self, lp, r):
         x = np.concatenate([lp.x_ref, np.full((lp.x_ref.shape[0], lp.bias_rows), self.plan.x_max)],
@@ -550,15 +574,128 @@ class ProgrammedNetwork:
                     images[name, r, k] = compile_tile(p.nmpu_of(name), p.ldpu_cfg, alpha, beta, ep, en,
                                                       float(np.mean(f)), relu=lp.relu and last,
                                                       residual_en=(lp.residual is not None) or r > 0)
+        if p.recal != "none":
+            images = self._recalibrate(images, t)
         self._images[t] = images
         return images
+
+    def _recalibrate(self, images, t):
+        """`plan(recal=...)`: the images with every column's α and β corrected, layer by layer."""
+        p = self.plan
+        if p.recal == "moments" and self._targets is None:
+            self._targets = {}
+            run(p.net.cfg, p.recal_x, _PreActivations(p, self._targets))
+        rec = _Recalibrator(self, dict(images), t)
+        run(p.net.cfg, encode_input(p, p.recal_x), rec)
+        self.recal_report = {t: rec.report} | getattr(self, "recal_report", {})
+        return rec.images
 
     def matrix(self, path, t, record=None):
         return AnalogMatrix(self, path, t, record)
 
+    def plan_index(self, name):
+        """The position of layer `name` in the plan (the programming seed tree's layer index)."""
+        return list(self.plan.layers).index(name)
+
     def logits(self, path, t, x, record=None):
         """Output codes of the network on inputs x (floats in [0, 1]) through `path`."""
         return run(self.plan.net.cfg, encode_input(self.plan, x), self.matrix(path, t, record))
+
+
+class _PreActivations:
+    """The float network executor (`golden.network.FloatMatrix`) that records every matrix
+    layer's pre-activation (folded BN, before the residual and the ReLU) in output LSB."""
+
+    def __init__(self, plan, out):
+        self.plan, self.out, self.float = plan, out, FloatMatrix(plan.net.params)
+
+    def __call__(self, op, rows, residual):
+        lp = self.plan.layers[op.name]
+        W, scale, bias = fold_bn(op, self.plan.net.params[op.name])
+        self.out[op.name] = lp.s_out * (scale * (np.asarray(rows, np.float64) @ W) + bias)
+        return self.float(op, rows, residual)
+
+
+class _Recalibrator:
+    """The `golden.network.run` executor of a recalibration at t: per layer it reads the tiles
+    (with their own ADC noise stream, so the reads of the test images are those without a
+    recalibration), fits every column's gain g and offset o (`plan`, `recal`), rewrites the
+    layer's images and hands the recalibrated ideal output to the next layer."""
+
+    def __init__(self, prog, images, t):
+        self.prog, self.images, self.t = prog, images, t
+        self.report = {}
+
+    def rows(self, op, a):
+        return _analog_rows(self.prog.plan, op, a)
+
+    def _read(self, tile, x, lp, key):
+        keep = tile._adc_rng
+        tile._adc_rng = np.random.default_rng(np.random.SeedSequence(
+            [self.prog.seed, _RECAL_STREAM, *key, int(round(self.t))]))
+        try:
+            return tile.read(x, self.t, lsb=lp.lsb, checked=True)
+        finally:
+            tile._adc_rng = keep
+
+    def __call__(self, op, rows, residual):
+        prog, plan = self.prog, self.prog.plan
+        lp = plan.layers[op.name]
+        sp = lp.split
+        x = rows
+        nm_cfg, ld_cfg = plan.nmpu_of(op.name), plan.ldpu_cfg
+        if plan.recal == "twin":    # the float layer on the same codes (bias inputs left out)
+            W, scale, bias = fold_bn(op, plan.net.params[op.name])
+            target = lp.s_out * (scale * ((x[:, :op.fan_in] / lp.s_in) @ W) + bias)
+        else:
+            target = prog._targets[op.name]
+        outs, gains, offsets = [], [], []
+        for k in range(sp.col_tiles):
+            cols = sp.cols_of(k)
+            u = 0.0
+            for r in range(sp.row_tiles):
+                img = self.images[op.name, r, k]
+                pc, nc = self._read(prog.tiles[op.name][r][k], sp.inputs(x, r), lp,
+                                    (prog.plan_index(op.name), r, k))
+                u = u + post_process("float", nm_cfg, ld_cfg, _no_relu(img), pc, nc, None) \
+                    / 2.0 ** lp.hop_frac_bits
+            z = target[:, cols]
+            g, o = _fit_column(plan.recal, u, z)
+            gains.append(g)
+            offsets.append(o)
+            fine = 2.0 ** lp.hop_frac_bits
+            for r in range(sp.row_tiles):
+                img = self.images[op.name, r, k]
+                last = r == sp.row_tiles - 1
+                beta = (img.beta - o * fine) / g if last else img.beta
+                self.images[op.name, r, k] = compile_tile(
+                    nm_cfg, ld_cfg, img.alpha / g, beta, img.gain_p, img.gain_n,
+                    img.drift_factor, relu=img.relu, residual_en=img.residual_en)
+            y = (u - o) / g + (0 if residual is None else residual[:, cols])
+            outs.append(round_int8(np.maximum(y, 0) if lp.relu else y, lp.out_max))
+        g, o = np.concatenate(gains), np.concatenate(offsets)
+        self.report[op.name] = {"gain_min": float(g.min()), "gain_max": float(g.max()),
+                                "offset_rms": float(np.sqrt(np.mean(o ** 2)))}
+        return np.concatenate(outs, axis=-1)
+
+
+def _fit_column(mode, u, z):
+    """Per column (last axis), the gain g and offset o of the analog values u against the
+    target z (`plan`, `recal`): "twin" least squares u ≈ g·z + o on paired samples, "moments"
+    equal means and standard deviations. g = 1 where it is not finite, outside
+    `RECAL_GAIN_RANGE`, or the target or u does not vary."""
+    u = np.asarray(u, np.float64).reshape(-1, np.shape(u)[-1])
+    z = np.asarray(z, np.float64).reshape(-1, np.shape(z)[-1])
+    su, sz = u.std(axis=0), z.std(axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if mode == "twin":
+            cov = ((u - u.mean(axis=0)) * (z - z.mean(axis=0))).mean(axis=0)
+            g = cov / sz ** 2
+        else:
+            g = su / sz
+    lo, hi = RECAL_GAIN_RANGE
+    g = np.where(np.isfinite(g) & (g >= lo) & (g <= hi) & (sz > 0) & (su > 0), g, 1.0)
+    return g, u.mean(axis=0) - g * z.mean(axis=0)
 
 
 def _drift_factors(ref0, ref):
@@ -676,10 +813,7 @@ class AnalogMatrix:
         and converted to float64 once, before im2col (which only copies them: 9x fewer values
         than its rows; small integers, exact in float64), then the rows with the layer's analog
         bias inputs (x_max) appended in the same array. The tiles read them as checked codes."""
-        xm = self.prog.plan.x_max
-        codes = np.clip(np.asarray(a, dtype=np.int64), -xm, xm).astype(np.float64)
-        self._rows = layer_rows(op, codes, extra=self.prog.plan.layers[op.name].bias_rows,
-                                fill=float(xm))
+        self._rows = _analog_rows(self.prog.plan, op, a)
         return self._rows
 
     def __call__(self, op, rows, residual):
@@ -744,6 +878,14 @@ class AnalogMatrix:
             self.record.setdefault(op.name, []).append(
                 {q: np.concatenate(v, axis=-1) for q, v in budget.items()})
         return y
+
+
+def _analog_rows(plan, op, a):
+    """`AnalogMatrix.rows`: the codes of `a` clipped to the PWM range, as float64, in the rows
+    of `op` with its analog bias inputs (x_max) appended."""
+    xm = plan.x_max
+    codes = np.clip(np.asarray(a, dtype=np.int64), -xm, xm).astype(np.float64)
+    return layer_rows(op, codes, extra=plan.layers[op.name].bias_rows, fill=float(xm))
 
 
 def requantise(act_cfg, y, frac_bits):

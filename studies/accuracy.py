@@ -69,14 +69,15 @@ def _err_stats(d):
 def evaluate(net, data, *, seeds, times, nmpu_cfg=None, ldpu_cfg=None, tile_cfg=None,
              bias_mode="split", progress=True, budget=True, adc_gain="calibrated",
              seeds_at=None, label=None, paths=None, wide_cfg=None, drift_comp="tile",
-             hop_frac_bits=0, act_clip=None):
+             hop_frac_bits=0, act_clip=None, recal="none"):
     """Raw results of one network: {"plan": ..., "float": acc, "runs": [per seed × t × path]}.
 
     The plan is calibrated on `data.x_calib` (the MNIST calibration images; the digits' training
     images). `adc_gain`: "calibrated" or "fixed"; `wide_cfg`: the NMPU of the logits and of the
     row-split layers' partial sums; `drift_comp`: "tile" or "column"; `hop_frac_bits`: the
     finer partial sums of hidden row-split layers; `act_clip`: the activation clip (None: the
-    99.99th percentile; a percentile or "mse") (`golden.compiler.plan`).
+    99.99th percentile; a percentile or "mse"); `recal`: the per-column recalibration at every
+    read time ("none", "twin", "moments") (`golden.compiler.plan`).
     `seeds_at`: optional
     {t: seeds} reading only those seeds at t (e.g. 20 seeds at 1 day, 5 on the rest of the
     curve); every seed is programmed once whatever times it reads. `label` names the run in the
@@ -92,7 +93,7 @@ def evaluate(net, data, *, seeds, times, nmpu_cfg=None, ldpu_cfg=None, tile_cfg=
     plan = gc.plan(net, getattr(data, "x_calib", data.x_train), tile_cfg=tile_cfg,
                    nmpu_cfg=nmpu_cfg, ldpu_cfg=ldpu_cfg, bias_mode=bias_mode, adc_gain=adc_gain,
                    wide_cfg=wide_cfg, drift_comp=drift_comp, hop_frac_bits=hop_frac_bits,
-                   act_clip=act_clip)
+                   act_clip=act_clip, recal=recal)
     label = net.cfg.name if label is None else label
     if seeds_at is not None:
         bad = [t for t in seeds_at if t not in times or not set(seeds_at[t]) <= set(seeds)]
@@ -381,6 +382,11 @@ def main(argv=None):
     ap.add_argument("--drift-comp", default="tile", choices=("tile", "column"),
                     help="mnist: drift compensation, one factor per tile (the chip's global "
                          "compensation) or per column (a diagnosis)")
+    ap.add_argument("--recal", default="none", choices=gc.RECAL_MODES,
+                    help="mnist: per-column recalibration of the NMPU's α and β at every read "
+                         "time from the 500 unlabelled calibration images (golden.compiler.plan): "
+                         "none, twin (least squares against the float layer on the same codes) "
+                         "or moments (adaptive batch-norm statistics)")
     ap.add_argument("--hat-noise", type=float, default=HAT_NOISE,
                     help="mnist: `hw_noise` of the hardware-aware networks (1: the tile's device "
                          "spread at 1 day; 1.4: about that at 1 year)")
@@ -584,10 +590,11 @@ def mnist_variants(networks, nmpu_presets, *, quick=False, kinds=VARIANT_KINDS, 
 
 
 def run_variants(variants, data, *, seeds, curve_seeds, progress=True, budget=True,
-                 fp16_main_only=False, fp16=True, drift_comp="tile"):
+                 fp16_main_only=False, fp16=True, drift_comp="tile", recal="none"):
     """evaluate() of every variant: the main variant reads `seeds` at 1 day and `curve_seeds`
     elsewhere, the others `curve_seeds` everywhere; `fp16_main_only`: the FP16 LDPU path in the
-    main variant only; `fp16` False: in none; `drift_comp` for every variant (`evaluate`).
+    main variant only; `fp16` False: in none; `drift_comp` and `recal` for every variant
+    (`evaluate`).
     Returns [(variant, result)]."""
     out = []
     for v in variants:
@@ -598,7 +605,7 @@ def run_variants(variants, data, *, seeds, curve_seeds, progress=True, budget=Tr
         with_fp16 = fp16 and (v.main or not fp16_main_only)
         res = evaluate(net, data, seeds=all_seeds, times=list(v.times), nmpu_cfg=v.nmpu_cfg(),
                        ldpu_cfg=v.ldpu_cfg(), tile_cfg=v.tile_cfg(), adc_gain=v.adc_gain,
-                       wide_cfg=v.wide_cfg(), drift_comp=drift_comp,
+                       wide_cfg=v.wide_cfg(), drift_comp=drift_comp, recal=recal,
                        hop_frac_bits=v.hop_frac_bits, act_clip=v.act_clip, seeds_at=seeds_at,
                        label=v.label,
                        progress=progress, budget=budget and (v.main or v.act_bits < 8),
@@ -693,7 +700,9 @@ def targets(results, test_images):
         if v.act_bits == 8 and v.adc_gain == "calibrated" and YEAR in v.times and 60.0 in v.times:
             lo = _paired(_by_seed(r, "analog_nmpu", YEAR), _by_seed(r, "analog_nmpu", 60.0))
             out.append({"target": "drift: accuracy at 1 year within 1 point of 1 minute (NMPU, "
-                                  f"drift compensation per {r['plan'].drift_comp})",
+                                  f"drift compensation per {r['plan'].drift_comp}"
+                                  + ("" if r["plan"].recal == "none"
+                                     else f", recalibration {r['plan'].recal}") + ")",
                         "variant": v.label, **lo,
                         "met": bool(abs(lo["mean"]) <= 1.0)})
     keys = sorted(dict.fromkeys((v.network, v.train_seed) for v, _ in results), key=lambda k: k[0])
@@ -731,7 +740,8 @@ def markdown_mnist(doc):
          f"{n} test images (one image = {100 / n:.3f} points), 500 calibration images, 3500 "
          f"training images (golden.data.mnist). Seeds: {doc['seeds']} at the main point (CNN, "
          f"8-bit, 1 day), {doc['curve_seeds']} elsewhere. Drift compensation per "
-         f"{doc.get('drift_comp', 'tile')}. Wall time {doc['wall_seconds']:.0f} s "
+         f"{doc.get('drift_comp', 'tile')}; per-column recalibration at every read time: "
+         f"{doc.get('recal', 'none')}. Wall time {doc['wall_seconds']:.0f} s "
          f"(load average {doc['load']}).", "",
          "## Targets", "", "| target | variant | seeds | figure (points) | met |",
          "|---|---|---|---:|---|"]
@@ -865,9 +875,9 @@ def main_mnist(args, n_seeds, ap):
           file=sys.stderr, flush=True)
     results = run_variants(variants, data, seeds=n_seeds, curve_seeds=curve_seeds,
                            budget=not args.no_budget, fp16_main_only=args.fp16_main_only,
-                           fp16=not args.no_fp16, drift_comp=args.drift_comp)
+                           fp16=not args.no_fp16, drift_comp=args.drift_comp, recal=args.recal)
     doc = {"suite": "mnist", "quick": args.quick, "seeds": n_seeds, "curve_seeds": curve_seeds,
-           "drift_comp": args.drift_comp,
+           "drift_comp": args.drift_comp, "recal": args.recal,
            "nmpu_presets": presets, "test_images": int(data.y_test.size),
            "targets": targets(results, int(data.y_test.size)),
            "networks_info": {}, "variants": []}
