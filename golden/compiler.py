@@ -67,6 +67,7 @@ ADC_PERCENTILE = 99.99      # of the line charges → the ADC full scale (÷ the
 OFFSET_MARGIN = 0.5         # share of the NMPU offset range the digital bias may use
 MAX_BIAS_ROWS = 32
 RECAL_MODES = ("none", "twin", "moments")
+RECAL_SOURCES = ("codes", "counts")
 RECAL_IMAGES = 500          # calibration images a recalibration reads (at most)
 RECAL_GAIN_RANGE = (0.25, 4.0)   # a column gain estimate outside it is not applied (see `recal`)
 _RECAL_STREAM = 0x5EC       # the recalibration reads' own ADC noise stream (per tile and t)
@@ -176,6 +177,7 @@ class Plan:
     drift_comp: str = "tile"
     act_clip: object = None
     recal: str = "none"
+    recal_source: str = "codes"
     recal_x: np.ndarray = field(default=None, compare=False, repr=False)
 
     @property
@@ -286,7 +288,7 @@ def _read_tensors(cfg):
 
 def plan(net: Network, x_calib, *, tile_cfg=None, nmpu_cfg=None, ldpu_cfg=None, wide_cfg=None,
          bias_mode="split", calib_vectors=4096, seed=0, adc_gain="calibrated", drift_comp="tile",
-         hop_frac_bits=0, act_clip=None, recal="none"):
+         hop_frac_bits=0, act_clip=None, recal="none", recal_source="codes"):
     """The `Plan` of `net`, calibrated on the inputs `x_calib` (see the module doc).
 
     Activations are codes of the tile's `input_bits` (sign + magnitude; 8: int8, 4: [−7, 7]),
@@ -321,7 +323,10 @@ def plan(net: Network, x_calib, *, tile_cfg=None, nmpu_cfg=None, ldpu_cfg=None, 
     each layer's inputs from the layers before it as already recalibrated (ideal post-processing
     path, so every path gets the same register images and stays paired). A gain g outside
     `RECAL_GAIN_RANGE` or of a column whose target does not vary is not applied (g = 1; the
-    offset still is)."""
+    offset still is). `recal_source`: what the fit reads of u. "codes" (default): what the
+    layer's NMPU outputs with its ReLU and residual input off, u rounded to its output codes
+    and saturated at their range (a calibration pass of the chip as it is); "counts": u itself,
+    from the ADC counts (needs a raw count read-out the NMPU does not have)."""
     tile_cfg = gt.TileConfig(name="pcm") if tile_cfg is None else tile_cfg
     nmpu_cfg = NMPU_PRESETS["paper"] if nmpu_cfg is None else nmpu_cfg
     ldpu_cfg = LDPU_PRESETS["paper"] if ldpu_cfg is None else ldpu_cfg
@@ -333,6 +338,8 @@ def plan(net: Network, x_calib, *, tile_cfg=None, nmpu_cfg=None, ldpu_cfg=None, 
         raise ValueError(f"`drift_comp` must be 'tile' or 'column', not {drift_comp!r}")
     if recal not in RECAL_MODES:
         raise ValueError(f"`recal` must be one of {RECAL_MODES}, not {recal!r}")
+    if recal_source not in RECAL_SOURCES:
+        raise ValueError(f"`recal_source` must be one of {RECAL_SOURCES}, not {recal_source!r}")
     if tile_cfg.cols > nmpu_cfg.columns or tile_cfg.cols > ldpu_cfg.columns:
         raise ValueError(f"the tile has {tile_cfg.cols} lines but the NMPU/LDPU serve "
                          f"{nmpu_cfg.columns}/{ldpu_cfg.columns} columns")
@@ -472,6 +479,7 @@ def plan(net: Network, x_calib, *, tile_cfg=None, nmpu_cfg=None, ldpu_cfg=None, 
     return Plan(net=net, tile_cfg=tile_cfg, nmpu_cfg=nmpu_cfg, ldpu_cfg=ldpu_cfg,
                 bias_mode=bias_mode, layers=layers, input_scale=float(xm), adc_gain=adc_gain,
                 wide_cfg=wide_cfg, drift_comp=drift_comp, act_clip=act_clip, recal=recal,
+                recal_source=recal_source,
                 recal_x=None if recal == "none" else np.array(x_calib[:RECAL_IMAGES], np.float64))
 
 
@@ -660,10 +668,14 @@ class _Recalibrator:
                 u = u + post_process("float", nm_cfg, ld_cfg, _no_relu(img), pc, nc, None) \
                     / 2.0 ** lp.hop_frac_bits
             z = target[:, cols]
-            g, o = _fit_column(plan.recal, u, z)
+            fine = 2.0 ** lp.hop_frac_bits
+            if plan.recal_source == "codes":  # the NMPU's output codes (ReLU, residual off)
+                top = code_max(nm_cfg.out_bits)
+                g, o = _fit_column(plan.recal, np.clip(np.rint(u * fine), -top - 1, top) / fine, z)
+            else:
+                g, o = _fit_column(plan.recal, u, z)
             gains.append(g)
             offsets.append(o)
-            fine = 2.0 ** lp.hop_frac_bits
             for r in range(sp.row_tiles):
                 img = self.images[op.name, r, k]
                 last = r == sp.row_tiles - 1

@@ -69,7 +69,7 @@ def _err_stats(d):
 def evaluate(net, data, *, seeds, times, nmpu_cfg=None, ldpu_cfg=None, tile_cfg=None,
              bias_mode="split", progress=True, budget=True, adc_gain="calibrated",
              seeds_at=None, label=None, paths=None, wide_cfg=None, drift_comp="tile",
-             hop_frac_bits=0, act_clip=None, recal="none"):
+             hop_frac_bits=0, act_clip=None, recal="none", recal_source="codes"):
     """Raw results of one network: {"plan": ..., "float": acc, "runs": [per seed × t × path]}.
 
     The plan is calibrated on `data.x_calib` (the MNIST calibration images; the digits' training
@@ -77,7 +77,8 @@ def evaluate(net, data, *, seeds, times, nmpu_cfg=None, ldpu_cfg=None, tile_cfg=
     row-split layers' partial sums; `drift_comp`: "tile" or "column"; `hop_frac_bits`: the
     finer partial sums of hidden row-split layers; `act_clip`: the activation clip (None: the
     99.99th percentile; a percentile or "mse"); `recal`: the per-column recalibration at every
-    read time ("none", "twin", "moments") (`golden.compiler.plan`).
+    read time ("none", "twin", "moments") and what its fit reads (`recal_source`: "codes",
+    "counts") (`golden.compiler.plan`).
     `seeds_at`: optional
     {t: seeds} reading only those seeds at t (e.g. 20 seeds at 1 day, 5 on the rest of the
     curve); every seed is programmed once whatever times it reads. `label` names the run in the
@@ -93,7 +94,7 @@ def evaluate(net, data, *, seeds, times, nmpu_cfg=None, ldpu_cfg=None, tile_cfg=
     plan = gc.plan(net, getattr(data, "x_calib", data.x_train), tile_cfg=tile_cfg,
                    nmpu_cfg=nmpu_cfg, ldpu_cfg=ldpu_cfg, bias_mode=bias_mode, adc_gain=adc_gain,
                    wide_cfg=wide_cfg, drift_comp=drift_comp, hop_frac_bits=hop_frac_bits,
-                   act_clip=act_clip, recal=recal)
+                   act_clip=act_clip, recal=recal, recal_source=recal_source)
     label = net.cfg.name if label is None else label
     if seeds_at is not None:
         bad = [t for t in seeds_at if t not in times or not set(seeds_at[t]) <= set(seeds)]
@@ -387,6 +388,10 @@ def main(argv=None):
                          "time from the 500 unlabelled calibration images (golden.compiler.plan): "
                          "none, twin (least squares against the float layer on the same codes) "
                          "or moments (adaptive batch-norm statistics)")
+    ap.add_argument("--recal-source", default="codes", choices=gc.RECAL_SOURCES,
+                    help="mnist: what the recalibration fits: the NMPU's own output codes with "
+                         "ReLU and residual off (codes, the chip as it is) or the values from "
+                         "the ADC counts (counts: needs a raw count read-out)")
     ap.add_argument("--hat-noise", type=float, default=HAT_NOISE,
                     help="mnist: `hw_noise` of the hardware-aware networks (1: the tile's device "
                          "spread at 1 day; 1.4: about that at 1 year)")
@@ -590,11 +595,12 @@ def mnist_variants(networks, nmpu_presets, *, quick=False, kinds=VARIANT_KINDS, 
 
 
 def run_variants(variants, data, *, seeds, curve_seeds, progress=True, budget=True,
-                 fp16_main_only=False, fp16=True, drift_comp="tile", recal="none"):
+                 fp16_main_only=False, fp16=True, drift_comp="tile", recal="none",
+                 recal_source="codes"):
     """evaluate() of every variant: the main variant reads `seeds` at 1 day and `curve_seeds`
     elsewhere, the others `curve_seeds` everywhere; `fp16_main_only`: the FP16 LDPU path in the
-    main variant only; `fp16` False: in none; `drift_comp` and `recal` for every variant
-    (`evaluate`).
+    main variant only; `fp16` False: in none; `drift_comp`, `recal` and `recal_source` for
+    every variant (`evaluate`).
     Returns [(variant, result)]."""
     out = []
     for v in variants:
@@ -606,7 +612,7 @@ def run_variants(variants, data, *, seeds, curve_seeds, progress=True, budget=Tr
         res = evaluate(net, data, seeds=all_seeds, times=list(v.times), nmpu_cfg=v.nmpu_cfg(),
                        ldpu_cfg=v.ldpu_cfg(), tile_cfg=v.tile_cfg(), adc_gain=v.adc_gain,
                        wide_cfg=v.wide_cfg(), drift_comp=drift_comp, recal=recal,
-                       hop_frac_bits=v.hop_frac_bits, act_clip=v.act_clip, seeds_at=seeds_at,
+                       recal_source=recal_source, hop_frac_bits=v.hop_frac_bits, act_clip=v.act_clip, seeds_at=seeds_at,
                        label=v.label,
                        progress=progress, budget=budget and (v.main or v.act_bits < 8),
                        paths=None if with_fp16 else ("analog_float", "analog_nmpu"))
@@ -741,7 +747,9 @@ def markdown_mnist(doc):
          f"training images (golden.data.mnist). Seeds: {doc['seeds']} at the main point (CNN, "
          f"8-bit, 1 day), {doc['curve_seeds']} elsewhere. Drift compensation per "
          f"{doc.get('drift_comp', 'tile')}; per-column recalibration at every read time: "
-         f"{doc.get('recal', 'none')}. Wall time {doc['wall_seconds']:.0f} s "
+         f"{doc.get('recal', 'none')}"
+         + ("" if doc.get("recal", "none") == "none" else f" (fit on the {doc['recal_source']})")
+         + f". Wall time {doc['wall_seconds']:.0f} s "
          f"(load average {doc['load']}).", "",
          "## Targets", "", "| target | variant | seeds | figure (points) | met |",
          "|---|---|---|---:|---|"]
@@ -875,9 +883,11 @@ def main_mnist(args, n_seeds, ap):
           file=sys.stderr, flush=True)
     results = run_variants(variants, data, seeds=n_seeds, curve_seeds=curve_seeds,
                            budget=not args.no_budget, fp16_main_only=args.fp16_main_only,
-                           fp16=not args.no_fp16, drift_comp=args.drift_comp, recal=args.recal)
+                           fp16=not args.no_fp16, drift_comp=args.drift_comp, recal=args.recal,
+                           recal_source=args.recal_source)
     doc = {"suite": "mnist", "quick": args.quick, "seeds": n_seeds, "curve_seeds": curve_seeds,
            "drift_comp": args.drift_comp, "recal": args.recal,
+           "recal_source": args.recal_source,
            "nmpu_presets": presets, "test_images": int(data.y_test.size),
            "targets": targets(results, int(data.y_test.size)),
            "networks_info": {}, "variants": []}

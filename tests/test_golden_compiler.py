@@ -475,15 +475,17 @@ def test_recalibration_at_read_time(mlp, data):
     """`recal`: per column, α and β refitted at t from the calibration images. The reads of the
     test images keep their ADC noise (the recalibration reads its own stream), the register
     images stay compilable, and on a year of drift the recalibrated layers are closer to the
-    float layer than the drift compensation alone, on images the fit never saw; both modes,
-    and the errors name the field."""
+    float layer than the drift compensation alone, on images the fit never saw; both modes, the
+    fit on the NMPU's output codes (default) and on the counts, and the errors name the field."""
     year = 365 * 86400.0
     x_cal, x_test = data.x_train[:300], data.x_test[:200]
     base = gc.plan(mlp, x_cal, tile_cfg=SMALL)
     errs = {}
-    for mode in ("none", "twin", "moments"):
-        p = gc.plan(mlp, x_cal, tile_cfg=SMALL, recal=mode)
-        assert p.layers.keys() == base.layers.keys() and p.recal == mode
+    for mode, source in (("none", "codes"), ("twin", "codes"), ("moments", "codes"),
+                         ("moments", "counts")):
+        p = gc.plan(mlp, x_cal, tile_cfg=SMALL, recal=mode, recal_source=source)
+        mode = mode if source == "codes" else f"{mode} {source}"
+        assert p.layers.keys() == base.layers.keys() and p.recal_source == source
         assert (p.recal_x is None) == (mode == "none")
         prog = gc.ProgrammedNetwork(p, 2)
         m = prog.matrix("float", year)
@@ -504,8 +506,11 @@ def test_recalibration_at_read_time(mlp, data):
                        <= gc.RECAL_GAIN_RANGE[1] for r in rep.values())
             for path in ("nmpu", "ldpu"):           # the register images run on every path
                 gnet.run(mlp.cfg, gc.encode_input(p, x_test[:20]), prog.matrix(path, year))
-    for mode in ("twin", "moments"):
+    assert errs["moments"] != errs["moments counts"]      # the source reaches the fit
+    for mode in ("twin", "moments", "moments counts"):
         total = sum(errs[mode].values())
         assert total < 0.75 * sum(errs["none"].values()), (mode, errs)   # measured: 0.61
     with pytest.raises(ValueError, match="`recal` must be one of"):
         gc.plan(mlp, x_cal[:50], tile_cfg=SMALL, recal="bn")
+    with pytest.raises(ValueError, match="`recal_source` must be one of"):
+        gc.plan(mlp, x_cal[:50], tile_cfg=SMALL, recal="twin", recal_source="adc")
