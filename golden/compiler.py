@@ -178,6 +178,7 @@ class Plan:
     act_clip: object = None
     recal: str = "none"
     recal_source: str = "codes"
+    recal_at: float = None
     recal_x: np.ndarray = field(default=None, compare=False, repr=False)
 
     @property
@@ -288,7 +289,8 @@ def _read_tensors(cfg):
 
 def plan(net: Network, x_calib, *, tile_cfg=None, nmpu_cfg=None, ldpu_cfg=None, wide_cfg=None,
          bias_mode="split", calib_vectors=4096, seed=0, adc_gain="calibrated", drift_comp="tile",
-         hop_frac_bits=0, act_clip=None, recal="none", recal_source="codes"):
+         hop_frac_bits=0, act_clip=None, recal="none", recal_source="codes",
+         recal_at=None):
     """The `Plan` of `net`, calibrated on the inputs `x_calib` (see the module doc).
 
     Activations are codes of the tile's `input_bits` (sign + magnitude; 8: int8, 4: [−7, 7]),
@@ -326,7 +328,10 @@ def plan(net: Network, x_calib, *, tile_cfg=None, nmpu_cfg=None, ldpu_cfg=None, 
     offset still is). `recal_source`: what the fit reads of u. "codes" (default): what the
     layer's NMPU outputs with its ReLU and residual input off, u rounded to its output codes
     and saturated at their range (a calibration pass of the chip as it is); "counts": u itself,
-    from the ADC counts (needs a raw count read-out the NMPU does not have)."""
+    from the ADC counts (needs a raw count read-out the NMPU does not have). `recal_at`: None
+    (default) fits at every read time t; a time (s after programming) fits once, then, and
+    applies those gains and offsets at every t on top of that t's drift compensation (a chip
+    that recalibrated at `recal_at` and not since)."""
     tile_cfg = gt.TileConfig(name="pcm") if tile_cfg is None else tile_cfg
     nmpu_cfg = NMPU_PRESETS["paper"] if nmpu_cfg is None else nmpu_cfg
     ldpu_cfg = LDPU_PRESETS["paper"] if ldpu_cfg is None else ldpu_cfg
@@ -340,6 +345,14 @@ def plan(net: Network, x_calib, *, tile_cfg=None, nmpu_cfg=None, ldpu_cfg=None, 
         raise ValueError(f"`recal` must be one of {RECAL_MODES}, not {recal!r}")
     if recal_source not in RECAL_SOURCES:
         raise ValueError(f"`recal_source` must be one of {RECAL_SOURCES}, not {recal_source!r}")
+    if recal_at is not None:
+        if recal == "none":
+            raise ValueError(f"`recal_at` ({recal_at!r}) needs a `recal` mode, not 'none'")
+        if isinstance(recal_at, bool) or not isinstance(recal_at, (int, float, np.integer,
+                                                                  np.floating)) \
+                or not np.isfinite(recal_at) or recal_at < 0:
+            raise ValueError(f"`recal_at` must be a finite time >= 0 (s), not {recal_at!r}")
+        recal_at = float(recal_at)
     if tile_cfg.cols > nmpu_cfg.columns or tile_cfg.cols > ldpu_cfg.columns:
         raise ValueError(f"the tile has {tile_cfg.cols} lines but the NMPU/LDPU serve "
                          f"{nmpu_cfg.columns}/{ldpu_cfg.columns} columns")
@@ -479,7 +492,7 @@ def plan(net: Network, x_calib, *, tile_cfg=None, nmpu_cfg=None, ldpu_cfg=None, 
     return Plan(net=net, tile_cfg=tile_cfg, nmpu_cfg=nmpu_cfg, ldpu_cfg=ldpu_cfg,
                 bias_mode=bias_mode, layers=layers, input_scale=float(xm), adc_gain=adc_gain,
                 wide_cfg=wide_cfg, drift_comp=drift_comp, act_clip=act_clip, recal=recal,
-                recal_source=recal_source,
+                recal_source=recal_source, recal_at=recal_at,
                 recal_x=None if recal == "none" else np.array(x_calib[:RECAL_IMAGES], np.float64))
 
 
@@ -544,6 +557,7 @@ class ProgrammedNetwork:
                     self.ref0[name, r, k] = self._reference(lp, r, t, self.T_PROGRAM)
         self._images = {}
         self._targets = None        # "moments": the float network's pre-activations (lazy)
+        self._fits = {}             # t → {(layer, column tile): (g, o)} of the fit at t
 
     def _ref_inputs(self, lp, r):
         x = np.concatenate([lp.x_ref, np.full((lp.x_ref.shape[0], lp.bias_rows), self.plan.x_max)],
@@ -582,8 +596,16 @@ class ProgrammedNetwork:
                     images[name, r, k] = compile_tile(p.nmpu_of(name), p.ldpu_cfg, alpha, beta, ep, en,
                                                       float(np.mean(f)), relu=lp.relu and last,
                                                       residual_en=(lp.residual is not None) or r > 0)
-        if p.recal != "none":
+        if p.recal != "none" and (p.recal_at is None or p.recal_at == t):
             images = self._recalibrate(images, t)
+        elif p.recal != "none":      # fitted at recal_at, applied on top of t's compensation
+            fits = self._fits.get(p.recal_at)
+            if fits is None:
+                self.compile(p.recal_at)
+                fits = self._fits[p.recal_at]
+            images = dict(images)
+            for (name, k), (g, o) in fits.items():
+                _correct(p, images, name, k, g, o)
         self._images[t] = images
         return images
 
@@ -596,6 +618,7 @@ class ProgrammedNetwork:
         rec = _Recalibrator(self, dict(images), t)
         run(p.net.cfg, encode_input(p, p.recal_x), rec)
         self.recal_report = {t: rec.report} | getattr(self, "recal_report", {})
+        self._fits[t] = rec.fits
         return rec.images
 
     def matrix(self, path, t, record=None):
@@ -632,7 +655,7 @@ class _Recalibrator:
 
     def __init__(self, prog, images, t):
         self.prog, self.images, self.t = prog, images, t
-        self.report = {}
+        self.report, self.fits = {}, {}
 
     def rows(self, op, a):
         return _analog_rows(self.prog.plan, op, a)
@@ -676,19 +699,29 @@ class _Recalibrator:
                 g, o = _fit_column(plan.recal, u, z)
             gains.append(g)
             offsets.append(o)
-            for r in range(sp.row_tiles):
-                img = self.images[op.name, r, k]
-                last = r == sp.row_tiles - 1
-                beta = (img.beta - o * fine) / g if last else img.beta
-                self.images[op.name, r, k] = compile_tile(
-                    nm_cfg, ld_cfg, img.alpha / g, beta, img.gain_p, img.gain_n,
-                    img.drift_factor, relu=img.relu, residual_en=img.residual_en)
+            self.fits[op.name, k] = (g, o)
+            _correct(plan, self.images, op.name, k, g, o)
             y = (u - o) / g + (0 if residual is None else residual[:, cols])
             outs.append(round_int8(np.maximum(y, 0) if lp.relu else y, lp.out_max))
         g, o = np.concatenate(gains), np.concatenate(offsets)
         self.report[op.name] = {"gain_min": float(g.min()), "gain_max": float(g.max()),
                                 "offset_rms": float(np.sqrt(np.mean(o ** 2)))}
         return np.concatenate(outs, axis=-1)
+
+
+def _correct(plan, images, name, k, g, o):
+    """Column tile k of layer `name` in `images` with its pre-activation u made (u − o)/g: every
+    row tile's α divided by g, the last one's β made (β − o)/g (in its 2^hop_frac_bits finer
+    units); the register images recompiled."""
+    lp = plan.layers[name]
+    rows = lp.split.row_tiles
+    fine = 2.0 ** lp.hop_frac_bits
+    for r in range(rows):
+        img = images[name, r, k]
+        beta = (img.beta - o * fine) / g if r == rows - 1 else img.beta
+        images[name, r, k] = compile_tile(plan.nmpu_of(name), plan.ldpu_cfg, img.alpha / g, beta,
+                                          img.gain_p, img.gain_n, img.drift_factor,
+                                          relu=img.relu, residual_en=img.residual_en)
 
 
 def _fit_column(mode, u, z):

@@ -69,7 +69,8 @@ def _err_stats(d):
 def evaluate(net, data, *, seeds, times, nmpu_cfg=None, ldpu_cfg=None, tile_cfg=None,
              bias_mode="split", progress=True, budget=True, adc_gain="calibrated",
              seeds_at=None, label=None, paths=None, wide_cfg=None, drift_comp="tile",
-             hop_frac_bits=0, act_clip=None, recal="none", recal_source="codes"):
+             hop_frac_bits=0, act_clip=None, recal="none", recal_source="codes",
+             recal_at=None):
     """Raw results of one network: {"plan": ..., "float": acc, "runs": [per seed × t × path]}.
 
     The plan is calibrated on `data.x_calib` (the MNIST calibration images; the digits' training
@@ -78,7 +79,8 @@ def evaluate(net, data, *, seeds, times, nmpu_cfg=None, ldpu_cfg=None, tile_cfg=
     finer partial sums of hidden row-split layers; `act_clip`: the activation clip (None: the
     99.99th percentile; a percentile or "mse"); `recal`: the per-column recalibration at every
     read time ("none", "twin", "moments") and what its fit reads (`recal_source`: "codes",
-    "counts") (`golden.compiler.plan`).
+    "counts") and when it fits (`recal_at`: None, at every read time; a time, once then)
+    (`golden.compiler.plan`).
     `seeds_at`: optional
     {t: seeds} reading only those seeds at t (e.g. 20 seeds at 1 day, 5 on the rest of the
     curve); every seed is programmed once whatever times it reads. `label` names the run in the
@@ -94,7 +96,8 @@ def evaluate(net, data, *, seeds, times, nmpu_cfg=None, ldpu_cfg=None, tile_cfg=
     plan = gc.plan(net, getattr(data, "x_calib", data.x_train), tile_cfg=tile_cfg,
                    nmpu_cfg=nmpu_cfg, ldpu_cfg=ldpu_cfg, bias_mode=bias_mode, adc_gain=adc_gain,
                    wide_cfg=wide_cfg, drift_comp=drift_comp, hop_frac_bits=hop_frac_bits,
-                   act_clip=act_clip, recal=recal, recal_source=recal_source)
+                   act_clip=act_clip, recal=recal, recal_source=recal_source,
+                   recal_at=recal_at)
     label = net.cfg.name if label is None else label
     if seeds_at is not None:
         bad = [t for t in seeds_at if t not in times or not set(seeds_at[t]) <= set(seeds)]
@@ -392,6 +395,9 @@ def main(argv=None):
                     help="mnist: what the recalibration fits: the NMPU's own output codes with "
                          "ReLU and residual off (codes, the chip as it is) or the values from "
                          "the ADC counts (counts: needs a raw count read-out)")
+    ap.add_argument("--recal-at", type=float, default=None, metavar="SECONDS",
+                    help="mnist: fit the recalibration once, at this time after programming, "
+                         "and apply it at every read time (default: fit at every read time)")
     ap.add_argument("--hat-noise", type=float, default=HAT_NOISE,
                     help="mnist: `hw_noise` of the hardware-aware networks (1: the tile's device "
                          "spread at 1 day; 1.4: about that at 1 year)")
@@ -596,11 +602,11 @@ def mnist_variants(networks, nmpu_presets, *, quick=False, kinds=VARIANT_KINDS, 
 
 def run_variants(variants, data, *, seeds, curve_seeds, progress=True, budget=True,
                  fp16_main_only=False, fp16=True, drift_comp="tile", recal="none",
-                 recal_source="codes"):
+                 recal_source="codes", recal_at=None):
     """evaluate() of every variant: the main variant reads `seeds` at 1 day and `curve_seeds`
     elsewhere, the others `curve_seeds` everywhere; `fp16_main_only`: the FP16 LDPU path in the
-    main variant only; `fp16` False: in none; `drift_comp`, `recal` and `recal_source` for
-    every variant (`evaluate`).
+    main variant only; `fp16` False: in none; `drift_comp`, `recal`, `recal_source` and
+    `recal_at` for every variant (`evaluate`).
     Returns [(variant, result)]."""
     out = []
     for v in variants:
@@ -612,7 +618,7 @@ def run_variants(variants, data, *, seeds, curve_seeds, progress=True, budget=Tr
         res = evaluate(net, data, seeds=all_seeds, times=list(v.times), nmpu_cfg=v.nmpu_cfg(),
                        ldpu_cfg=v.ldpu_cfg(), tile_cfg=v.tile_cfg(), adc_gain=v.adc_gain,
                        wide_cfg=v.wide_cfg(), drift_comp=drift_comp, recal=recal,
-                       recal_source=recal_source, hop_frac_bits=v.hop_frac_bits, act_clip=v.act_clip, seeds_at=seeds_at,
+                       recal_source=recal_source, recal_at=recal_at, hop_frac_bits=v.hop_frac_bits, act_clip=v.act_clip, seeds_at=seeds_at,
                        label=v.label,
                        progress=progress, budget=budget and (v.main or v.act_bits < 8),
                        paths=None if with_fp16 else ("analog_float", "analog_nmpu"))
@@ -746,9 +752,12 @@ def markdown_mnist(doc):
          f"{n} test images (one image = {100 / n:.3f} points), 500 calibration images, 3500 "
          f"training images (golden.data.mnist). Seeds: {doc['seeds']} at the main point (CNN, "
          f"8-bit, 1 day), {doc['curve_seeds']} elsewhere. Drift compensation per "
-         f"{doc.get('drift_comp', 'tile')}; per-column recalibration at every read time: "
+         f"{doc.get('drift_comp', 'tile')}; per-column recalibration: "
          f"{doc.get('recal', 'none')}"
-         + ("" if doc.get("recal", "none") == "none" else f" (fit on the {doc['recal_source']})")
+         + ("" if doc.get("recal", "none") == "none" else
+            f" (fit on the {doc['recal_source']}, "
+            + ("at every read time" if doc.get("recal_at") is None
+               else f"once, at t = {doc['recal_at']:g} s") + ")")
          + f". Wall time {doc['wall_seconds']:.0f} s "
          f"(load average {doc['load']}).", "",
          "## Targets", "", "| target | variant | seeds | figure (points) | met |",
@@ -884,10 +893,10 @@ def main_mnist(args, n_seeds, ap):
     results = run_variants(variants, data, seeds=n_seeds, curve_seeds=curve_seeds,
                            budget=not args.no_budget, fp16_main_only=args.fp16_main_only,
                            fp16=not args.no_fp16, drift_comp=args.drift_comp, recal=args.recal,
-                           recal_source=args.recal_source)
+                           recal_source=args.recal_source, recal_at=args.recal_at)
     doc = {"suite": "mnist", "quick": args.quick, "seeds": n_seeds, "curve_seeds": curve_seeds,
            "drift_comp": args.drift_comp, "recal": args.recal,
-           "recal_source": args.recal_source,
+           "recal_source": args.recal_source, "recal_at": args.recal_at,
            "nmpu_presets": presets, "test_images": int(data.y_test.size),
            "targets": targets(results, int(data.y_test.size)),
            "networks_info": {}, "variants": []}

@@ -514,3 +514,31 @@ def test_recalibration_at_read_time(mlp, data):
         gc.plan(mlp, x_cal[:50], tile_cfg=SMALL, recal="bn")
     with pytest.raises(ValueError, match="`recal_source` must be one of"):
         gc.plan(mlp, x_cal[:50], tile_cfg=SMALL, recal="twin", recal_source="adc")
+
+
+def test_recalibration_once_applied_later(mlp, data):
+    """`recal_at`: the fit is made once, at that time, and the same gains and offsets are applied
+    on top of each later read time's drift compensation; bad times are refused by name."""
+    year, minute = 365 * 86400.0, 60.0
+    x_cal = data.x_train[:300]
+    at = gc.ProgrammedNetwork(gc.plan(mlp, x_cal, tile_cfg=SMALL, recal="moments",
+                                      recal_at=minute), 2)
+    every = gc.ProgrammedNetwork(gc.plan(mlp, x_cal, tile_cfg=SMALL, recal="moments"), 2)
+    plain = gc.ProgrammedNetwork(gc.plan(mlp, x_cal, tile_cfg=SMALL), 2)
+    late, fresh, base = at.compile(year), every.compile(year), plain.compile(year)
+    assert set(at._fits) == {minute}                  # one fit, at 1 min
+    assert set(every._fits) == {year}
+    for (name, k), (g, o) in at._fits[minute].items():
+        lp = at.plan.layers[name]
+        last = lp.split.row_tiles - 1
+        for r in range(lp.split.row_tiles):
+            np.testing.assert_allclose(late[name, r, k].alpha, base[name, r, k].alpha / g)
+        np.testing.assert_allclose(late[name, last, k].beta, (base[name, last, k].beta - o) / g)
+    assert any(not np.allclose(late[key].alpha, fresh[key].alpha) for key in late)
+    assert at.compile(minute) is at.compile(minute)   # the fit's own time: the fitted images
+    for bad, match in ((-1.0, "finite time"), (float("nan"), "finite time"), (True, "finite time"),
+                       ("1 day", "finite time")):
+        with pytest.raises(ValueError, match=f"`recal_at` must be a {match}"):
+            gc.plan(mlp, x_cal[:50], tile_cfg=SMALL, recal="twin", recal_at=bad)
+    with pytest.raises(ValueError, match="`recal_at` .* needs a `recal` mode"):
+        gc.plan(mlp, x_cal[:50], tile_cfg=SMALL, recal_at=60.0)
