@@ -56,6 +56,17 @@ PATHS = ("float", "analog_float", "analog_ldpu", "analog_nmpu")
 _ANALOG = {"analog_float": "float", "analog_ldpu": "ldpu", "analog_nmpu": "nmpu"}
 
 
+TIME_NAMES = {"1min": 60.0, "1h": 3600.0, "1d": DAY, "30d": 30 * DAY, "1y": YEAR}
+
+
+def parse_time(text):
+    """A read time of the MNIST curve by name (1min, 1h, 1d, 30d, 1y), for --times."""
+    if text not in TIME_NAMES:
+        raise argparse.ArgumentTypeError(f"a time must be one of {', '.join(TIME_NAMES)}, not "
+                                         f"{text!r}")
+    return TIME_NAMES[text]
+
+
 def _label(t):
     return TIME_LABELS.get(float(t), f"{t:g} s")
 
@@ -386,6 +397,9 @@ def main(argv=None):
     ap.add_argument("--drift-comp", default="tile", choices=("tile", "column"),
                     help="mnist: drift compensation, one factor per tile (the chip's global "
                          "compensation) or per column (a diagnosis)")
+    ap.add_argument("--times", nargs="+", type=parse_time, default=None,
+                    help="mnist: read only at these times (of 1min 1h 1d 30d 1y; each variant "
+                         "keeps those of its own times; a variant left with none is dropped)")
     ap.add_argument("--recal", default="none", choices=gc.RECAL_MODES,
                     help="mnist: per-column recalibration of the NMPU's α and β at every read "
                          "time from the 500 unlabelled calibration images (golden.compiler.plan): "
@@ -888,6 +902,12 @@ def main_mnist(args, n_seeds, ap):
                                         main_kind=args.main, hat_noise=args.hat_noise,
                                         hop_frac_bits=args.hop_frac_bits, act_clip=args.act_clip,
                                         train_seed=ts, hat_distill=args.hat_distill_from)]
+    if args.times:
+        variants = [dataclasses.replace(v, times=tuple(t for t in v.times if t in args.times))
+                    for v in variants]
+        variants = [v for v in variants if v.times]
+        if not variants:
+            ap.error(f"--times {' '.join(_label(t) for t in args.times)}: no variant reads then")
     print(f"accuracy (mnist): {len(variants)} variants, {n_seeds} / {curve_seeds} seeds",
           file=sys.stderr, flush=True)
     results = run_variants(variants, data, seeds=n_seeds, curve_seeds=curve_seeds,

@@ -415,3 +415,31 @@ def test_hat_distill_flag_reaches_the_variants(monkeypatch):
         with pytest.raises(Stop):
             ga.main(["--suite", "mnist", "--networks", "mnist_cnn"] + argv)
     assert seen == ["", "mnist_cnn"]
+
+
+def test_times_flag_restricts_every_variant(monkeypatch):
+    """`--times 1d`: every variant reads at the times it has of those; a variant left with none
+    is dropped, none left at all is an error, an unknown name is refused."""
+    seen = []
+
+    class Stop(Exception):
+        pass
+
+    def record(variants, data, **kw):
+        seen.append([(v.act_bits, v.hat, v.adc_gain, v.times) for v in variants])
+        raise Stop
+
+    import golden.data
+    monkeypatch.setattr(ga, "run_variants", record)
+    monkeypatch.setattr(golden.data, "mnist", lambda: None)
+    with pytest.raises(Stop):
+        ga.main(["--suite", "mnist", "--networks", "mnist_cnn", "--nmpu-presets", "paper",
+                 "--variants", "8", "4hat", "4hat-fixed", "--times", "1d", "1y"])
+    assert seen == [[(8, False, "calibrated", (ga.DAY, ga.YEAR)),
+                     (4, True, "calibrated", (ga.DAY, ga.YEAR)), (4, True, "fixed", (ga.DAY,))]]
+    with pytest.raises(SystemExit):
+        ga.main(["--suite", "mnist", "--networks", "mnist_cnn", "--nmpu-presets", "paper",
+                 "--variants", "4hat-fixed", "--times", "1y"])
+    with pytest.raises(SystemExit):
+        ga.main(["--suite", "mnist", "--times", "2d"])
+    assert ga.parse_time("30d") == 30 * ga.DAY
