@@ -138,8 +138,8 @@ scaling: $(STAMP)
 # at the 1-day point; MNIST="--quick" for 2 seeds and 3 times). Trains the networks once
 # (cached in build/networks/): build/report/accuracy.md, accuracy_mnist.md
 accuracy: $(STAMP)
-	$(RUN) OPENBLAS_NUM_THREADS=1 $(BIN)/python -m studies.accuracy $(ACCURACY)
-	$(RUN) OPENBLAS_NUM_THREADS=1 $(BIN)/python -m studies.accuracy --suite mnist $(MNIST)
+	$(RUN) OPENBLAS_NUM_THREADS=1 $(BIN)/python -m studies.accuracy --workers $(JOBS) $(ACCURACY)
+	$(RUN) OPENBLAS_NUM_THREADS=1 $(BIN)/python -m studies.accuracy --suite mnist --workers $(JOBS) $(MNIST)
 
 # Speed of the golden tile model against a bare matmul, and of the network evaluation.
 bench: $(STAMP)

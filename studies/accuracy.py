@@ -81,7 +81,7 @@ def evaluate(net, data, *, seeds, times, nmpu_cfg=None, ldpu_cfg=None, tile_cfg=
              bias_mode="split", progress=True, budget=True, adc_gain="calibrated",
              seeds_at=None, label=None, paths=None, wide_cfg=None, drift_comp="tile",
              hop_frac_bits=0, act_clip=None, recal="none", recal_source="codes",
-             recal_at=None):
+             recal_at=None, workers=1):
     """Raw results of one network: {"plan": ..., "float": acc, "runs": [per seed × t × path]}.
 
     The plan is calibrated on `data.x_calib` (the MNIST calibration images; the digits' training
@@ -97,7 +97,8 @@ def evaluate(net, data, *, seeds, times, nmpu_cfg=None, ldpu_cfg=None, tile_cfg=
     curve); every seed is programmed once whatever times it reads. `label` names the run in the
     progress lines. `paths`: the analog paths run (default all three; the NMPU path always):
     leaving out "analog_ldpu" (the bit-exact FP16 golden is 80 % of the time) drops the paired
-    NMPU − FP16 difference.
+    NMPU − FP16 difference. `workers` > 1: the programming seeds run in that many processes
+    (forked; each seed's draws are its own, so the runs are those of one process, in seed order).
 
     Every run: seed, t, path, accuracy, correct (per test image, for pairing), saturated (ADC
     clamps), layers (end-to-end error per layer), first_counts (digest of the first layer's
@@ -124,33 +125,79 @@ def evaluate(net, data, *, seeds, times, nmpu_cfg=None, ldpu_cfg=None, tile_cfg=
     ftrace = {}
     flog = gnet.run(cfg, data.x_test, gnet.FloatMatrix(net.params), trace=ftrace)
     correct_f = np.argmax(flog, axis=1) == data.y_test
-    xin = gc.encode_input(plan, data.x_test)
-    first = cfg.matrix_ops[0].name
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"`workers` must be a positive integer, not {workers!r}")
+    jobs = [(seed, [t for s, t in reads if s == seed]) for seed in seeds]
+    jobs = [(seed, mine) for seed, mine in jobs if mine]
+    ctx = _SeedContext(plan, data, ftrace, paths, budget, progress, label, len(reads))
+    t_start = ctx.t_start
     runs = []
+    if workers == 1 or len(jobs) < 2:
+        done = 0
+        for seed, mine in jobs:
+            runs += ctx.runs(seed, mine, done)
+            done += len(mine)
+    else:
+        import concurrent.futures
+        import multiprocessing
+        global _CONTEXT
+        _CONTEXT = ctx      # inherited by the forked workers, not pickled
+        starts = np.cumsum([0] + [len(m) for _, m in jobs])[:-1]
+        try:
+            with concurrent.futures.ProcessPoolExecutor(
+                    min(workers, len(jobs)), mp_context=multiprocessing.get_context("fork")) as ex:
+                for part in ex.map(_seed_job, jobs, [int(d) for d in starts]):
+                    runs += part
+        finally:
+            _CONTEXT = None
     total = len(reads)
-    t_start = time.time()
-    done = 0
-    for seed in seeds:
-        mine = [t for s, t in reads if s == seed]
-        if not mine:
-            continue
+    if progress:
+        print(f"  {label}: {total} seed × time points in {time.time() - t_start:.0f} s",
+              file=sys.stderr, flush=True)
+    return {"network": cfg.name, "plan": plan, "float": float(correct_f.mean()),
+            "float_correct": correct_f, "runs": runs, "seeds": list(seeds), "times": list(times),
+            "test_images": int(data.y_test.size)}
+
+
+_CONTEXT = None     # the `_SeedContext` the forked workers of `evaluate` inherit
+
+
+def _seed_job(job, done):
+    seed, mine = job
+    return _CONTEXT.runs(seed, mine, done)
+
+
+class _SeedContext:
+    """What every programming seed of one `evaluate` call reads: the plan, the test images, the
+    float network's tensors; `runs` programs one seed and reads it at its times on every path."""
+
+    def __init__(self, plan, data, ftrace, paths, budget, progress, label, total):
+        self.plan, self.data, self.ftrace, self.paths = plan, data, ftrace, paths
+        self.budget, self.progress, self.label, self.total = budget, progress, label, total
+        self.xin = gc.encode_input(plan, data.x_test)
+        self.t_start = time.time()
+
+    def runs(self, seed, mine, done):
+        plan, data, cfg = self.plan, self.data, self.plan.net.cfg
+        first = cfg.matrix_ops[0].name
+        out = []
         prog = gc.ProgrammedNetwork(plan, seed)
         for t in mine:
             done += 1
-            if progress:
-                print(f"  {label}: seed {seed}, t = {_label(t):>8}  [{done}/{total}]  "
-                      f"{time.time() - t_start:.0f} s", file=sys.stderr, flush=True)
+            if self.progress:
+                print(f"  {self.label}: seed {seed}, t = {_label(t):>8}  [{done}/{self.total}]  "
+                      f"{time.time() - self.t_start:.0f} s", file=sys.stderr, flush=True)
             for path, kind in _ANALOG.items():
-                if path not in paths:
+                if path not in self.paths:
                     continue
-                record = {} if (budget and kind == "nmpu") else None
+                record = {} if (self.budget and kind == "nmpu") else None
                 m = prog.matrix(kind, t, record)
                 trace = {}
-                logits = gnet.run(cfg, xin, m, trace=trace)
+                logits = gnet.run(cfg, self.xin, m, trace=trace)
                 correct = np.argmax(logits, axis=1) == data.y_test
                 layers = {}
                 for op in cfg.matrix_ops:
-                    ref = ftrace[op.dst] * plan.layers[op.name].s_out
+                    ref = self.ftrace[op.dst] * plan.layers[op.name].s_out
                     layers[op.name] = _err_stats(trace[op.dst] - ref)
                 run = {"seed": int(seed), "t": float(t), "path": path,
                        "accuracy": float(correct.mean()), "correct": correct,
@@ -165,13 +212,8 @@ def evaluate(net, data, *, seeds, times, nmpu_cfg=None, ldpu_cfg=None, tile_cfg=
                                       "nmpu": _err_stats(e["nmpu"] - ideal),
                                       "nmpu_minus_ldpu": _err_stats(e["nmpu"] - e["ldpu"])}
                     run["same_counts"] = same
-                runs.append(run)
-    if progress:
-        print(f"  {label}: {total} seed × time points in {time.time() - t_start:.0f} s",
-              file=sys.stderr, flush=True)
-    return {"network": cfg.name, "plan": plan, "float": float(correct_f.mean()),
-            "float_correct": correct_f, "runs": runs, "seeds": list(seeds), "times": list(times),
-            "test_images": int(data.y_test.size)}
+                out.append(run)
+        return out
 
 
 def _mean_std(v):
@@ -438,6 +480,9 @@ def main(argv=None):
                          f"with that `TrainConfig.seed`; {gnet.TRAIN.seed} is the default, cached "
                          "one) and report 4-bit HAT − 8-bit HAT at 1 day per training seed and "
                          "pooled, paired by training seed")
+    ap.add_argument("--workers", type=int, default=1,
+                    help="processes over the programming seeds (each seed's results are those "
+                         "of one process; `make accuracy` passes JOBS)")
     ap.add_argument("--out", type=Path, default=Path("build/report"))
     args = ap.parse_args(argv)
     if args.train_seeds is not None:
@@ -449,6 +494,8 @@ def main(argv=None):
     n_seeds = args.seeds if args.seeds is not None else (2 if args.quick else 20)
     if n_seeds < 1:
         ap.error(f"--seeds must be at least 1, not {n_seeds}")
+    if args.workers < 1:
+        ap.error(f"--workers must be at least 1, not {args.workers}")
     if args.suite == "mnist":
         return main_mnist(args, n_seeds, ap)
     if args.networks is None:
@@ -461,7 +508,7 @@ def main(argv=None):
         net = gnet.load_or_train(name)
         results.append(evaluate(net, data, seeds=list(range(n_seeds)), times=times,
                                 nmpu_cfg=NMPU_PRESETS[args.nmpu], ldpu_cfg=LDPU_PRESETS[args.ldpu],
-                                bias_mode=args.bias))
+                                bias_mode=args.bias, workers=args.workers))
     doc = {"nmpu": args.nmpu, "ldpu": args.ldpu, "bias_mode": args.bias, "quick": args.quick,
            "networks": args.networks, "times": list(times), "seeds": list(range(n_seeds)),
            "test_images": results[0]["test_images"],
@@ -616,11 +663,11 @@ def mnist_variants(networks, nmpu_presets, *, quick=False, kinds=VARIANT_KINDS, 
 
 def run_variants(variants, data, *, seeds, curve_seeds, progress=True, budget=True,
                  fp16_main_only=False, fp16=True, drift_comp="tile", recal="none",
-                 recal_source="codes", recal_at=None):
+                 recal_source="codes", recal_at=None, workers=1):
     """evaluate() of every variant: the main variant reads `seeds` at 1 day and `curve_seeds`
     elsewhere, the others `curve_seeds` everywhere; `fp16_main_only`: the FP16 LDPU path in the
     main variant only; `fp16` False: in none; `drift_comp`, `recal`, `recal_source` and
-    `recal_at` for every variant (`evaluate`).
+    `recal_at` for every variant, the seeds in `workers` processes (`evaluate`).
     Returns [(variant, result)]."""
     out = []
     for v in variants:
@@ -632,7 +679,8 @@ def run_variants(variants, data, *, seeds, curve_seeds, progress=True, budget=Tr
         res = evaluate(net, data, seeds=all_seeds, times=list(v.times), nmpu_cfg=v.nmpu_cfg(),
                        ldpu_cfg=v.ldpu_cfg(), tile_cfg=v.tile_cfg(), adc_gain=v.adc_gain,
                        wide_cfg=v.wide_cfg(), drift_comp=drift_comp, recal=recal,
-                       recal_source=recal_source, recal_at=recal_at, hop_frac_bits=v.hop_frac_bits, act_clip=v.act_clip, seeds_at=seeds_at,
+                       recal_source=recal_source, recal_at=recal_at, workers=workers,
+                       hop_frac_bits=v.hop_frac_bits, act_clip=v.act_clip, seeds_at=seeds_at,
                        label=v.label,
                        progress=progress, budget=budget and (v.main or v.act_bits < 8),
                        paths=None if with_fp16 else ("analog_float", "analog_nmpu"))
@@ -913,7 +961,8 @@ def main_mnist(args, n_seeds, ap):
     results = run_variants(variants, data, seeds=n_seeds, curve_seeds=curve_seeds,
                            budget=not args.no_budget, fp16_main_only=args.fp16_main_only,
                            fp16=not args.no_fp16, drift_comp=args.drift_comp, recal=args.recal,
-                           recal_source=args.recal_source, recal_at=args.recal_at)
+                           recal_source=args.recal_source, recal_at=args.recal_at,
+                           workers=args.workers)
     doc = {"suite": "mnist", "quick": args.quick, "seeds": n_seeds, "curve_seeds": curve_seeds,
            "drift_comp": args.drift_comp, "recal": args.recal,
            "recal_source": args.recal_source, "recal_at": args.recal_at,

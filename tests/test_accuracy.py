@@ -443,3 +443,25 @@ def test_times_flag_restricts_every_variant(monkeypatch):
     with pytest.raises(SystemExit):
         ga.main(["--suite", "mnist", "--times", "2d"])
     assert ga.parse_time("30d") == 30 * ga.DAY
+
+
+def test_workers_give_the_runs_of_one_process(net, data, result):
+    """`workers` 2: the seeds in two forked processes, the runs equal (every field, in seed
+    order) to those of one process; bad counts refused by name."""
+    cfg = gt.TileConfig(name="noisy", prog_noise_scale=3.0)
+    two = ga.evaluate(net, data, seeds=[0, 1], times=TIMES, tile_cfg=cfg, progress=False,
+                      workers=2)
+    assert len(two["runs"]) == len(result["runs"])
+    for a, b in zip(two["runs"], result["runs"]):
+        assert a.keys() == b.keys()
+        for k in a:
+            if isinstance(a[k], np.ndarray):
+                np.testing.assert_array_equal(a[k], b[k])
+            else:
+                assert a[k] == b[k], k
+    for bad in (0, 1.5, True):
+        with pytest.raises(ValueError, match="`workers` must be a positive integer"):
+            ga.evaluate(net, data, seeds=[0], times=TIMES[:1], tile_cfg=cfg, progress=False,
+                        workers=bad)
+    with pytest.raises(SystemExit):
+        ga.main(["--suite", "mnist", "--workers", "0"])
