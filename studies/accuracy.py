@@ -319,7 +319,8 @@ def _register_report(result):
 
 def markdown(doc):
     L = ["# Accuracy of the analog tile with FP16 (LDPU) and fixed-point (NMPU) post-processing", "",
-         f"NMPU preset `{doc['nmpu']}`, LDPU preset `{doc['ldpu']}`, bias mode `{doc['bias_mode']}`; "
+         f"NMPU preset `{doc['nmpu']}`, LDPU preset `{doc['ldpu']}`, bias mode `{doc['bias_mode']}`, "
+         f"recalibration `{doc.get('recal', 'none')}`; "
          f"{doc['test_images']} test images (one image = {100 / doc['test_images']:.3f} points); "
          f"seeds {doc['seeds']}; wall time {doc['wall_seconds']:.0f} s.", "",
          "Accuracy in %, mean ± std over programming seeds; paired NMPU − FP16 difference (points) "
@@ -442,17 +443,18 @@ def main(argv=None):
     ap.add_argument("--times", nargs="+", type=parse_time, default=None,
                     help="mnist: read only at these times (of 1min 1h 1d 30d 1y; each variant "
                          "keeps those of its own times; a variant left with none is dropped)")
-    ap.add_argument("--recal", default="none", choices=gc.RECAL_MODES,
-                    help="mnist: per-column recalibration of the NMPU's α and β at every read "
-                         "time from the 500 unlabelled calibration images (golden.compiler.plan): "
-                         "none, twin (least squares against the float layer on the same codes) "
-                         "or moments (adaptive batch-norm statistics)")
+    ap.add_argument("--recal", default=None, choices=gc.RECAL_MODES,
+                    help="per-column recalibration of the NMPU's α and β at every read time "
+                         "from unlabelled calibration images (golden.compiler.plan): none (the "
+                         "global drift compensation alone), twin (least squares against the "
+                         "float layer on the same codes) or moments (adaptive batch-norm "
+                         f"statistics); default {RECAL_MNIST} for mnist, none for digits")
     ap.add_argument("--recal-source", default="codes", choices=gc.RECAL_SOURCES,
-                    help="mnist: what the recalibration fits: the NMPU's own output codes with "
+                    help="what the recalibration fits: the NMPU's own output codes with "
                          "ReLU and residual off (codes, the chip as it is) or the values from "
                          "the ADC counts (counts: needs a raw count read-out)")
     ap.add_argument("--recal-at", type=float, default=None, metavar="SECONDS",
-                    help="mnist: fit the recalibration once, at this time after programming, "
+                    help="fit the recalibration once, at this time after programming, "
                          "and apply it at every read time (default: fit at every read time)")
     ap.add_argument("--hat-noise", type=float, default=HAT_NOISE,
                     help="mnist: `hw_noise` of the hardware-aware networks (1: the tile's device "
@@ -496,6 +498,10 @@ def main(argv=None):
         ap.error(f"--seeds must be at least 1, not {n_seeds}")
     if args.workers < 1:
         ap.error(f"--workers must be at least 1, not {args.workers}")
+    if args.recal is None:
+        args.recal = RECAL_MNIST if args.suite == "mnist" else "none"
+    if args.recal_at is not None and args.recal == "none":
+        ap.error(f"--recal-at {args.recal_at:g} needs --recal twin or moments")
     if args.suite == "mnist":
         return main_mnist(args, n_seeds, ap)
     if args.networks is None:
@@ -508,8 +514,10 @@ def main(argv=None):
         net = gnet.load_or_train(name)
         results.append(evaluate(net, data, seeds=list(range(n_seeds)), times=times,
                                 nmpu_cfg=NMPU_PRESETS[args.nmpu], ldpu_cfg=LDPU_PRESETS[args.ldpu],
-                                bias_mode=args.bias, workers=args.workers))
-    doc = {"nmpu": args.nmpu, "ldpu": args.ldpu, "bias_mode": args.bias, "quick": args.quick,
+                                bias_mode=args.bias, workers=args.workers, recal=args.recal,
+                                recal_source=args.recal_source, recal_at=args.recal_at))
+    doc = {"nmpu": args.nmpu, "ldpu": args.ldpu, "bias_mode": args.bias, "recal": args.recal,
+           "quick": args.quick,
            "networks": args.networks, "times": list(times), "seeds": list(range(n_seeds)),
            "test_images": results[0]["test_images"],
            "tile": results[0]["plan"].tile_cfg.to_dict(),
@@ -534,6 +542,7 @@ TARGET_SEEDS = 20           # the main target is stated over 20 programming seed
 HAT_NOISE = 1.0             # hardware-aware training: the tile's device spread at 1 day, × 1
 ACT_CLIP_4 = 99.5           # the 4-bit variants' activation clip (docs/accuracy.md: 99.5 vs 99.99)
 DISTILL_TEMP, DISTILL_WEIGHT = 4.0, 0.9   # --hat-distill-from: the MNIST MLP preset's setting
+RECAL_MNIST = "moments"     # the MNIST study's recalibration (docs/accuracy.md: drift, main target)
 
 
 @dataclass(frozen=True)

@@ -427,7 +427,10 @@ def test_times_flag_restricts_every_variant(monkeypatch):
 
     def record(variants, data, **kw):
         seen.append([(v.act_bits, v.hat, v.adc_gain, v.times) for v in variants])
+        recal.append((kw["recal"], kw["recal_source"], kw["recal_at"]))
         raise Stop
+
+    recal = []
 
     import golden.data
     monkeypatch.setattr(ga, "run_variants", record)
@@ -443,6 +446,18 @@ def test_times_flag_restricts_every_variant(monkeypatch):
     with pytest.raises(SystemExit):
         ga.main(["--suite", "mnist", "--times", "2d"])
     assert ga.parse_time("30d") == 30 * ga.DAY
+    # the MNIST study recalibrates by default (moments, on the NMPU's codes, at every read time)
+    assert recal == [(ga.RECAL_MNIST, "codes", None)] == [("moments", "codes", None)]
+    with pytest.raises(Stop):
+        ga.main(["--suite", "mnist", "--networks", "mnist_cnn", "--nmpu-presets", "paper",
+                 "--variants", "8", "--recal", "none"])
+    with pytest.raises(Stop):
+        ga.main(["--suite", "mnist", "--networks", "mnist_cnn", "--nmpu-presets", "paper",
+                 "--variants", "8", "--recal", "twin", "--recal-source", "counts",
+                 "--recal-at", "60"])
+    assert recal[1:] == [("none", "codes", None), ("twin", "counts", 60.0)]
+    with pytest.raises(SystemExit):
+        ga.main(["--suite", "mnist", "--recal", "none", "--recal-at", "60"])
 
 
 def test_workers_give_the_runs_of_one_process(net, data, result):
