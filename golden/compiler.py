@@ -326,8 +326,9 @@ def plan(net: Network, x_calib, *, tile_cfg=None, nmpu_cfg=None, ldpu_cfg=None, 
     path, so every path gets the same register images and stays paired). A gain g outside
     `RECAL_GAIN_RANGE` or of a column whose target does not vary is not applied (g = 1; the
     offset still is). `recal_source`: what the fit reads of u. "codes" (default): what the
-    layer's NMPU outputs with its ReLU and residual input off, u rounded to its output codes
-    and saturated at their range (a calibration pass of the chip as it is); "counts": u itself,
+    layer's NMPU outputs with its ReLU off and no residual from another layer (a row-split
+    layer's partial-sum chain stays on), u rounded to its output codes and saturated at their
+    range (a calibration pass of the chip as it is); "counts": u itself,
     from the ADC counts (needs a raw count read-out the NMPU does not have). `recal_at`: None
     (default) fits at every read time t; a time (s after programming) fits once, then, and
     applies those gains and offsets at every t on top of that t's drift compensation (a chip
