@@ -541,6 +541,8 @@ class ProgrammedNetwork:
         self.plan = plan
         self.seed = int(seed)
         self.tiles = {}
+        # a layer's position in the plan: its index in the programming seed tree
+        self.layer_index = {name: li for li, name in enumerate(plan.layers)}
         self.gains = {}
         self.ref0 = {}
         for li, (name, lp) in enumerate(plan.layers.items()):
@@ -559,6 +561,7 @@ class ProgrammedNetwork:
         self._images = {}
         self._targets = None        # "moments": the float network's pre-activations (lazy)
         self._fits = {}             # t → {(layer, column tile): (g, o)} of the fit at t
+        self.recal_report = {}      # t → per layer: the range of g and the RMS of o at t
 
     def _ref_inputs(self, lp, r):
         x = np.concatenate([lp.x_ref, np.full((lp.x_ref.shape[0], lp.bias_rows), self.plan.x_max)],
@@ -618,16 +621,12 @@ class ProgrammedNetwork:
             run(p.net.cfg, p.recal_x, _PreActivations(p, self._targets))
         rec = _Recalibrator(self, dict(images), t)
         run(p.net.cfg, encode_input(p, p.recal_x), rec)
-        self.recal_report = {t: rec.report} | getattr(self, "recal_report", {})
+        self.recal_report[t] = rec.report
         self._fits[t] = rec.fits
         return rec.images
 
     def matrix(self, path, t, record=None):
         return AnalogMatrix(self, path, t, record)
-
-    def plan_index(self, name):
-        """The position of layer `name` in the plan (the programming seed tree's layer index)."""
-        return list(self.plan.layers).index(name)
 
     def logits(self, path, t, x, record=None):
         """Output codes of the network on inputs x (floats in [0, 1]) through `path`."""
@@ -642,9 +641,7 @@ class _PreActivations:
         self.plan, self.out, self.float = plan, out, FloatMatrix(plan.net.params)
 
     def __call__(self, op, rows, residual):
-        lp = self.plan.layers[op.name]
-        W, scale, bias = fold_bn(op, self.plan.net.params[op.name])
-        self.out[op.name] = lp.s_out * (scale * (np.asarray(rows, np.float64) @ W) + bias)
+        self.out[op.name] = _pre_activation(self.plan, op, np.asarray(rows, np.float64))
         return self.float(op, rows, residual)
 
 
@@ -674,11 +671,10 @@ class _Recalibrator:
         prog, plan = self.prog, self.prog.plan
         lp = plan.layers[op.name]
         sp = lp.split
-        x = rows
+        fine = 2.0 ** lp.hop_frac_bits
         nm_cfg, ld_cfg = plan.nmpu_of(op.name), plan.ldpu_cfg
         if plan.recal == "twin":    # the float layer on the same codes (bias inputs left out)
-            W, scale, bias = fold_bn(op, plan.net.params[op.name])
-            target = lp.s_out * (scale * ((x[:, :op.fan_in] / lp.s_in) @ W) + bias)
+            target = _pre_activation(plan, op, rows[:, :op.fan_in] / lp.s_in)
         else:
             target = prog._targets[op.name]
         outs, gains, offsets = [], [], []
@@ -687,12 +683,10 @@ class _Recalibrator:
             u = 0.0
             for r in range(sp.row_tiles):
                 img = self.images[op.name, r, k]
-                pc, nc = self._read(prog.tiles[op.name][r][k], sp.inputs(x, r), lp,
-                                    (prog.plan_index(op.name), r, k))
-                u = u + post_process("float", nm_cfg, ld_cfg, _no_relu(img), pc, nc, None) \
-                    / 2.0 ** lp.hop_frac_bits
+                pc, nc = self._read(prog.tiles[op.name][r][k], sp.inputs(rows, r), lp,
+                                    (prog.layer_index[op.name], r, k))
+                u = u + post_process("float", nm_cfg, ld_cfg, _no_relu(img), pc, nc, None) / fine
             z = target[:, cols]
-            fine = 2.0 ** lp.hop_frac_bits
             if plan.recal_source == "codes":  # the NMPU's output codes (ReLU, residual off)
                 top = code_max(nm_cfg.out_bits)
                 g, o = _fit_column(plan.recal, np.clip(np.rint(u * fine), -top - 1, top) / fine, z)
@@ -827,12 +821,17 @@ def layer_bound(nmpu_cfg, img: TileImage, p, n, gain_p=None, gain_n=None):
             + 1e-9)
 
 
+def _pre_activation(plan, op, x):
+    """The float layer's pre-activation (folded BN, before the residual and the ReLU) on inputs
+    `x` in float units, in output LSB: s_out·(scale·(x·W) + bias)."""
+    W, scale, bias = fold_bn(op, plan.net.params[op.name])
+    return plan.layers[op.name].s_out * (scale * (x @ W) + bias)
+
+
 def layer_reference(plan, op, rows, residual=None):
     """The float layer (folded BN) on the same input codes, in output LSB, real-valued and not
     saturated: s_out·(scale·((rows/s_in)·W) + bias) + R, then the ReLU."""
-    lp = plan.layers[op.name]
-    W, scale, bias = fold_bn(op, plan.net.params[op.name])
-    y = lp.s_out * (scale * ((np.asarray(rows, dtype=np.float64) / lp.s_in) @ W) + bias)
+    y = _pre_activation(plan, op, np.asarray(rows, dtype=np.float64) / plan.layers[op.name].s_in)
     if residual is not None:
         y = y + residual
     return np.maximum(y, 0.0) if op.relu else y

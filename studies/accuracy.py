@@ -130,29 +130,24 @@ def evaluate(net, data, *, seeds, times, nmpu_cfg=None, ldpu_cfg=None, tile_cfg=
     jobs = [(seed, [t for s, t in reads if s == seed]) for seed in seeds]
     jobs = [(seed, mine) for seed, mine in jobs if mine]
     ctx = _SeedContext(plan, data, ftrace, paths, budget, progress, label, len(reads))
-    t_start = ctx.t_start
-    runs = []
+    # each seed's progress count starts after the reads of the seeds before it
+    starts = [int(d) for d in np.cumsum([0] + [len(m) for _, m in jobs])[:-1]]
     if workers == 1 or len(jobs) < 2:
-        done = 0
-        for seed, mine in jobs:
-            runs += ctx.runs(seed, mine, done)
-            done += len(mine)
+        parts = [ctx.runs(seed, mine, done) for (seed, mine), done in zip(jobs, starts)]
     else:
         import concurrent.futures
         import multiprocessing
         global _CONTEXT
         _CONTEXT = ctx      # inherited by the forked workers, not pickled
-        starts = np.cumsum([0] + [len(m) for _, m in jobs])[:-1]
         try:
             with concurrent.futures.ProcessPoolExecutor(
                     min(workers, len(jobs)), mp_context=multiprocessing.get_context("fork")) as ex:
-                for part in ex.map(_seed_job, jobs, [int(d) for d in starts]):
-                    runs += part
+                parts = list(ex.map(_seed_job, jobs, starts))
         finally:
             _CONTEXT = None
-    total = len(reads)
+    runs = [run for part in parts for run in part]
     if progress:
-        print(f"  {label}: {total} seed × time points in {time.time() - t_start:.0f} s",
+        print(f"  {label}: {len(reads)} seed × time points in {time.time() - ctx.t_start:.0f} s",
               file=sys.stderr, flush=True)
     return {"network": cfg.name, "plan": plan, "float": float(correct_f.mean()),
             "float_correct": correct_f, "runs": runs, "seeds": list(seeds), "times": list(times),
